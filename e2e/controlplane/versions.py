@@ -1,0 +1,23 @@
+"""Pinned versions of the local control plane (one place to change them).
+
+After changing a pin, regenerate the wrapper modules with gen_gomod.py and
+commit e2e/controlplane/go/*/go.mod and go.sum.
+"""
+
+KUBERNETES = "v1.36.3"          # module k8s.io/kubernetes
+ETCD = "v3.6.16"                # module go.etcd.io/etcd/server/v3
+ETCD_MODULE = "go.etcd.io/etcd/server/v3"
+KWOK = "v0.8.0"                 # module sigs.k8s.io/kwok
+
+KUBE_COMMANDS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"]
+
+
+def staging_version(k8s: str) -> str:
+    """k8s.io/kubernetes v1.Y.Z publishes its staging modules as v0.Y.Z."""
+    major, minor, patch = k8s.lstrip("v").split(".")[:3]
+    assert major == "1", k8s
+    return f"v0.{minor}.{patch}"
+
+
+def cache_key() -> str:
+    return f"k8s-{KUBERNETES}"
