@@ -1,0 +1,158 @@
+"""ModelDeployment: serve a model, autoscaled, on CPU or GPU."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import (
+    ApiModel,
+    CommonStatus,
+    ContainerBlock,
+    FeatureRefs,
+    IntOrPercent,
+    Resources,
+    Rule,
+    Scheduling,
+    field,
+    required,
+)
+
+MODEL_URI_PATTERN = r"^((s3|gs|hf|oci)://.+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?)$"
+MODEL_URI_ALLOWED = "s3://, gs://, hf://, oci:// or pvc://<claim>/<path>"
+
+ModelFormat = Literal["sklearn", "xgboost", "pytorch", "onnx", "tensorflow", "huggingface", "custom"]
+RuntimePreset = Literal["triton", "vllm", "torchserve", "sklearn", "xgboost", "mlserver", "custom"]
+
+
+class Model(ApiModel):
+    uri: str | None = field(
+        f"Where the model lives: {MODEL_URI_ALLOWED}. One of uri or fromTrainingJob.",
+        pattern=MODEL_URI_PATTERN,
+    )
+    from_training_job: str | None = field(
+        "A TrainingJob in this namespace: its status.artifactUri is deployed once a run succeeded, "
+        "and each newer successful run is rolled out. One of uri or fromTrainingJob.",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    )
+    format: ModelFormat | None = field("Serialization format of the model, for the runtime.")
+    rules = (
+        Rule(
+            "has(self.uri) != has(self.fromTrainingJob)",
+            "set exactly one of model.uri or model.fromTrainingJob",
+            None,
+            lambda m: (m.uri is None) != (m.from_training_job is None),
+        ),
+    )
+
+
+class Runtime(ContainerBlock):
+    preset: RuntimePreset = required("Model server: triton vllm torchserve sklearn xgboost mlserver, or custom (image required).")
+    image: str | None = field("Overrides the preset's image; required for custom.", min_length=1)
+    port: int | None = field("Container port the server listens on; default from the preset.", ge=1, le=65535)
+    protocol: Literal["http", "grpc"] | None = field("http or grpc; default http.")
+    readiness_path: str | None = field("HTTP readiness probe path; default from the preset.", pattern=r"^/.*")
+    rules = (
+        Rule(
+            "self.preset != 'custom' || has(self.image)",
+            "runtime.image is required when runtime.preset is custom",
+            "image",
+            lambda r: r.preset != "custom" or r.image is not None,
+        ),
+    )
+
+
+class AutoscalingTargets(ApiModel):
+    cpu_utilization: int | None = field("Average CPU utilization, percent of the request.", ge=1, le=100)
+    memory_utilization: int | None = field("Average memory utilization, percent of the request.", ge=1, le=100)
+    gpu_utilization: int | None = field(
+        "Average GPU utilization per pod, percent: a per-pod custom metric (DCGM via a metrics adapter).", ge=1, le=100
+    )
+    requests_per_second: int | None = field("Requests per second per pod: a per-pod custom metric.", ge=1)
+
+
+class Autoscaling(ApiModel):
+    min_replicas: int = required("Lower bound of the HorizontalPodAutoscaler.", ge=1)
+    max_replicas: int = required("Upper bound of the HorizontalPodAutoscaler.", ge=1)
+    targets: AutoscalingTargets = required(
+        "Metrics to scale on; at least one.", json_schema_extra={"minProperties": 1}
+    )
+    scale_down_stabilization_seconds: int | None = field(
+        "How long the HPA waits before scaling down (default 300).", ge=0, le=3600
+    )
+    rules = (
+        Rule(
+            "self.minReplicas <= self.maxReplicas",
+            "autoscaling.minReplicas must be <= autoscaling.maxReplicas",
+            "minReplicas",
+            lambda a: a.min_replicas <= a.max_replicas,
+        ),
+        Rule(
+            "size(self.targets) > 0",
+            "autoscaling.targets needs at least one of cpuUtilization, memoryUtilization, gpuUtilization, requestsPerSecond",
+            "targets",
+            lambda a: bool(a.targets.model_dump(exclude_none=True)),
+        ),
+    )
+
+
+class Rollout(ApiModel):
+    max_surge: IntOrPercent | None = field("Extra pods during a rollout: a count or a percentage (default 25%).")
+    max_unavailable: IntOrPercent | None = field("Pods that may be unavailable during a rollout (default 0).")
+
+
+class DisruptionBudget(ApiModel):
+    min_available: IntOrPercent | None = field("Pods that must stay up during voluntary disruptions.")
+    max_unavailable: IntOrPercent | None = field("Pods that may be down during voluntary disruptions.")
+    rules = (
+        Rule(
+            "has(self.minAvailable) != has(self.maxUnavailable)",
+            "set exactly one of disruptionBudget.minAvailable or disruptionBudget.maxUnavailable",
+            None,
+            lambda d: (d.min_available is None) != (d.max_unavailable is None),
+        ),
+    )
+
+
+class ModelDeploymentSpec(ApiModel):
+    model: Model = required("The model to serve.")
+    runtime: Runtime = required("The model server.")
+    resources: Resources | None = field("Per replica: cpu, memory, gpu.")
+    scheduling: Scheduling | None = field("Node selection, tolerations and priority.")
+    service_account_name: str | None = field("ServiceAccount of the pods (for model storage credentials).", max_length=253)
+    replicas: int | None = field("Fixed number of replicas, used when autoscaling is absent (default 1).", ge=0)
+    autoscaling: Autoscaling | None = field("HorizontalPodAutoscaler bounds and targets; the HPA then owns the replica count.")
+    rollout: Rollout | None = field("Rolling update limits.")
+    features: FeatureRefs | None = field(
+        "FeatureViews in this namespace read at inference time: each must be Ready before this is Ready; "
+        "its serving URL is passed as FEATURES_<NAME>_URL."
+    )
+    disruption_budget: DisruptionBudget | None = field("PodDisruptionBudget of the replicas.")
+    suspend: bool | None = field("Scale to zero and keep everything else; phase Suspended.")
+    rules = (
+        Rule(
+            "!has(self.autoscaling) || !has(self.autoscaling.targets.gpuUtilization) || "
+            "(has(self.resources) && has(self.resources.gpu))",
+            "autoscaling.targets.gpuUtilization needs resources.gpu",
+            "autoscaling.targets.gpuUtilization",
+            lambda s: s.autoscaling is None
+            or s.autoscaling.targets.gpu_utilization is None
+            or (s.resources is not None and s.resources.gpu is not None),
+        ),
+    )
+
+
+class ModelDeploymentStatus(CommonStatus):
+    model_uri: str | None = field("The resolved model URI being served.")
+    training_job_run: int | None = field("With fromTrainingJob: the run whose artifact is served.")
+    replicas: int | None = field("Pods of the Deployment.")
+    ready_replicas: int | None = field("Ready pods of the Deployment.")
+    desired_replicas: int | None = field("Replicas wanted: spec.replicas, or the HPA's current decision.")
+    replica_summary: str | None = field("ready/desired, for kubectl get.")
+    url: str | None = field("In-cluster URL of the model server.")
+
+
+class ModelDeployment(ApiModel):
+    spec: ModelDeploymentSpec = Field(..., description="Desired state of the ModelDeployment.")

@@ -1,0 +1,200 @@
+"""`mlplatform`: crds, validate, render, run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from .api.validation import Problem, Resource, validate_document
+from .config import ConfigError, load_config
+
+# Relative to the working directory: run from the repository root.
+DEFAULT_CRD_DIRS = [Path("crds"), Path("charts/mlplatform/crds")]
+
+
+@dataclass
+class Document:
+    source: str  # "path#index", for messages
+    body: Any
+
+
+def _read_stream(text: str, source: str) -> Iterator[Document]:
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        yield Document(source, exc)
+        return
+    index = 0
+    for body in docs:
+        if body is None:
+            continue
+        index += 1
+        yield Document(f"{source}#{index}", body)
+
+
+def read_documents(target: str) -> Iterator[Document]:
+    if target == "-":
+        yield from _read_stream(sys.stdin.read(), "<stdin>")
+        return
+    path = Path(target)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    elif path.is_file():
+        files = [path]
+    else:
+        raise FileNotFoundError(f"{target}: no such file or directory")
+    for file in files:
+        yield from _read_stream(file.read_text(), str(file))
+
+
+def _validated(targets: list[str]) -> tuple[list[tuple[Document, Resource]], list[str]]:
+    resources, errors = [], []
+    for target in targets:
+        try:
+            documents = list(read_documents(target))
+        except FileNotFoundError as exc:
+            errors.append(str(exc))
+            continue
+        for doc in documents:
+            if isinstance(doc.body, Exception):
+                errors.append(f"{doc.source}: not YAML: {doc.body}")
+                continue
+            resource, problems = validate_document(doc.body)
+            errors += [_problem_line(doc, problem) for problem in problems]
+            if resource:
+                resources.append((doc, resource))
+    return resources, errors
+
+
+def _problem_line(doc: Document, problem: Problem) -> str:
+    body = doc.body if isinstance(doc.body, dict) else {}
+    name = (body.get("metadata") or {}).get("name") if isinstance(body.get("metadata"), dict) else None
+    what = f"{body.get('kind', '?')}/{name or '?'}"
+    return f"{doc.source} {what}: {problem}"
+
+
+def cmd_validate(args) -> int:
+    resources, errors = _validated(args.filename)
+    for line in errors:
+        print(line, file=sys.stderr)
+    if errors:
+        return 1
+    for doc, resource in resources:
+        print(f"{doc.source} {resource.kind}/{resource.name}: valid")
+    return 0
+
+
+def _parse_artifacts(pairs: list[str]) -> dict[str, str]:
+    artifacts = {}
+    for pair in pairs:
+        name, sep, uri = pair.partition("=")
+        if not sep or not name or not uri:
+            raise SystemExit(f"--artifact: expected TRAININGJOB=URI, found {pair!r}")
+        artifacts[name] = uri
+    return artifacts
+
+
+def cmd_render(args) -> int:
+    from .render import RenderError, render_offline
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"--config: {exc}", file=sys.stderr)
+        return 2
+    resources, errors = _validated(args.filename)
+    outputs = []
+    for doc, resource in resources:
+        try:
+            rendered = render_offline(resource, config, namespace=args.namespace,
+                                      artifacts=_parse_artifacts(args.artifact))
+        except RenderError as exc:
+            errors.append(f"{doc.source} {resource.kind}/{resource.name}: {exc}")
+            continue
+        header = f"# {resource.kind} {resource.namespace or args.namespace}/{resource.name} ({doc.source})\n"
+        header += "".join(f"# note: {note}\n" for note in rendered.notes)
+        if not rendered.objects:
+            outputs.append(header)
+        for i, obj in enumerate(rendered.objects):
+            outputs.append((header if i == 0 else "") + yaml.safe_dump(obj, sort_keys=False, width=1000))
+    for line in errors:
+        print(line, file=sys.stderr)
+    if errors:
+        return 1  # nothing half-rendered: a reviewer sees either all children or the problems
+    sys.stdout.write("---\n".join(outputs))
+    return 0
+
+
+def cmd_crds(args) -> int:
+    from . import crds
+
+    directories = [Path(d) for d in args.output_dir] if args.output_dir else DEFAULT_CRD_DIRS
+    if args.check:
+        problems = crds.stale(directories)
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            print("CRDs are stale: run `mlplatform crds` and commit the result", file=sys.stderr)
+            return 1
+        print("CRDs are up to date")
+        return 0
+    for path in crds.write(directories):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .operator_main import run_operator
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"--config: {exc}", file=sys.stderr)
+        return 2
+    return run_operator(config, namespace=args.namespace, metrics_port=args.metrics_port,
+                        health_port=args.health_port, verbose=args.verbose)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlplatform", description="ML platform operator and its tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("crds", help="generate crds/*.yaml from the API models")
+    p.add_argument("--check", action="store_true", help="exit non-zero when the committed CRDs are stale")
+    p.add_argument("--output-dir", action="append", help="directory to write (repeatable; default crds/ and the chart's)")
+    p.set_defaults(func=cmd_crds)
+
+    p = sub.add_parser("validate", help="check manifests against the v1alpha1 API")
+    p.add_argument("-f", "--filename", action="append", required=True, help="FILE, DIR or - (repeatable)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="print the child objects the operator will apply")
+    p.add_argument("-f", "--filename", action="append", required=True, help="FILE, DIR or - (repeatable)")
+    p.add_argument("--config", help="operator configuration YAML")
+    p.add_argument("-n", "--namespace", default="default", help="namespace for manifests that name none")
+    p.add_argument("--artifact", action="append", default=[], metavar="TRAININGJOB=URI",
+                   help="preview a ModelDeployment.fromTrainingJob as if that job's run produced URI")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("run", help="run the operator")
+    p.add_argument("-n", "--namespace", help="watch one namespace (default: all)")
+    p.add_argument("--config", help="operator configuration YAML")
+    p.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port")
+    p.add_argument("--health-port", type=int, default=8081, help="liveness endpoint port (/healthz)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Operator configuration: a YAML file validated at start; every default is a real public image."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from .api.common import ApiModel, DNS_LABEL_PATTERN, field
+
+FEAST_VERSION = "0.67.0"
+
+
+class RuntimePresetConfig(ApiModel):
+    image: str = Field(..., description="Server image.")
+    gpu_image: str | None = field("Image used instead when the deployment asks for a GPU.")
+    command: list[str] | None = field("Entrypoint; the image's when absent.")
+    args: list[str] = Field(default_factory=list, description="Arguments; {name}, {port} and {model_dir} are filled in.")
+    port: int = Field(8080, description="HTTP port.", ge=1, le=65535)
+    grpc_port: int | None = field("gRPC port, when the server speaks gRPC.", ge=1, le=65535)
+    readiness_path: str | None = field("HTTP readiness path; {name} is filled in. None means a TCP probe.")
+
+
+def _default_presets() -> dict[str, RuntimePresetConfig]:
+    return {
+        "triton": RuntimePresetConfig(
+            image="nvcr.io/nvidia/tritonserver:25.01-py3",
+            command=["tritonserver"],
+            args=["--model-repository={model_dir}", "--http-port={port}", "--grpc-port=8001"],
+            port=8000, grpc_port=8001, readiness_path="/v2/health/ready",
+        ),
+        "vllm": RuntimePresetConfig(
+            image="vllm/vllm-openai:v0.11.0",
+            args=["--model={model_dir}", "--served-model-name={name}", "--port={port}"],
+            port=8000, readiness_path="/health",
+        ),
+        "torchserve": RuntimePresetConfig(
+            image="pytorch/torchserve:0.12.0-cpu", gpu_image="pytorch/torchserve:0.12.0-gpu",
+            command=["torchserve"],
+            args=["--start", "--foreground", "--model-store={model_dir}", "--models=all", "--disable-token-auth"],
+            port=8080, grpc_port=7070, readiness_path="/ping",
+        ),
+        "sklearn": RuntimePresetConfig(
+            image="kserve/sklearnserver:v0.15.2",
+            args=["--model_name={name}", "--model_dir={model_dir}", "--http_port={port}"],
+            port=8080, grpc_port=8081, readiness_path="/v1/models/{name}",
+        ),
+        "xgboost": RuntimePresetConfig(
+            image="kserve/xgbserver:v0.15.2",
+            args=["--model_name={name}", "--model_dir={model_dir}", "--http_port={port}"],
+            port=8080, grpc_port=8081, readiness_path="/v1/models/{name}",
+        ),
+        "mlserver": RuntimePresetConfig(
+            image="seldonio/mlserver:1.7.1",
+            command=["mlserver", "start", "{model_dir}"],
+            port=8080, grpc_port=8081, readiness_path="/v2/health/ready",
+        ),
+    }
+
+
+class StorageInitializerConfig(ApiModel):
+    image: str = Field("kserve/storage-initializer:v0.15.2", description="Image that downloads the model.")
+    cpu: str = Field("100m", description="CPU request of the init container.")
+    memory: str = Field("1Gi", description="Memory request and limit of the init container.")
+
+
+class FeastConfig(ApiModel):
+    image: str = Field(f"quay.io/feastdev/feature-server:{FEAST_VERSION}", description="Feast image (CLI and feast serve).")
+    port: int = Field(6566, description="Port of feast serve.", ge=1, le=65535)
+    registry: dict[str, Any] = Field(
+        default_factory=lambda: {"registry_type": "sql", "path": "postgresql+psycopg://feast@feast-registry.feast-system.svc:5432/feast",
+                                 "cache_ttl_seconds": 60},
+        description="feature_store.yaml `registry` block; {project}, {namespace} and {name} are filled in.",
+    )
+    online_store: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "redis", "connection_string": "feast-redis.feast-system.svc:6379"},
+        description="feature_store.yaml `online_store` block.",
+    )
+    offline_store: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "dask"}, description="feature_store.yaml `offline_store` block."
+    )
+    entity_key_serialization_version: int = Field(3, description="Feast entity key serialization version.")
+    default_schedule: str = Field("0 * * * *", description="Materialization schedule when the spec has none.")
+    env_from: list[dict[str, Any]] = Field(
+        default_factory=list, description="envFrom of every Feast pod (store credentials)."
+    )
+
+
+class MetricNamesConfig(ApiModel):
+    gpu_utilization: str = Field("DCGM_FI_DEV_GPU_UTIL", description="Per-pod metric for targets.gpuUtilization.")
+    requests_per_second: str = Field("http_requests_per_second", description="Per-pod metric for targets.requestsPerSecond.")
+
+
+class DefaultsConfig(ApiModel):
+    training_ttl_seconds_after_finished: int = Field(604800, description="ttlSecondsAfterFinished when the spec has none.", ge=0)
+    materialization_ttl_seconds_after_finished: int = Field(86400, description="TTL of finished materialization Jobs.", ge=0)
+    scale_down_stabilization_seconds: int = Field(300, description="HPA scale-down stabilization when the spec has none.", ge=0)
+    cluster_domain: str = Field("cluster.local", description="Cluster DNS domain used in URLs.")
+
+
+class OperatorConfig(ApiModel):
+    runtimes: dict[str, RuntimePresetConfig] = Field(default_factory=_default_presets, description="Runtime presets by name.")
+    storage_initializer: StorageInitializerConfig = Field(default_factory=StorageInitializerConfig, description="Model fetcher.")
+    feast: FeastConfig = Field(default_factory=FeastConfig, description="Feast image and stores.")
+    gpu_types: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {
+            "nvidia-h100-80gb": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+            "nvidia-h200-141gb": {"nvidia.com/gpu.product": "NVIDIA-H200"},
+            "nvidia-a100-80gb": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
+            "nvidia-a100-40gb": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"},
+            "nvidia-l40s": {"nvidia.com/gpu.product": "NVIDIA-L40S"},
+            "nvidia-l4": {"nvidia.com/gpu.product": "NVIDIA-L4"},
+            "nvidia-a10g": {"nvidia.com/gpu.product": "NVIDIA-A10G"},
+            "nvidia-t4": {"nvidia.com/gpu.product": "Tesla-T4"},
+        },
+        description="GPU type name (resources.gpu.type) -> node labels its pods select.",
+    )
+    metrics: MetricNamesConfig = Field(default_factory=MetricNamesConfig, description="Custom metric names.")
+    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig, description="Defaults for unset spec fields.")
+
+    def preset(self, name: str) -> RuntimePresetConfig | None:
+        return self.runtimes.get(name)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path | None) -> OperatorConfig:
+    if path is None:
+        return OperatorConfig()
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        config = OperatorConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{path}: " + ".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors()]
+        raise ConfigError("\n".join(lines)) from exc
+    bad = [name for name in config.gpu_types if not re.match(DNS_LABEL_PATTERN, name)]
+    if bad:
+        raise ConfigError(f"{path}: gpuTypes: names must be DNS labels: {', '.join(bad)}")
+    return config

@@ -1,0 +1,37 @@
+"""Pure rendering: a validated resource + operator configuration -> the child manifests to apply.
+
+The operator and `mlplatform render` call the same functions; nothing here talks to a cluster.
+"""
+
+from __future__ import annotations
+
+from ..api.validation import Resource
+from ..config import OperatorConfig
+from .common import Owner, Rendered, RenderError
+from .featureview import render_feature_view
+from .modeldeployment import render_model_deployment
+from .trainingjob import render_training_job
+
+
+def render_offline(resource: Resource, config: OperatorConfig, namespace: str = "default",
+                   artifacts: dict[str, str] | None = None) -> Rendered:
+    """What the operator applies for a resource that was just created (a TrainingJob's run 1).
+
+    artifacts: TrainingJob name -> artifact URI, to preview a ModelDeployment that deploys one.
+    """
+    owner = Owner(resource.kind, resource.name, resource.namespace or namespace, generation=1)
+    spec = resource.spec
+    if resource.kind == "ModelDeployment":
+        model_uri = spec.model.uri or (artifacts or {}).get(spec.model.from_training_job)
+        return render_model_deployment(owner, spec, config, model_uri)
+    if resource.kind == "TrainingJob":
+        rendered = render_training_job(owner, spec, config, run=1)
+        rendered.notes.insert(0, "run 1 shown: each spec change that starts a new run renders <name>-<run>")
+        return rendered
+    if resource.kind == "FeatureView":
+        return render_feature_view(owner, spec, config)
+    raise ValueError(f"no renderer for kind {resource.kind}")
+
+
+__all__ = ["Owner", "Rendered", "RenderError", "render_offline", "render_feature_view", "render_model_deployment",
+           "render_training_job"]

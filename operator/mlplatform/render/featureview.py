@@ -1,0 +1,161 @@
+"""FeatureView -> Feast repo ConfigMap, materialization Job and CronJob, feature server Deployment + Service."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ..api.featureview import FeatureViewSpec
+from ..config import OperatorConfig
+from .common import (
+    CONTAINER_SECURITY_CONTEXT,
+    POD_SECURITY_CONTEXT,
+    Owner,
+    Rendered,
+    container_resources,
+    metadata,
+    owner_note,
+    pod_scheduling,
+    render_template,
+    selector,
+    service_host,
+)
+from .feast import FEAST_REPO_MOUNT, apply_command, feast_repo_files, materialize_command, serve_command
+
+SERVER_COMPONENT = "feature-server"
+MATERIALIZE_COMPONENT = "materializer"
+REPO_VOLUME = "feast-repo"
+SERVICE_PORT = 80
+
+
+def repo_configmap_name(name: str) -> str:
+    return f"{name}-feast-repo"
+
+
+def server_name(name: str) -> str:
+    return f"{name}-features"
+
+
+def cronjob_name(name: str) -> str:
+    return f"{name}-materialize"
+
+
+def materialization_spec_hash(spec: FeatureViewSpec, config: OperatorConfig) -> str:
+    """Changes to what gets materialized (not to schedule, serving or suspend) re-run materialization."""
+    data = spec.to_api()
+    for key in ("materialization", "serving", "suspend", "freshness", "description", "owner"):
+        data.pop(key, None)
+    data["_feast"] = config.feast.to_api()
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def materialization_job_name(name: str, spec_hash: str) -> str:
+    return f"{name}-materialize-{spec_hash}"
+
+
+def feature_server_url(name: str, namespace: str, config: OperatorConfig) -> str:
+    """Deterministic, so a ModelDeployment can be rendered before its FeatureViews exist."""
+    return f"http://{service_host(server_name(name), namespace, config)}"
+
+
+def is_online(spec: FeatureViewSpec) -> bool:
+    return spec.online is not False
+
+
+def _feast_pod(spec: FeatureViewSpec, config: OperatorConfig, name: str, command: list[str],
+               resources, restart_policy: str | None, port: int | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "feast",
+        "image": config.feast.image,
+        "command": command,
+        "env": [{"name": "FEAST_USAGE", "value": "False"}, {"name": "HOME", "value": "/tmp"}],
+        "resources": container_resources(resources),
+        "volumeMounts": [{"name": REPO_VOLUME, "mountPath": FEAST_REPO_MOUNT, "readOnly": True}],
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
+    }
+    if config.feast.env_from:
+        container["envFrom"] = config.feast.env_from
+    if port is not None:
+        container["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+        container["readinessProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10}
+    pod: dict[str, Any] = {
+        "securityContext": POD_SECURITY_CONTEXT,
+        "containers": [container],
+        "volumes": [{"name": REPO_VOLUME, "configMap": {"name": repo_configmap_name(name)}}],
+        **pod_scheduling(resources, None, config, field_prefix="spec.materialization"),
+    }
+    if restart_policy:
+        pod["restartPolicy"] = restart_policy
+    return pod
+
+
+def _materialize_job_spec(owner: Owner, spec: FeatureViewSpec, config: OperatorConfig, labels: dict) -> dict[str, Any]:
+    resources = spec.materialization.resources if spec.materialization else None
+    command = materialize_command() if is_online(spec) else apply_command()
+    return {
+        "backoffLimit": 2,
+        "ttlSecondsAfterFinished": config.defaults.materialization_ttl_seconds_after_finished,
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": _feast_pod(spec, config, owner.name, command, resources, "Never"),
+        },
+    }
+
+
+def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorConfig,
+                        include_materialization_job: bool = True) -> Rendered:
+    """include_materialization_job: False once the on-change Job for this spec finished and was removed
+    (by its TTL), so that it is not started again."""
+    out = Rendered(notes=owner_note(owner))
+    files = feast_repo_files(owner.namespace, owner.name, spec, config.feast)
+    out.objects.append(render_template(
+        "configmap.yaml.j2",
+        metadata=metadata(owner, repo_configmap_name(owner.name), "feast-repo"),
+        data=files,
+    ))
+    job_labels = metadata(owner, "", MATERIALIZE_COMPONENT)["labels"]
+    spec_hash = materialization_spec_hash(spec, config)
+    if include_materialization_job:
+        out.objects.append(render_template(
+            "job.yaml.j2",
+            metadata=metadata(owner, materialization_job_name(owner.name, spec_hash), MATERIALIZE_COMPONENT,
+                              annotations={"mlplatform.dev/materialization-spec-hash": spec_hash}),
+            job_spec=_materialize_job_spec(owner, spec, config, job_labels),
+        ))
+    if not is_online(spec):
+        out.notes.append("spec.online is false: the Job only registers the view (feast apply); "
+                         "no CronJob and no feature server")
+        return out
+    schedule = (spec.materialization.schedule if spec.materialization else None) or config.feast.default_schedule
+    out.objects.append(render_template(
+        "cronjob.yaml.j2",
+        metadata=metadata(owner, cronjob_name(owner.name), MATERIALIZE_COMPONENT),
+        schedule=schedule,
+        suspend=bool(spec.suspend),
+        job_labels=job_labels,
+        job_spec=_materialize_job_spec(owner, spec, config, job_labels),
+    ))
+    serving = spec.serving
+    server_selector = selector(owner, SERVER_COMPONENT)
+    server_meta = metadata(owner, server_name(owner.name), SERVER_COMPONENT)
+    out.objects.append(render_template(
+        "deployment.yaml.j2",
+        metadata=server_meta,
+        replicas=serving.replicas if serving and serving.replicas is not None else 1,
+        selector=server_selector,
+        rollout={"maxSurge": "25%", "maxUnavailable": 0},
+        pod_labels=server_meta["labels"],
+        pod_annotations={"mlplatform.dev/feast-repo-hash": hashlib.sha256(
+            json.dumps(files, sort_keys=True).encode()).hexdigest()[:10]},
+        pod_spec=_feast_pod(spec, config, owner.name, serve_command(config.feast.port),
+                            serving.resources if serving else None, None, port=config.feast.port),
+    ))
+    out.objects.append(render_template(
+        "service.yaml.j2",
+        metadata=metadata(owner, server_name(owner.name), SERVER_COMPONENT),
+        headless=False,
+        selector=server_selector,
+        ports=[{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}],
+    ))
+    return out

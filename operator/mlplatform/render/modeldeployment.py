@@ -1,0 +1,223 @@
+"""ModelDeployment -> Deployment, Service, HorizontalPodAutoscaler, PodDisruptionBudget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.modeldeployment import ModelDeploymentSpec
+from ..config import OperatorConfig, RuntimePresetConfig
+from .common import (
+    CONTAINER_SECURITY_CONTEXT,
+    POD_SECURITY_CONTEXT,
+    Owner,
+    Rendered,
+    RenderError,
+    container_resources,
+    env_from_list,
+    env_list,
+    env_name_part,
+    metadata,
+    owner_note,
+    pod_scheduling,
+    render_template,
+    selector,
+    service_host,
+)
+from .featureview import feature_server_url
+
+MODEL_DIR = "/mnt/models"
+MODEL_VOLUME = "model"
+COMPONENT = "predictor"
+SERVICE_PORT = 80
+
+
+def model_dir_for(uri: str) -> str:
+    """pvc://claim/sub/path is mounted at /mnt/models, so the model sits at /mnt/models/sub/path."""
+    if uri.startswith("pvc://"):
+        sub_path = uri[len("pvc://"):].partition("/")[2].strip("/")
+        return f"{MODEL_DIR}/{sub_path}" if sub_path else MODEL_DIR
+    return MODEL_DIR
+
+
+def pvc_claim(uri: str) -> str | None:
+    return uri[len("pvc://"):].partition("/")[0] if uri.startswith("pvc://") else None
+
+
+def service_url(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig) -> str:
+    scheme = "grpc" if spec.runtime.protocol == "grpc" else "http"
+    return f"{scheme}://{service_host(owner.name, owner.namespace, config)}"
+
+
+def _preset(spec: ModelDeploymentSpec, config: OperatorConfig) -> RuntimePresetConfig:
+    if spec.runtime.preset == "custom":
+        return RuntimePresetConfig(image=spec.runtime.image or "", port=spec.runtime.port or 8080,
+                                   readiness_path=spec.runtime.readiness_path)
+    preset = config.preset(spec.runtime.preset)
+    if preset is None:
+        raise RenderError("spec.runtime.preset",
+                          f"found {spec.runtime.preset!r}; the operator configuration has: {', '.join(sorted(config.runtimes))}")
+    return preset
+
+
+def _fill(values: list[str], name: str, port: int, model_dir: str) -> list[str]:
+    return [v.replace("{name}", name).replace("{port}", str(port)).replace("{model_dir}", model_dir) for v in values]
+
+
+def _container_port(spec: ModelDeploymentSpec, preset: RuntimePresetConfig) -> tuple[str, int]:
+    if spec.runtime.port:
+        return spec.runtime.protocol or "http", spec.runtime.port
+    if spec.runtime.protocol == "grpc":
+        if not preset.grpc_port:
+            raise RenderError("spec.runtime.protocol", f"preset {spec.runtime.preset!r} has no gRPC port; set runtime.port")
+        return "grpc", preset.grpc_port
+    return "http", preset.port
+
+
+def _probe(spec: ModelDeploymentSpec, preset: RuntimePresetConfig, port_name: str, owner: Owner) -> dict[str, Any]:
+    timing = {"periodSeconds": 10, "failureThreshold": 3}
+    if port_name == "grpc":
+        return {"grpc": {"port": _container_port(spec, preset)[1]}, **timing}
+    path = spec.runtime.readiness_path or preset.readiness_path
+    if path:
+        return {"httpGet": {"path": path.replace("{name}", owner.name), "port": port_name}, **timing}
+    return {"tcpSocket": {"port": port_name}, **timing}
+
+
+def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, model_uri: str) -> dict[str, Any]:
+    preset = _preset(spec, config)
+    port_name, port = _container_port(spec, preset)
+    model_dir = model_dir_for(model_uri)
+    gpu = spec.resources.gpu if spec.resources else None
+    image = spec.runtime.image or (preset.gpu_image if gpu and preset.gpu_image else preset.image)
+    operator_env = {"MODEL_NAME": owner.name, "MODEL_URI": model_uri, "MODEL_DIR": model_dir}
+    for view in spec.features or []:
+        operator_env[f"FEATURES_{env_name_part(view)}_URL"] = feature_server_url(view, owner.namespace, config)
+    env = env_list(spec.runtime.env, operator_env)
+    env_from = env_from_list(spec.runtime.env_from)
+
+    claim = pvc_claim(model_uri)
+    volume = ({"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}} if claim
+              else {"name": MODEL_VOLUME, "emptyDir": {}})
+    server: dict[str, Any] = {
+        "name": "server",
+        "image": image,
+        "ports": [{"name": port_name, "containerPort": port, "protocol": "TCP"}],
+        "env": env,
+        "resources": container_resources(spec.resources),
+        "readinessProbe": _probe(spec, preset, port_name, owner),
+        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}],
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
+    }
+    command = spec.runtime.command or preset.command
+    args = spec.runtime.args if spec.runtime.args is not None else preset.args
+    if command:
+        server["command"] = _fill(command, owner.name, port, model_dir)
+    if args:
+        server["args"] = _fill(args, owner.name, port, model_dir)
+    if env_from:
+        server["envFrom"] = env_from
+    pod: dict[str, Any] = {
+        "securityContext": POD_SECURITY_CONTEXT,
+        "containers": [server],
+        "volumes": [volume],
+        **pod_scheduling(spec.resources, spec.scheduling, config),
+    }
+    if not claim:
+        init = config.storage_initializer
+        fetcher: dict[str, Any] = {
+            "name": "storage-initializer",
+            "image": init.image,
+            "args": [model_uri, MODEL_DIR],
+            "resources": {"requests": {"cpu": init.cpu, "memory": init.memory}, "limits": {"memory": init.memory}},
+            "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_DIR}],
+            "securityContext": CONTAINER_SECURITY_CONTEXT,
+        }
+        # Storage credentials come the same way the server gets them.
+        credentials = [e.to_api() for e in (spec.runtime.env or []) if e.value_from is not None]
+        if credentials:
+            fetcher["env"] = credentials
+        if env_from:
+            fetcher["envFrom"] = env_from
+        pod["initContainers"] = [fetcher]
+    if spec.service_account_name:
+        pod["serviceAccountName"] = spec.service_account_name
+    return pod
+
+
+def _hpa_metrics(spec: ModelDeploymentSpec, config: OperatorConfig) -> list[dict[str, Any]]:
+    targets = spec.autoscaling.targets
+    metrics: list[dict[str, Any]] = []
+    for resource, value in (("cpu", targets.cpu_utilization), ("memory", targets.memory_utilization)):
+        if value is not None:
+            metrics.append({"type": "Resource", "resource": {
+                "name": resource, "target": {"type": "Utilization", "averageUtilization": value}}})
+    for metric, value in ((config.metrics.gpu_utilization, targets.gpu_utilization),
+                          (config.metrics.requests_per_second, targets.requests_per_second)):
+        if value is not None:
+            metrics.append({"type": "Pods", "pods": {
+                "metric": {"name": metric}, "target": {"type": "AverageValue", "averageValue": str(value)}}})
+    return metrics
+
+
+def _disruption_budget(spec: ModelDeploymentSpec) -> dict[str, Any] | None:
+    if spec.disruption_budget:
+        return spec.disruption_budget.to_api()
+    scales_out = spec.autoscaling is not None or (spec.replicas or 1) > 1
+    # Default: voluntary evictions one pod at a time, never a budget that blocks every drain.
+    return {"maxUnavailable": 1} if scales_out else None
+
+
+def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig,
+                            model_uri: str | None) -> Rendered:
+    """model_uri: spec.model.uri, or the artifact of spec.model.fromTrainingJob once known (else None)."""
+    out = Rendered(notes=owner_note(owner))
+    pod_selector = selector(owner, COMPONENT)
+    port_name = "grpc" if spec.runtime.protocol == "grpc" else "http"
+    out.objects.append(render_template(
+        "service.yaml.j2",
+        metadata=metadata(owner, owner.name, COMPONENT),
+        headless=False,
+        selector=pod_selector,
+        ports=[{"name": port_name, "port": SERVICE_PORT, "targetPort": port_name, "protocol": "TCP",
+                "appProtocol": "kubernetes.io/h2c" if port_name == "grpc" else "http"}],
+    ))
+    if model_uri is None:
+        out.notes.append(
+            f"Deployment and HorizontalPodAutoscaler withheld: spec.model.fromTrainingJob "
+            f"{spec.model.from_training_job!r} has no artifact yet; they are rendered with that TrainingJob's "
+            f"status.artifactUri once a run succeeds (pass --artifact {spec.model.from_training_job}=URI to preview)."
+        )
+        return out
+    suspended = bool(spec.suspend)
+    autoscaled = spec.autoscaling is not None and not suspended
+    replicas = 0 if suspended else (None if autoscaled else (spec.replicas if spec.replicas is not None else 1))
+    rollout = {"maxSurge": "25%", "maxUnavailable": 0}
+    if spec.rollout:
+        rollout.update(spec.rollout.to_api())
+    out.objects.append(render_template(
+        "deployment.yaml.j2",
+        metadata=metadata(owner, owner.name, COMPONENT),
+        replicas=replicas,
+        selector=pod_selector,
+        rollout=rollout,
+        pod_labels=metadata(owner, owner.name, COMPONENT)["labels"],
+        pod_annotations={"mlplatform.dev/model-uri": model_uri},
+        pod_spec=_pod_spec(owner, spec, config, model_uri),
+    ))
+    if autoscaled:
+        stabilization = spec.autoscaling.scale_down_stabilization_seconds
+        out.objects.append(render_template(
+            "hpa.yaml.j2",
+            metadata=metadata(owner, owner.name, COMPONENT),
+            target=owner.name,
+            min_replicas=spec.autoscaling.min_replicas,
+            max_replicas=spec.autoscaling.max_replicas,
+            metrics=_hpa_metrics(spec, config),
+            scale_down_stabilization_seconds=(stabilization if stabilization is not None
+                                              else config.defaults.scale_down_stabilization_seconds),
+        ))
+    budget = None if suspended else _disruption_budget(spec)
+    if budget:
+        out.objects.append(render_template(
+            "pdb.yaml.j2", metadata=metadata(owner, owner.name, COMPONENT), selector=pod_selector, budget=budget))
+    return out
