@@ -30,6 +30,7 @@ from mlplatform.api.featureview import FeatureViewSpec  # noqa: E402
 from mlplatform.config import FeastConfig  # noqa: E402
 from mlplatform.render.feast import (  # noqa: E402
     FEAST_REPO_MOUNT,
+    apply_command,
     feast_project_name,
     feast_repo_files,
     feast_view_name,
@@ -37,8 +38,7 @@ from mlplatform.render.feast import (  # noqa: E402
     serve_command,
 )
 
-NASTY = 'He said "hi" \\ and \'bye\' """ triple """ \'\'\' \\n\n{{ jinja }} {% raw %} ${HOME} `id` \x00? no: \u00e9\u2603'
-NASTY = NASTY.replace("\x00", "")
+NASTY = 'He said "hi" \\ and \'bye\' """ triple """ \'\'\' \\n\n{{ jinja }} {% raw %} ${HOME} `id` \u00e9\u2603\u2028'
 INJECTION = '""" + __import__("os").system("touch PWNED") + """\'); import os; os.system("touch PWNED") #'
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -144,7 +144,7 @@ def _parquet_1(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def repo1(tmp_path_factory):
+def repo1(tmp_path_factory, case2):  # case2 first: its script runs meanwhile
     tmp = tmp_path_factory.mktemp("feast1")
     data = tmp / "driver_stats.parquet"
     _parquet_1(data)
@@ -232,19 +232,21 @@ SPEC_2 = {
 }
 
 
-def test_materialize_command_script(tmp_path):
-    data = tmp_path / "customers.parquet"
-    seen = [NOW - timedelta(days=3), NOW - timedelta(days=1)]
+@pytest.fixture(scope="module")
+def case2(tmp_path_factory):
+    """Starts the exact materialization script in the background (Feast's CLI takes ~10 s to import)."""
+    tmp = tmp_path_factory.mktemp("feast2")
+    data = tmp / "customers.parquet"
     pd.DataFrame({
         "customer_id": ["c-1", "c-1", "c-2", "c-1"],
         "region_id": pd.array([1, 1, 1, 2], dtype="int32"),
         "ts": [NOW - timedelta(days=10), NOW - timedelta(days=2), NOW - timedelta(days=5), NOW - timedelta(hours=1)],
         "spend": [1.0, 2.5, 7.0, 11.0],
-        "last_seen": [seen[0], seen[1], seen[0], seen[1]],
+        "last_seen": [SEEN[0], SEEN[1], SEEN[0], SEEN[1]],
     }).to_parquet(data, index=False)
     spec = FeatureViewSpec.model_validate({**SPEC_2, "source": {**SPEC_2["source"], "path": f"file://{data}"}})
-    mount = _write_repo(tmp_path / "mount", feast_repo_files("shop", "customer-spend", spec,
-                                                             _feast_config(tmp_path, offline="file")))
+    mount = _write_repo(tmp / "mount", feast_repo_files("shop", "customer-spend", spec,
+                                                        _feast_config(tmp, offline="file")))
     # a ConfigMap volume: files are symlinks into a hidden ..data directory
     data_dir = mount / "..data"
     data_dir.mkdir()
@@ -252,14 +254,29 @@ def test_materialize_command_script(tmp_path):
         if f.is_file():
             shutil.move(f, data_dir / f.name)
             (mount / f.name).symlink_to(Path("..data") / f.name)
-    work = tmp_path / "work"
+    work = tmp / "work"
+    command = materialize_command(repo_dir=str(mount), work_dir=str(work))
+    proc = subprocess.Popen(command, cwd=tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        yield command, mount, work, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=30)
 
+
+SEEN = [NOW - timedelta(days=3), NOW - timedelta(days=1)]
+
+
+def test_materialize_command_script(case2):
+    command, mount, work, proc = case2
     default = materialize_command()
     assert default[:2] == ["/bin/sh", "-c"] and FEAST_REPO_MOUNT in default[2]
-    command = materialize_command(repo_dir=str(mount), work_dir=str(work))
     assert command[2] == default[2].replace(FEAST_REPO_MOUNT, str(mount)).replace("/tmp/feast-repo", str(work))
-    proc = _run(command, tmp_path)
-    assert "Materializing" in proc.stdout + proc.stderr
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    assert "Materializing" in output
 
     view = feast_view_name("customer-spend")
     got = _online(work, [f"{view}:spend", f"{view}:last_seen"],
@@ -267,15 +284,12 @@ def test_materialize_command_script(tmp_path):
                    {"customer_id": "c-1", "region_id": 2}, {"customer_id": "c-9", "region_id": 1}])
     assert got["spend"] == [2.5, 7.0, 11.0, None]
     last_seen = [None if v is None else pd.Timestamp(v) for v in got["last_seen"]]
-    assert last_seen[:3] == [pd.Timestamp(seen[1]), pd.Timestamp(seen[0]), pd.Timestamp(seen[1])]
+    assert last_seen[:3] == [pd.Timestamp(SEEN[1]), pd.Timestamp(SEEN[0]), pd.Timestamp(SEEN[1])]
     assert last_seen[3] is None
 
     fv = FeatureStore(repo_path=str(work)).get_feature_view(view)
     assert fv.ttl in (None, timedelta(0))  # absent ttl: forever
     assert fv.description == "" and fv.tags["mlplatform.dev/namespace"] == "shop"
-
-    # a second run is incremental and idempotent
-    _run(command, tmp_path)
 
 
 # --- feast serve -------------------------------------------------------------------------------
@@ -315,6 +329,12 @@ def test_serve_command(repo1, tmp_path):
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
+
+
+def test_apply_command_only_applies():
+    script = apply_command(repo_dir="/m", work_dir="/w")[2]
+    assert script.splitlines() == ["set -eu", "rm -rf /w", "mkdir -p /w", "cp -L /m/* /w/", "cd /w", "feast apply"]
+    assert apply_command()[2] in materialize_command()[2]
 
 
 # --- naming ------------------------------------------------------------------------------------
