@@ -157,7 +157,7 @@ def cmd_run(args) -> int:
         print(f"--config: {exc}", file=sys.stderr)
         return 2
     return run_operator(config, namespace=args.namespace, metrics_port=args.metrics_port,
-                        health_port=args.health_port, verbose=args.verbose)
+                        health_port=args.health_port, bind_address=args.bind_address, verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="operator configuration YAML")
     p.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port")
     p.add_argument("--health-port", type=int, default=8081, help="liveness endpoint port (/healthz)")
+    p.add_argument("--bind-address", default="127.0.0.1", help="address of the metrics and liveness endpoints "
+                   "(0.0.0.0 in a pod)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_run)
     return parser

@@ -44,9 +44,10 @@ def parse_duration_seconds(value: str) -> int:
 
 
 class Rule:
-    """A cross-field rule: CEL for the API server, a Python predicate for the CLI, one message."""
+    """A cross-field rule: CEL for the API server, a Python predicate for the CLI, one message.
+    cel=None when the schema already says it (e.g. minProperties) and CEL cannot."""
 
-    def __init__(self, cel: str, message: str, field: str | None, check):
+    def __init__(self, cel: str | None, message: str, field: str | None, check):
         self.cel = cel
         self.message = message
         self.field = field  # dotted path relative to the object the rule sits on, e.g. "minReplicas"
@@ -68,9 +69,9 @@ class RuleViolation(ValueError):
 
 def _schema_with_rules(schema: dict[str, Any], cls: type) -> None:
     """Carry a model's cross-field rules into its JSON schema, as the CRD's CEL validations."""
-    rules = getattr(cls, "rules", ())
-    if rules:
-        schema["x-kubernetes-validations"] = [r.as_validation() for r in rules]
+    validations = [r.as_validation() for r in getattr(cls, "rules", ()) if r.cel]
+    if validations:
+        schema["x-kubernetes-validations"] = validations
 
 
 class ApiModel(BaseModel):

@@ -1,0 +1,144 @@
+"""What every reconciler does the same way: apply the rendered children, prune the rest, write status."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..cache import Cache, ResourceKey
+from ..config import OperatorConfig
+from ..kube import CHILD_KINDS, Kube, KubeError
+from ..metrics import Metrics
+from ..render.common import Owner
+from ..status.conditions import Cond, merge, now_iso, transitions
+from ..workqueue import WorkQueue
+
+log = logging.getLogger("mlplatform")
+
+# Conditions whose flips are announced as Events on the custom resource.
+ANNOUNCED = ("Ready", "Stalled", "ModelResolved", "FeaturesReady", "Materialized", "Fresh", "Running", "Succeeded",
+             "Failed")
+
+
+@dataclass
+class Context:
+    kube: Kube
+    cache: Cache
+    config: OperatorConfig
+    queue: WorkQueue
+    metrics: Metrics
+
+
+def owner_of(kind: str, body: dict) -> Owner:
+    meta = body["metadata"]
+    return Owner(kind, meta["name"], meta["namespace"], uid=meta["uid"], generation=meta.get("generation", 1))
+
+
+def is_subset(intent: Any, live: Any) -> bool:
+    """True when every field of the intent already has that value in the live object."""
+    if isinstance(intent, dict):
+        return isinstance(live, dict) and all(is_subset(v, live.get(k)) for k, v in intent.items())
+    if isinstance(intent, list):
+        return isinstance(live, list) and len(intent) == len(live) and all(map(is_subset, intent, live))
+    return intent == live
+
+
+def controlled_by(child: dict, uid: str) -> bool:
+    return any(ref.get("controller") and ref.get("uid") == uid
+               for ref in (child.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def job_finished(job: dict) -> bool:
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])
+
+
+def apply_children(ctx: Context, key: ResourceKey, owner: Owner, objects: list[dict],
+                   keep: Callable[[dict], bool] = lambda child: False) -> None:
+    """Apply what differs from the live children; delete our children that are no longer rendered
+    (except those `keep` protects, such as finished Jobs left for their TTL)."""
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    for obj in objects:
+        live = ctx.cache.child(key, obj["kind"], obj["metadata"]["name"])
+        if live is not None and is_subset(obj, live):
+            continue
+        try:
+            applied = ctx.kube.apply(obj)
+        except KubeError as err:
+            if obj["kind"] == "Job" and err.status == 422 and live is not None:
+                # A Job's pod template is immutable: a run keeps the template it started with.
+                log.info("kept %s/%s as it started: %s", obj["kind"], obj["metadata"]["name"], err.message)
+                continue
+            raise
+        ctx.metrics.applies.labels(obj["kind"]).inc()
+        ctx.cache.put_child(obj["kind"], applied)
+    for (api_version, kind) in CHILD_KINDS:
+        for child in ctx.cache.children(key, kind):
+            name = child["metadata"]["name"]
+            if (kind, name) in wanted or not controlled_by(child, owner.uid) or keep(child):
+                continue
+            if (child["metadata"]).get("deletionTimestamp"):
+                continue
+            ctx.kube.delete(api_version, kind, owner.namespace, name)
+            log.info("pruned %s %s/%s of %s %s", kind, owner.namespace, name, owner.kind, owner.name)
+
+
+def pods_of(ctx: Context, key: ResourceKey, component: str, extra_labels: dict[str, str] | None = None) -> list[dict]:
+    wanted = {"app.kubernetes.io/component": component, **(extra_labels or {})}
+    return [p for p in ctx.cache.children(key, "Pod")
+            if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+
+
+def warning_events_if_needed(ctx: Context, namespace: str, pods: list[dict]) -> dict[str, list[dict]]:
+    """Events are read only for pods that are neither Ready nor explained by their own status."""
+    from ..status.pods import pod_problem
+
+    unexplained = [p["metadata"]["name"] for p in pods if pod_problem(p) is None and not _pod_ready(p)
+                   and (p.get("status") or {}).get("phase") in (None, "Pending")]
+    return ctx.kube.warning_events(namespace, unexplained) if unexplained else {}
+
+
+def _pod_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, conditions: list[Cond]) -> bool:
+    """Patch status only when it changed; announce condition flips as Events. Returns whether it wrote."""
+    meta = body["metadata"]
+    previous = body.get("status") or {}
+    generation = meta.get("generation", 1)
+    merged = merge(previous.get("conditions"), conditions, generation, now_iso())
+    new = {k: v for k, v in {**fields, "observedGeneration": generation, "phase": phase, "conditions": merged}.items()
+           if v is not None}
+    ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], phase)
+    if new == previous:
+        return False
+    patch = {**new, **{k: None for k in previous if k not in new}}
+    updated = ctx.kube.patch_status(kind, meta["namespace"], meta["name"], patch)
+    ctx.metrics.status_writes.labels(kind).inc()
+    if updated is not None:
+        ctx.cache.put_resource(kind, updated)
+    had = {c.get("type") for c in previous.get("conditions") or []}
+    for cond in transitions(previous.get("conditions"), merged):
+        if cond["type"] not in ANNOUNCED:
+            continue
+        if cond["type"] not in had and cond["type"] in ("Stalled", "Failed") and cond["status"] == "False":
+            continue  # nothing happened: it simply is not stalled or failed
+        bad = (cond["type"] in ("Stalled", "Failed") and cond["status"] == "True") or \
+              (cond["type"] in ("Ready", "Materialized", "Fresh", "FeaturesReady", "ModelResolved")
+               and cond["status"] == "False" and cond["reason"] not in _BENIGN_REASONS)
+        message = f"{cond['type']}={cond['status']}: {cond['message']}" if cond["message"] else \
+            f"{cond['type']}={cond['status']}"
+        try:
+            ctx.kube.post_event(body, "Warning" if bad else "Normal", cond["reason"], message)
+        except KubeError as err:
+            log.warning("could not post event on %s %s/%s: %s", kind, meta["namespace"], meta["name"], err)
+    return True
+
+
+# Reasons for not-Ready that are ordinary progress, not trouble.
+_BENIGN_REASONS = {"Creating", "RollingOut", "WaitingForTrainingJob", "Materializing", "Pending", "Suspended",
+                   "FeatureServerNotReady", "WorkersStarting", "WaitingForKueue", "NeverMaterialized",
+                   "FeatureViewNotReady", "ContainerCreating"}

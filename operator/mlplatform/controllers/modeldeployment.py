@@ -1,0 +1,84 @@
+"""ModelDeployment: resolve the model and features, render, apply, report."""
+
+from __future__ import annotations
+
+from ..api.modeldeployment import ModelDeploymentSpec
+from ..cache import ResourceKey
+from ..render.common import RenderError
+from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
+from ..status.dependencies import features_condition, resolve_model
+from ..status.modeldeployment import ModelDeploymentObserved, model_deployment_report
+from ..status.pods import PodProblem
+from .base import Context, apply_children, owner_of, pods_of, warning_events_if_needed, write_status
+
+KIND = "ModelDeployment"
+
+
+def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
+    owner = owner_of(KIND, body)
+    spec = ModelDeploymentSpec.model_validate(body["spec"])
+    namespace = owner.namespace
+    training_job = (ctx.cache.resource(("TrainingJob", namespace, spec.model.from_training_job))
+                    if spec.model.from_training_job else None)
+    resolution = resolve_model(spec.model.uri, spec.model.from_training_job, training_job)
+    views = {name: ctx.cache.resource(("FeatureView", namespace, name)) for name in spec.features or []}
+    render_error = None
+    try:
+        rendered = render_model_deployment(owner, spec, ctx.config, resolution.uri)
+        apply_children(ctx, key, owner, rendered.objects)
+    except RenderError as err:
+        render_error = str(err)
+
+    deployment = ctx.cache.child(key, "Deployment", owner.name)
+    pods = pods_of(ctx, key, COMPONENT)
+    claim_problem = _claim_problem(ctx, namespace, resolution.uri, deployment)
+    observed = ModelDeploymentObserved(
+        suspended=bool(spec.suspend),
+        fixed_replicas=None if spec.autoscaling else (spec.replicas if spec.replicas is not None else 1),
+        resolution=resolution,
+        features=features_condition(spec.features or [], views),
+        deployment=deployment,
+        hpa=ctx.cache.child(key, "HorizontalPodAutoscaler", owner.name),
+        pods=pods,
+        events_by_pod=warning_events_if_needed(ctx, namespace, pods) if deployment else {},
+        claim_problem=claim_problem,
+        render_error=render_error,
+    )
+    report = model_deployment_report(observed)
+    write_status(ctx, KIND, body, {
+        "modelUri": resolution.uri,
+        "trainingJobRun": resolution.run,
+        "replicas": report.replicas,
+        "readyReplicas": report.ready_replicas,
+        "desiredReplicas": report.desired_replicas,
+        "replicaSummary": f"{report.ready_replicas}/{report.desired_replicas}",
+        "url": service_url(owner, spec, ctx.config),
+    }, report.phase, report.conditions)
+
+
+def _claim_problem(ctx: Context, namespace: str, uri: str | None, deployment: dict | None) -> PodProblem | None:
+    """A pvc:// model whose claim is missing or unbound, checked only while replicas are not all ready."""
+    claim = pvc_claim(uri) if uri else None
+    if not claim or deployment is None:
+        return None
+    status = deployment.get("status") or {}
+    if status.get("readyReplicas", 0) >= status.get("replicas", 0) > 0:
+        return None
+    pvc = ctx.kube.get_pvc(namespace, claim)
+    if pvc is None:
+        return PodProblem("ClaimNotFound", f'persistentvolumeclaim "{claim}" of model.uri does not exist')
+    phase = (pvc.get("status") or {}).get("phase")
+    if phase != "Bound":
+        return PodProblem("ClaimPending", f'persistentvolumeclaim "{claim}" is {phase or "Pending"}, not Bound')
+    return None
+
+
+def dependents(ctx: Context, kind: str, namespace: str, name: str) -> list[ResourceKey]:
+    """ModelDeployments that read this FeatureView or deploy this TrainingJob's artifact."""
+    keys = []
+    for body in ctx.cache.resources(KIND, namespace):
+        spec = body.get("spec") or {}
+        if (kind == "FeatureView" and name in (spec.get("features") or [])) or \
+                (kind == "TrainingJob" and (spec.get("model") or {}).get("fromTrainingJob") == name):
+            keys.append((KIND, namespace, body["metadata"]["name"]))
+    return keys

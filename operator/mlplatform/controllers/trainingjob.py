@@ -1,0 +1,55 @@
+"""TrainingJob: number runs, render the current run, stop superseded ones, report."""
+
+from __future__ import annotations
+
+from ..api.trainingjob import TrainingJobSpec
+from ..cache import ResourceKey
+from ..render.common import RenderError
+from ..render.trainingjob import COMPONENT, RUN_LABEL, artifact_uri, job_name, render_training_job, run_spec_hash
+from ..status.conditions import Cond
+from ..status.trainingjob import QueueState, current_record, plan_run, run_state, training_job_report
+from .base import Context, apply_children, job_finished, owner_of, pods_of, warning_events_if_needed, write_status
+
+KIND = "TrainingJob"
+
+
+def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
+    owner = owner_of(KIND, body)
+    spec = TrainingJobSpec.model_validate(body["spec"])
+    previous = body.get("status") or {}
+    spec_hash = run_spec_hash(spec)
+    current = previous.get("run")
+    plan = plan_run(previous, spec_hash,
+                    current is not None and ctx.cache.child(key, "Job", job_name(owner.name, current)) is not None)
+    name = job_name(owner.name, plan.run)
+    try:
+        objects = (render_training_job(owner, spec, ctx.config, plan.run,
+                                       job_exists=ctx.cache.child(key, "Job", name) is not None).objects
+                   if plan.render_job else [])
+    except RenderError as err:
+        _report_invalid(ctx, body, str(err))
+        return
+    # Superseded runs still going are stopped; finished runs stay until their TTL removes them.
+    apply_children(ctx, key, owner, objects, keep=lambda child: child["kind"] == "Job" and job_finished(child))
+
+    job = ctx.cache.child(key, "Job", name)
+    pods = pods_of(ctx, key, COMPONENT, {RUN_LABEL: str(plan.run)})
+    queue = None
+    if spec.queue_name and job is not None and (job.get("spec") or {}).get("suspend") and not spec.suspend:
+        installed = ctx.kube.kueue_installed()
+        queue = QueueState(installed, installed and ctx.kube.local_queue_exists(owner.namespace, spec.queue_name))
+    state = run_state(job, pods, spec.workers or 1, bool(spec.suspend), spec.queue_name, queue,
+                      None if plan.new_run else current_record(previous),
+                      warning_events_if_needed(ctx, owner.namespace, pods))
+    report = training_job_report(previous, plan, spec_hash, owner.generation or 1, state,
+                                 artifact_uri(spec, plan.run), name)
+    write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions)
+
+
+def _report_invalid(ctx: Context, body: dict, message: str) -> None:
+    previous = dict(body.get("status") or {})
+    previous.pop("conditions", None)
+    conditions = [Cond("Ready", False, "InvalidSpec", message), Cond("Reconciling", False, "InvalidSpec"),
+                  Cond("Stalled", True, "InvalidSpec", message)]
+    write_status(ctx, KIND, body, {k: v for k, v in previous.items() if k not in ("phase", "observedGeneration")},
+                 "Stalled", conditions)

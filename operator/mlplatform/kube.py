@@ -1,0 +1,168 @@
+"""The only module that talks to the API server: server-side apply, prune, status, events, lookups."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+import kubernetes
+
+from .api import API_VERSION, KINDS
+
+FIELD_MANAGER = "mlplatform"
+KUEUE_API = "/apis/kueue.x-k8s.io/v1beta1"
+KUEUE_CHECK_SECONDS = 30.0
+
+# Every kind the operator creates, by (apiVersion, kind) -> plural; the watch list uses it too.
+CHILD_KINDS: dict[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Service"): "services",
+    ("apps/v1", "Deployment"): "deployments",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("batch/v1", "Job"): "jobs",
+    ("batch/v1", "CronJob"): "cronjobs",
+}
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, body: str, what: str):
+        self.status = status
+        self.body = body
+        try:
+            self.message = json.loads(body).get("message", body)
+        except ValueError:
+            self.message = body
+        super().__init__(f"{what}: HTTP {status}: {self.message}")
+
+
+def _collection_path(api_version: str, plural: str, namespace: str) -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{prefix}/namespaces/{quote(namespace)}/{plural}"
+
+
+def custom_path(kind: str, namespace: str, name: str) -> str:
+    return f"{_collection_path(API_VERSION, KINDS[kind].plural, namespace)}/{quote(name)}"
+
+
+@dataclass
+class _Cached:
+    value: Any
+    at: float
+
+
+class Kube:
+    def __init__(self, api_client: kubernetes.client.ApiClient):
+        self.api_client = api_client
+        self._kueue: _Cached | None = None
+        self._lock = threading.Lock()
+        self.requests = 0  # API calls made, for benchmarks
+
+    def _request(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
+                 content_type: str = "application/json") -> dict | None:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        method, url, headers, body, post = self.api_client.param_serialize(
+            method, path, query_params=list((query or {}).items()), header_params=headers, body=body,
+            auth_settings=["BearerToken"])
+        self.requests += 1
+        response = self.api_client.call_api(method, url, header_params=headers, body=body, post_params=post,
+                                            _request_timeout=30)
+        data = response.read()
+        if response.status == 404:
+            return None
+        if response.status >= 400:
+            raise KubeError(response.status, data.decode() if isinstance(data, bytes) else str(data), f"{method} {path}")
+        return json.loads(data) if data else {}
+
+    def apply(self, obj: dict) -> dict:
+        """Server-side apply of our whole intent; force takes fields back from anyone who edited them."""
+        plural = CHILD_KINDS[(obj["apiVersion"], obj["kind"])]
+        meta = obj["metadata"]
+        path = f"{_collection_path(obj['apiVersion'], plural, meta['namespace'])}/{quote(meta['name'])}"
+        result = self._request("PATCH", path, query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=obj,
+                               content_type="application/apply-patch+yaml")
+        if result is None:
+            raise KubeError(404, "namespace or resource type not found", f"apply {obj['kind']} {meta['name']}")
+        return result
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        plural = CHILD_KINDS[(api_version, kind)]
+        path = f"{_collection_path(api_version, plural, namespace)}/{quote(name)}"
+        self._request("DELETE", path, body={"propagationPolicy": "Background"})
+
+    def get_custom(self, kind: str, namespace: str, name: str) -> dict | None:
+        return self._request("GET", custom_path(kind, namespace, name))
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict | None:
+        """Merge-patch of the status subresource: keys set to None are removed."""
+        return self._request("PATCH", custom_path(kind, namespace, name) + "/status", body={"status": status},
+                             content_type="application/merge-patch+json")
+
+    def get_pvc(self, namespace: str, name: str) -> dict | None:
+        return self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/persistentvolumeclaims/{quote(name)}")
+
+    def warning_events(self, namespace: str, pod_names: list[str]) -> dict[str, list[dict]]:
+        """Warning events of the given pods, in one list call."""
+        if not pod_names:
+            return {}
+        result = self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/events",
+                               query={"fieldSelector": "type=Warning,involvedObject.kind=Pod"}) or {}
+        wanted = set(pod_names)
+        by_pod: dict[str, list[dict]] = {}
+        for event in result.get("items", []):
+            pod = (event.get("involvedObject") or {}).get("name")
+            if pod in wanted:
+                by_pod.setdefault(pod, []).append(event)
+        return by_pod
+
+    def kueue_installed(self) -> bool:
+        with self._lock:
+            if self._kueue and time.monotonic() - self._kueue.at < KUEUE_CHECK_SECONDS:
+                return self._kueue.value
+        installed = self._request("GET", KUEUE_API) is not None
+        with self._lock:
+            self._kueue = _Cached(installed, time.monotonic())
+        return installed
+
+    def local_queue_exists(self, namespace: str, queue_name: str) -> bool:
+        path = f"{KUEUE_API}/namespaces/{quote(namespace)}/localqueues/{quote(queue_name)}"
+        return self._request("GET", path) is not None
+
+    def post_event(self, owner: dict, type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the custom resource, shown by kubectl describe."""
+        meta = owner["metadata"]
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta["uid"],
+                               "resourceVersion": meta.get("resourceVersion")},
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "mlplatform-operator"},
+            "reportingComponent": "mlplatform.dev/operator",
+            "reportingInstance": "mlplatform-operator",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self._request("POST", f"/api/v1/namespaces/{quote(meta['namespace'])}/events", body=event)
+
+
+def make_api_client(pool_size: int) -> kubernetes.client.ApiClient:
+    """From KUBECONFIG (or ~/.kube/config), else in-cluster; pool sized for the worker threads."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return kubernetes.client.ApiClient(configuration)

@@ -1,0 +1,60 @@
+"""What a ModelDeployment waits for: its TrainingJob's artifact and its FeatureViews."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .conditions import Cond
+
+
+@dataclass(frozen=True)
+class ModelResolution:
+    uri: str | None
+    run: int | None
+    condition: Cond
+    stalled: bool = False
+
+
+def _ready(body: dict | None) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in ((body or {}).get("status") or {}).get("conditions") or [])
+
+
+def resolve_model(uri: str | None, training_job_name: str | None, training_job: dict | None) -> ModelResolution:
+    if uri:
+        return ModelResolution(uri, None, Cond("ModelResolved", True, "ModelUri", uri))
+    if training_job is None:
+        return ModelResolution(None, None, Cond("ModelResolved", False, "WaitingForTrainingJob",
+                                                f'TrainingJob "{training_job_name}" does not exist yet'))
+    status = training_job.get("status") or {}
+    if status.get("artifactUri"):
+        run = status.get("artifactRun")
+        return ModelResolution(status["artifactUri"], run, Cond(
+            "ModelResolved", True, "TrainingJobSucceeded",
+            f"run {run} of TrainingJob {training_job_name}: {status['artifactUri']}"))
+    phase = status.get("phase")
+    if phase == "Failed":
+        return ModelResolution(None, None, Cond(
+            "ModelResolved", False, "TrainingJobFailed",
+            f"run {status.get('run')} of TrainingJob {training_job_name} failed and no run has succeeded; "
+            f"fix the TrainingJob or set model.uri"), stalled=True)
+    if phase == "Succeeded":
+        return ModelResolution(None, None, Cond(
+            "ModelResolved", False, "TrainingJobHasNoOutput",
+            f"TrainingJob {training_job_name} succeeded but has no spec.output, so there is no artifact to deploy"),
+            stalled=True)
+    return ModelResolution(None, None, Cond(
+        "ModelResolved", False, "WaitingForTrainingJob",
+        f"run {status.get('run', '?')} of TrainingJob {training_job_name} is {phase or 'not started'}"))
+
+
+def features_condition(names: list[str], views: dict[str, dict | None]) -> Cond:
+    if not names:
+        return Cond("FeaturesReady", True, "NoFeatures", "reads no FeatureViews")
+    missing = [n for n in names if views.get(n) is None]
+    if missing:
+        return Cond("FeaturesReady", False, "FeatureViewNotFound", f"FeatureView not found: {', '.join(missing)}")
+    not_ready = [n for n in names if not _ready(views[n])]
+    if not_ready:
+        return Cond("FeaturesReady", False, "FeatureViewNotReady", f"FeatureView not Ready: {', '.join(not_ready)}")
+    return Cond("FeaturesReady", True, "FeatureViewsReady", f"{len(names)} FeatureView(s) Ready")

@@ -1,0 +1,134 @@
+"""FeatureView status: materialization, freshness and the feature server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .conditions import Cond, kstatus, now_iso, parse_time
+from .pods import failed_pod_message, first_problem
+
+
+@dataclass
+class FeatureViewObserved:
+    online: bool
+    suspended: bool
+    spec_hash: str
+    max_staleness_seconds: int | None
+    materialization_jobs: list[dict]  # the on-change Jobs and the CronJob's, each labelled with the owner
+    server: dict | None
+    server_desired: int
+    server_url: str
+    pods: list[dict] = field(default_factory=list)  # feature server pods
+    job_pods: list[dict] = field(default_factory=list)
+    events_by_pod: dict[str, list[dict]] = field(default_factory=dict)
+
+
+@dataclass
+class FeatureViewReport:
+    phase: str
+    conditions: list[Cond]
+    status: dict
+    wake_at: datetime | None  # when Fresh would turn False: the one wake-up to schedule
+
+
+def _succeeded_at(job: dict) -> str | None:
+    status = job.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Complete" and cond.get("status") == "True":
+            return status.get("completionTime") or cond.get("lastTransitionTime")
+    return None
+
+
+def _failed(job: dict) -> dict | None:
+    return next((c for c in (job.get("status") or {}).get("conditions") or []
+                 if c.get("type") == "Failed" and c.get("status") == "True"), None)
+
+
+def _hash_of(job: dict) -> str | None:
+    return ((job.get("metadata") or {}).get("annotations") or {}).get("mlplatform.dev/materialization-spec-hash")
+
+
+def feature_view_report(previous: dict, obs: FeatureViewObserved, now: datetime) -> FeatureViewReport:
+    last = previous.get("lastMaterializedAt")
+    last_job = previous.get("lastMaterializationJob")
+    done_hash = previous.get("materializationSpecHash")
+    for job in obs.materialization_jobs:
+        finished = _succeeded_at(job)
+        if finished is None:
+            continue
+        if last is None or finished > last:
+            last, last_job = finished, job["metadata"]["name"]
+        if _hash_of(job) == obs.spec_hash:
+            done_hash = obs.spec_hash
+    current_jobs = [j for j in obs.materialization_jobs if _hash_of(j) == obs.spec_hash]
+
+    verb = "Materialized" if obs.online else "Registered"
+    if done_hash == obs.spec_hash:
+        materialized = Cond("Materialized", True, verb, f"last materialization ended {last}" if obs.online
+                            else "registered in the Feast registry (offline only)")
+    elif failed := next((f for j in current_jobs if (f := _failed(j))), None):
+        detail = failed_pod_message(obs.job_pods)
+        message = failed.get("message") or "materialization Job failed"
+        materialized = Cond("Materialized", False, "MaterializationFailed", f"{message}; {detail}" if detail else message)
+    elif current_jobs:
+        problem = first_problem(obs.job_pods, obs.events_by_pod)
+        materialized = Cond("Materialized", False, problem.reason if problem else "Materializing",
+                            problem.message if problem else f"Job {current_jobs[0]['metadata']['name']} is running")
+    else:
+        materialized = Cond("Materialized", False, "Pending", "materialization Job not created yet")
+
+    wake_at = None
+    last_time = parse_time(last)
+    if not obs.online:
+        fresh = Cond("Fresh", True, "Offline", "offline-only view: no online store to keep fresh")
+    elif last_time is None:
+        fresh = Cond("Fresh", False, "NeverMaterialized", "no successful materialization yet")
+    elif obs.max_staleness_seconds is None:
+        fresh = Cond("Fresh", True, "NoStalenessBudget", f"last materialized {last}; spec.freshness is not set")
+    else:
+        deadline = last_time + timedelta(seconds=obs.max_staleness_seconds)
+        # Messages name fixed times, never ages, so that status does not change on every look.
+        if now <= deadline:
+            fresh = Cond("Fresh", True, "WithinBudget",
+                         f"last materialized {last}; stale after {deadline.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+            wake_at = deadline + timedelta(seconds=1)
+        else:
+            fresh = Cond("Fresh", False, "Stale",
+                         f"last materialized {last}, stale since {deadline.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                         f"(maxStaleness {obs.max_staleness_seconds}s)"
+                         + ("; materialization is suspended" if obs.suspended else ""))
+
+    server_ready = True
+    server_problem = None
+    if obs.online:
+        status = (obs.server or {}).get("status") or {}
+        ready_replicas = status.get("readyReplicas", 0)
+        server_ready = obs.server is not None and obs.server_desired > 0 and ready_replicas >= obs.server_desired
+        if not server_ready:
+            problem = first_problem(obs.pods, obs.events_by_pod)
+            server_problem = (Cond("Ready", False, problem.reason, f"feature server: {problem.message}") if problem else
+                              Cond("Ready", False, "FeatureServerNotReady",
+                                   f"feature server {ready_replicas}/{obs.server_desired} replicas ready"))
+
+    if materialized.status and server_ready:
+        ready = Cond("Ready", True, "Serving" if obs.online else "Registered",
+                     f"materialized and served at {obs.server_url}" if obs.online else "registered (offline only)")
+    elif not materialized.status:
+        ready = Cond("Ready", False, materialized.reason, materialized.message)
+    else:
+        ready = server_problem
+    failed_now = materialized.reason == "MaterializationFailed"
+    phase = ("Stale" if ready.status and not fresh.status else "Ready") if ready.status else \
+        ("Failed" if failed_now else ("Materializing" if not materialized.status else "Progressing"))
+    conditions = kstatus(ready, converging=not ready.status and not failed_now) + [materialized, fresh]
+    status = {
+        "lastMaterializedAt": last,
+        "lastMaterializationJob": last_job,
+        "materializationSpecHash": done_hash,
+        "servingUrl": obs.server_url if obs.online and server_ready else None,
+    }
+    return FeatureViewReport(phase, conditions, status, wake_at)
+
+
+__all__ = ["FeatureViewObserved", "FeatureViewReport", "feature_view_report", "now_iso"]

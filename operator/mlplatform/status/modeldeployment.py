@@ -1,0 +1,87 @@
+"""ModelDeployment status from what is observed: the Deployment, its HPA and pods, and dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .conditions import Cond, kstatus
+from .dependencies import ModelResolution
+from .pods import PodProblem, first_problem
+
+
+@dataclass
+class ModelDeploymentObserved:
+    suspended: bool
+    fixed_replicas: int | None  # spec.replicas (default 1) when not autoscaled
+    resolution: ModelResolution
+    features: Cond
+    deployment: dict | None
+    hpa: dict | None
+    pods: list[dict] = field(default_factory=list)
+    events_by_pod: dict[str, list[dict]] = field(default_factory=dict)
+    claim_problem: PodProblem | None = None
+    render_error: str | None = None
+
+
+@dataclass
+class ModelDeploymentReport:
+    phase: str
+    conditions: list[Cond]
+    replicas: int
+    ready_replicas: int
+    desired_replicas: int
+
+
+def desired_replicas(obs: ModelDeploymentObserved) -> int:
+    if obs.suspended:
+        return 0
+    if obs.fixed_replicas is not None:
+        return obs.fixed_replicas
+    hpa_status = (obs.hpa or {}).get("status") or {}
+    hpa_spec = (obs.hpa or {}).get("spec") or {}
+    return hpa_status.get("desiredReplicas") or hpa_spec.get("minReplicas") or 1
+
+
+def _rollout_done(deployment: dict, desired: int) -> tuple[bool, int, int]:
+    status = deployment.get("status") or {}
+    replicas = status.get("replicas", 0)
+    ready = status.get("readyReplicas", 0)
+    updated = status.get("updatedReplicas", 0)
+    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    done = current and ready >= desired and updated >= desired and replicas <= max(desired, updated)
+    return done, replicas, ready
+
+
+def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentReport:
+    desired = desired_replicas(obs)
+    replicas = ready = 0
+    if obs.deployment:
+        _, replicas, ready = _rollout_done(obs.deployment, desired)
+    extra = [obs.resolution.condition, obs.features]
+
+    def report(phase: str, ready_cond: Cond, converging: bool, stalled: Cond | None = None) -> ModelDeploymentReport:
+        return ModelDeploymentReport(phase, kstatus(ready_cond, converging=converging, stalled=stalled) + extra,
+                                     replicas, ready, desired)
+
+    if obs.render_error:
+        cond = Cond("Ready", False, "InvalidSpec", obs.render_error)
+        return report("Stalled", cond, False, Cond("Stalled", True, "InvalidSpec", obs.render_error))
+    if obs.resolution.uri is None:
+        c = obs.resolution.condition
+        ready_cond = Cond("Ready", False, c.reason, c.message)
+        if obs.resolution.stalled:
+            return report("Stalled", ready_cond, False, Cond("Stalled", True, c.reason, c.message))
+        return report("WaitingForTrainingJob", ready_cond, True)
+    if obs.suspended:
+        return report("Suspended", Cond("Ready", False, "Suspended", "spec.suspend is true: scaled to zero"), False)
+    if obs.deployment is None:
+        return report("Progressing", Cond("Ready", False, "Creating", "Deployment not created yet"), True)
+    done, _, _ = _rollout_done(obs.deployment, desired)
+    if not done:
+        problem = obs.claim_problem or first_problem(obs.pods, obs.events_by_pod)
+        if problem:
+            return report("Degraded" if ready else "Progressing", Cond("Ready", False, problem.reason, problem.message), True)
+        return report("Progressing", Cond("Ready", False, "RollingOut", f"{ready}/{desired} replicas ready"), True)
+    if not obs.features.status:
+        return report("WaitingForFeatures", Cond("Ready", False, obs.features.reason, obs.features.message), True)
+    return report("Ready", Cond("Ready", True, "AllReplicasAvailable", f"{ready}/{desired} replicas ready"), False)

@@ -1,0 +1,154 @@
+"""TrainingJob runs: when a new run starts, what phase a run is in, and the resulting status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..api.trainingjob import RUN_HISTORY_LIMIT
+from .conditions import Cond, kstatus
+from .pods import failed_pod_message, first_problem
+
+FINISHED = ("Succeeded", "Failed", "Superseded")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    run: int
+    new_run: bool
+    render_job: bool
+
+
+def plan_run(status: dict, spec_hash: str, current_job_exists: bool) -> RunPlan:
+    """A new run on create and whenever the run-defining spec changes; a finished run's Job, once
+    removed by its TTL, is not created again."""
+    run = status.get("run")
+    if run is None:
+        return RunPlan(1, True, True)
+    if status.get("runSpecHash") != spec_hash:
+        return RunPlan(run + 1, True, True)
+    record = current_record(status)
+    finished = record is not None and record.get("phase") in FINISHED
+    return RunPlan(run, False, current_job_exists or not finished)
+
+
+def current_record(status: dict) -> dict | None:
+    return next((r for r in status.get("runs") or [] if r.get("run") == status.get("run")), None)
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """Kueue, when spec.queueName is set: installed? the LocalQueue present?"""
+
+    kueue_installed: bool
+    local_queue_exists: bool
+
+
+@dataclass(frozen=True)
+class RunState:
+    phase: str
+    reason: str
+    message: str
+    start_time: str | None = None
+    completion_time: str | None = None
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+def _condition(job: dict, type_: str) -> dict | None:
+    return next((c for c in (job.get("status") or {}).get("conditions") or []
+                 if c.get("type") == type_ and c.get("status") == "True"), None)
+
+
+def run_state(job: dict | None, pods: list[dict], workers: int, suspended: bool, queue_name: str | None,
+              queue: QueueState | None, previous: dict | None, events_by_pod: dict | None = None) -> RunState:
+    if job is None:
+        if previous and previous.get("phase") in FINISHED:
+            return RunState(previous["phase"], previous.get("reason", ""), previous.get("message", ""),
+                            previous.get("startTime"), previous.get("completionTime"))
+        return RunState("Pending", "Creating", "the run's Job is being created")
+    status = job.get("status") or {}
+    counts = dict(active=status.get("active", 0), succeeded=status.get("succeeded", 0), failed=status.get("failed", 0))
+    times = dict(start_time=status.get("startTime"), completion_time=status.get("completionTime"))
+    if (done := _condition(job, "Complete")) is not None:
+        return RunState("Succeeded", "Completed", f"{workers}/{workers} workers succeeded", **{
+            **times, "completion_time": status.get("completionTime") or done.get("lastTransitionTime")}, **counts)
+    if (failed := _condition(job, "Failed")) is not None:
+        detail = failed_pod_message(pods)
+        message = failed.get("message") or "the Job failed"
+        return RunState("Failed", failed.get("reason") or "JobFailed", f"{message}; {detail}" if detail else message,
+                        times["start_time"], failed.get("lastTransitionTime"), **counts)
+    if suspended:
+        return RunState("Suspended", "Suspended", "spec.suspend is true", **times, **counts)
+    if queue_name and (job.get("spec") or {}).get("suspend"):
+        if queue is not None and not queue.kueue_installed:
+            return RunState("Pending", "KueueNotInstalled",
+                            f"spec.queueName is {queue_name!r} but Kueue is not installed in this cluster (no "
+                            f"kueue.x-k8s.io API): the Job stays suspended; install Kueue or remove spec.queueName",
+                            **times, **counts)
+        if queue is not None and not queue.local_queue_exists:
+            return RunState("Pending", "LocalQueueNotFound",
+                            f"Kueue LocalQueue {queue_name!r} does not exist in this namespace", **times, **counts)
+        return RunState("Pending", "WaitingForKueue", f"waiting for Kueue to admit the run from queue {queue_name!r}",
+                        **times, **counts)
+    ready = status.get("ready", 0)
+    if counts["active"] and ready >= min(workers, counts["active"]) and counts["active"] + counts["succeeded"] >= workers:
+        return RunState("Running", "WorkersRunning", f"{counts['active']}/{workers} workers running", **times, **counts)
+    problem = first_problem(pods, events_by_pod)
+    if problem:
+        return RunState("Pending", problem.reason, problem.message, **times, **counts)
+    return RunState("Pending", "WorkersStarting", f"{ready}/{workers} workers ready", **times, **counts)
+
+
+@dataclass
+class TrainingJobReport:
+    status: dict
+    conditions: list[Cond] = field(default_factory=list)
+
+
+def training_job_report(previous: dict, plan: RunPlan, spec_hash: str, generation: int, state: RunState,
+                        artifact_uri: str | None, job_name: str) -> TrainingJobReport:
+    """status.run/runs/workers/artifactUri and the conditions, from the previous status and the run's state."""
+    runs = [dict(r) for r in previous.get("runs") or []]
+    if plan.new_run:
+        for record in runs:
+            if record.get("phase") not in FINISHED:
+                record.update(phase="Superseded", reason="SpecChanged",
+                              message=f"superseded by run {plan.run} (spec generation {generation})")
+        runs.append({"run": plan.run, "generation": generation, "job": job_name})
+    record = next(r for r in runs if r["run"] == plan.run)
+    record.update({k: v for k, v in {
+        "phase": state.phase, "reason": state.reason, "message": state.message,
+        "startTime": state.start_time, "completionTime": state.completion_time}.items() if v is not None})
+    status = {
+        "run": plan.run,
+        "runGeneration": record.get("generation", generation),
+        "runSpecHash": spec_hash,
+        "phase": state.phase,
+        "workers": {"active": state.active, "succeeded": state.succeeded, "failed": state.failed},
+        "startTime": state.start_time,
+        "completionTime": state.completion_time,
+        "artifactUri": previous.get("artifactUri"),
+        "artifactRun": previous.get("artifactRun"),
+    }
+    if state.phase == "Succeeded" and artifact_uri:
+        record["artifactUri"] = artifact_uri
+        status["artifactUri"], status["artifactRun"] = artifact_uri, plan.run
+    status["runs"] = runs[-RUN_HISTORY_LIMIT:]
+
+    phase = state.phase
+    running = phase in ("Pending", "Running")
+    stalled = Cond("Stalled", True, state.reason, state.message) if phase == "Failed" or state.reason == "KueueNotInstalled" \
+        else None
+    if phase == "Succeeded":
+        ready = Cond("Ready", True, "Succeeded", f"run {plan.run} succeeded" + (f": {artifact_uri}" if artifact_uri else ""))
+    else:
+        ready = Cond("Ready", False, state.reason, state.message)
+    conditions = kstatus(ready, converging=running, stalled=stalled) + [
+        Cond("Running", phase == "Running", state.reason if phase == "Running" else phase, state.message if phase == "Running" else ""),
+        Cond("Succeeded", phase == "Succeeded", "Completed" if phase == "Succeeded" else phase,
+             state.message if phase == "Succeeded" else ""),
+        Cond("Failed", phase == "Failed", state.reason if phase == "Failed" else "NotFailed",
+             state.message if phase == "Failed" else ""),
+    ]
+    return TrainingJobReport({k: v for k, v in status.items() if v is not None}, conditions)
