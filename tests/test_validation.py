@@ -84,6 +84,9 @@ CASES = [
      ("spec.source", "required", "timestampField")),
     (FV, "spec.online", False, "spec.serving", "requires spec.online", ("spec", "cel", "self.online")),
     (FV, "spec.features.0.name", "driver_id", "spec.features", "joinKey", ("spec", "cel", "e.joinKey == f.name")),
+    (FV, "spec.entities", [{"name": "a", "joinKey": "k", "valueType": "INT64"}, {"name": "b", "joinKey": "k", "valueType": "STRING"}],
+     "spec.entities", "distinct joinKeys", ("spec", "cel", "exists_one")),
+    (FV, "spec.features.0.name", "event_timestamp", "spec.features", "timestampField", ("spec", "cel", "self.source.timestampField")),
     (FV, "metadata.name", "Driver_Stats", "metadata.name", "DNS-1035", ("", "cel", "self.metadata.name.matches")),
     (FV, "metadata.name", "a" * 41, "metadata.name", "at most 40", ("", "cel", "size(self.metadata.name) <= 40")),
 ]

@@ -119,6 +119,11 @@ class OperatorConfig(ApiModel):
         description="GPU type name (resources.gpu.type) -> node labels its pods select.",
     )
     metrics: MetricNamesConfig = Field(default_factory=MetricNamesConfig, description="Custom metric names.")
+    pod_annotation_prefixes: list[str] = Field(
+        default_factory=list,
+        description="Annotations of a custom resource whose key starts with one of these prefixes are copied to "
+                    "its pods (e.g. sidecar.istio.io/); none by default.",
+    )
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig, description="Defaults for unset spec fields.")
 
     def preset(self, name: str) -> RuntimePresetConfig | None:

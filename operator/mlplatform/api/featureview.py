@@ -90,6 +90,20 @@ class FeatureViewSpec(ApiModel):
             lambda s: s.serving is None or s.online is not False,
         ),
         Rule(
+            "self.entities.all(a, self.entities.exists_one(b, b.joinKey == a.joinKey))",
+            "entities must have distinct joinKeys",
+            "entities",
+            lambda s: len({e.join_key for e in s.entities}) == len(s.entities),
+        ),
+        Rule(
+            "self.features.all(f, f.name != self.source.timestampField && "
+            "(!has(self.source.createdTimestampField) || f.name != self.source.createdTimestampField))",
+            "a feature may not have the name of source.timestampField or source.createdTimestampField",
+            "features",
+            lambda s: not ({f.name for f in s.features}
+                           & {s.source.timestamp_field, s.source.created_timestamp_field}),
+        ),
+        Rule(
             "self.features.all(f, !self.entities.exists(e, e.joinKey == f.name))",
             "a feature may not have the name of an entity's joinKey",
             "features",

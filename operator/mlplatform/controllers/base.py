@@ -32,11 +32,15 @@ class Context:
 
 def owner_of(kind: str, body: dict) -> Owner:
     meta = body["metadata"]
-    return Owner(kind, meta["name"], meta["namespace"], uid=meta["uid"], generation=meta.get("generation", 1))
+    return Owner(kind, meta["name"], meta["namespace"], uid=meta["uid"], generation=meta.get("generation", 1),
+                 annotations=dict(meta.get("annotations") or {}))
 
 
 def is_subset(intent: Any, live: Any) -> bool:
-    """True when every field of the intent already has that value in the live object."""
+    """True when every field of the intent already has that value in the live object
+    (the API server omits empty maps and lists, so those match an absent field)."""
+    if intent in ({}, []) and live is None:
+        return True
     if isinstance(intent, dict):
         return isinstance(live, dict) and all(is_subset(v, live.get(k)) for k, v in intent.items())
     if isinstance(intent, list):

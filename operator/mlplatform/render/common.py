@@ -43,6 +43,7 @@ class Owner:
     namespace: str
     uid: str | None = None  # known once the resource exists in a cluster
     generation: int | None = None
+    annotations: dict[str, str] = field(default_factory=dict)  # the custom resource's own
 
 
 @dataclass
@@ -56,6 +57,13 @@ class Rendered:
 def render_template(name: str, **values: Any) -> dict[str, Any]:
     """A jinja2 template whose every value is inserted with `tojson` -> one Kubernetes object."""
     return yaml.safe_load(_templates.get_template(name).render(**values))
+
+
+def pod_annotations(owner: Owner, config: OperatorConfig, own: dict[str, str]) -> dict[str, str]:
+    """The operator's pod annotations, plus the resource's annotations that the configuration propagates."""
+    prefixes = tuple(config.pod_annotation_prefixes)
+    copied = {k: v for k, v in owner.annotations.items() if prefixes and k.startswith(prefixes)}
+    return {**copied, **own}
 
 
 def labels(owner: Owner, component: str) -> dict[str, str]:

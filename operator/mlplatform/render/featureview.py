@@ -16,6 +16,7 @@ from .common import (
     container_resources,
     metadata,
     owner_note,
+    pod_annotations,
     pod_scheduling,
     render_template,
     selector,
@@ -93,11 +94,14 @@ def _feast_pod(spec: FeatureViewSpec, config: OperatorConfig, name: str, command
 def _materialize_job_spec(owner: Owner, spec: FeatureViewSpec, config: OperatorConfig, labels: dict) -> dict[str, Any]:
     resources = spec.materialization.resources if spec.materialization else None
     command = materialize_command() if is_online(spec) else apply_command()
+    pod_metadata = {"labels": labels}
+    if annotations := pod_annotations(owner, config, {}):
+        pod_metadata["annotations"] = annotations
     return {
         "backoffLimit": 2,
         "ttlSecondsAfterFinished": config.defaults.materialization_ttl_seconds_after_finished,
         "template": {
-            "metadata": {"labels": labels},
+            "metadata": pod_metadata,
             "spec": _feast_pod(spec, config, owner.name, command, resources, "Never"),
         },
     }
@@ -146,8 +150,8 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
         selector=server_selector,
         rollout={"maxSurge": "25%", "maxUnavailable": 0},
         pod_labels=server_meta["labels"],
-        pod_annotations={"mlplatform.dev/feast-repo-hash": hashlib.sha256(
-            json.dumps(files, sort_keys=True).encode()).hexdigest()[:10]},
+        pod_annotations=pod_annotations(owner, config, {"mlplatform.dev/feast-repo-hash": hashlib.sha256(
+            json.dumps(files, sort_keys=True).encode()).hexdigest()[:10]}),
         pod_spec=_feast_pod(spec, config, owner.name, serve_command(config.feast.port),
                             serving.resources if serving else None, None, port=config.feast.port),
     ))

@@ -18,6 +18,7 @@ from .common import (
     env_name_part,
     metadata,
     owner_note,
+    pod_annotations,
     pod_scheduling,
     render_template,
     selector,
@@ -201,7 +202,7 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
         selector=pod_selector,
         rollout=rollout,
         pod_labels=metadata(owner, owner.name, COMPONENT)["labels"],
-        pod_annotations={"mlplatform.dev/model-uri": model_uri},
+        pod_annotations=pod_annotations(owner, config, {"mlplatform.dev/model-uri": model_uri}),
         pod_spec=_pod_spec(owner, spec, config, model_uri),
     ))
     if autoscaled:

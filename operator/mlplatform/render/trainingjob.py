@@ -19,6 +19,7 @@ from .common import (
     env_name_part,
     metadata,
     owner_note,
+    pod_annotations,
     pod_scheduling,
     render_template,
     selector,
@@ -167,7 +168,8 @@ def render_training_job(owner: Owner, spec: TrainingJobSpec, config: OperatorCon
                                     else config.defaults.training_ttl_seconds_after_finished),
         "template": {
             "metadata": {"labels": pod_meta_labels,
-                         "annotations": {"mlplatform.dev/generation": str(owner.generation or 0)}},
+                         "annotations": pod_annotations(owner, config,
+                                                        {"mlplatform.dev/generation": str(owner.generation or 0)})},
             "spec": _pod_spec(owner, spec, config, run),
         },
     }
