@@ -305,3 +305,44 @@ def test_down_leaves_no_process_or_listener(tmp_path, kubeconfig):
     c.down()  # harmless when nothing runs
     # The shared session cluster was not touched.
     assert cluster.Cluster().is_running()
+
+
+@pytest.mark.skipif(bool(os.environ.get("E2E_KUBECONFIG")),
+                    reason="exercises the local control plane's own start/stop")
+def test_failing_component_is_reported_and_others_stopped(tmp_path, monkeypatch, kubeconfig):
+    """A component that exits at start: up fails with its log tail, the rest is stopped."""
+    import build
+    import cluster
+
+    real = build.cache_dir()
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for comp in build.components():
+        (fake_bin / f"{comp.name}.stamp").write_text((real / f"{comp.name}.stamp").read_text())
+        if comp.name != "kube-scheduler":
+            (fake_bin / comp.name).symlink_to(real / comp.name)
+    broken = fake_bin / "kube-scheduler"
+    broken.write_text("#!/bin/sh\necho 'boom: simulated scheduler start failure' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("MLPLATFORM_BIN_DIR", str(fake_bin))
+
+    c = cluster.Cluster(tmp_path / "broken-cluster")
+    with pytest.raises(cluster.ClusterError) as err:
+        c.up(build_missing=False)
+    msg = str(err.value)
+    assert "kube-scheduler" in msg and "boom: simulated scheduler start failure" in msg
+    state = cluster.State.load(c.run)
+    assert not state.procs, f"processes left in state: {state.procs}"
+    assert not (set(state.ports.values()) & cluster.listening_ports())
+    assert not c.is_running()
+    leftovers = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0].decode()
+                st = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if argv0.startswith(str(fake_bin)) and st not in "ZX":
+                leftovers.append((proc.name, argv0))
+    assert not leftovers, f"components of the failed start still running: {leftovers}"

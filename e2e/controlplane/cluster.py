@@ -51,6 +51,7 @@ POD_CIDR = "10.244.0.0/16"
 KWOK_NODE_IP = "10.240.0.1"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 CLUSTER_NAME = "mlplatform-local"
+PKI_MARKER = "complete-v2"  # bump when ensure_pki() adds files, to regenerate
 # Start order; stop runs in reverse.
 ORDER = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
 
@@ -82,6 +83,7 @@ class NodeSpec:
     gpus: int = 0
     gpu_product: str = ""
     pods: int = 110
+    ip: str = ""
 
     def manifest(self) -> dict:
         labels = {
@@ -114,15 +116,18 @@ class NodeSpec:
                                 "node.alpha.kubernetes.io/ttl": "0"},
             },
             "spec": {"taints": taints} if taints else {},
-            "status": {"capacity": capacity, "allocatable": dict(capacity)},
+            "status": {"capacity": capacity, "allocatable": dict(capacity),
+                       "addresses": [{"type": "InternalIP", "address": self.ip},
+                                     {"type": "Hostname", "address": self.name}]},
         }
 
 
 NODES: list[NodeSpec] = (
-    [NodeSpec(f"kwok-cpu-{i}", 32, "128Gi", "cpu-32") for i in range(3)]
-    + [NodeSpec(f"kwok-h100-{i}", 96, "1000Gi", "gpu-h100x8", 8, "NVIDIA-H100-80GB-HBM3")
-       for i in range(4)]
-    + [NodeSpec("kwok-l4-0", 48, "192Gi", "gpu-l4x4", 4, "NVIDIA-L4")]
+    [NodeSpec(f"kwok-cpu-{i}", 32, "128Gi", "cpu-32", ip=f"10.240.0.{10 + i}")
+     for i in range(3)]
+    + [NodeSpec(f"kwok-h100-{i}", 96, "1000Gi", "gpu-h100x8", 8, "NVIDIA-H100-80GB-HBM3",
+                ip=f"10.240.0.{20 + i}") for i in range(4)]
+    + [NodeSpec("kwok-l4-0", 48, "192Gi", "gpu-l4x4", 4, "NVIDIA-L4", ip="10.240.0.30")]
 )
 
 
@@ -140,7 +145,7 @@ def ensure_pki(run: Path) -> None:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     pki = _pki(run)
-    if (pki / "complete").exists():
+    if (pki / PKI_MARKER).exists():
         return
     pki.mkdir(parents=True, exist_ok=True)
     os.chmod(pki, 0o700)
@@ -180,7 +185,8 @@ def ensure_pki(run: Path) -> None:
     (pki / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(stem: str, cn: str, org: str | None, server: bool, client: bool,
-              dns: list[str] = (), ips: list[str] = ()) -> None:
+              dns: list[str] = (), ips: list[str] = (), signer=None) -> None:
+        sign_key, sign_cert = signer or (ca_key, ca_cert)
         key = ec.generate_private_key(ec.SECP256R1())
         usages = []
         if server:
@@ -190,7 +196,7 @@ def ensure_pki(run: Path) -> None:
         b = (
             x509.CertificateBuilder()
             .subject_name(name(cn, org))
-            .issuer_name(ca_cert.subject)
+            .issuer_name(sign_cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now)
@@ -203,13 +209,13 @@ def ensure_pki(run: Path) -> None:
                                          decipher_only=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
+                sign_key.public_key()), critical=False)
         )
         if dns or ips:
             sans = [x509.DNSName(d) for d in dns] + \
                    [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = b.sign(ca_key, hashes.SHA256())
+        cert = b.sign(sign_key, hashes.SHA256())
         write_key(pki / f"{stem}.key", key)
         (pki / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
@@ -228,7 +234,29 @@ def ensure_pki(run: Path) -> None:
     write_key(pki / "sa.key", sa)
     (pki / "sa.pub").write_bytes(sa.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    (pki / "complete").write_text("ok\n")
+    # Front proxy (aggregation layer request headers), so the apiserver can
+    # serve aggregated APIs such as metrics-server if one is installed.
+    fp_key = ec.generate_private_key(ec.SECP256R1())
+    fp_ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("mlplatform-front-proxy-ca"))
+        .issuer_name(name("mlplatform-front-proxy-ca"))
+        .public_key(fp_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .sign(fp_key, hashes.SHA256())
+    )
+    write_key(pki / "front-proxy-ca.key", fp_key)
+    (pki / "front-proxy-ca.crt").write_bytes(fp_ca.public_bytes(serialization.Encoding.PEM))
+    issue("front-proxy-client", "front-proxy-client", None, server=False, client=True,
+          signer=(fp_key, fp_ca))
+    (pki / PKI_MARKER).write_text("ok\n")
 
 
 def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
@@ -634,6 +662,13 @@ class Cluster:
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
+            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
