@@ -1,0 +1,144 @@
+"""The operator under test: CRDs installed, `mlplatform run` as a subprocess, kubectl and CR helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP, VERSION = "mlplatform.dev", "v1alpha1"
+PLURALS = {"FeatureView": "featureviews", "ModelDeployment": "modeldeployments", "TrainingJob": "trainingjobs"}
+# The kwok stages react to these pod annotations; the operator copies them from the custom resource.
+E2E_OPERATOR_CONFIG = {"podAnnotationPrefixes": ["mlplatform.dev/kwok-"]}
+
+
+def kubectl_binary() -> str:
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
+    import build  # e2e/controlplane/build.py
+
+    return str(build.binary_path("kubectl"))
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: str):
+        self.binary = kubectl_binary()
+        self.env = {**os.environ, "KUBECONFIG": kubeconfig}
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([self.binary, *args], input=stdin, capture_output=True, text=True, env=self.env,
+                                timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def apply(self, manifest: dict | str, namespace: str, check: bool = True) -> subprocess.CompletedProcess:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        return self.run("apply", "-n", namespace, "-f", "-", stdin=text, check=check)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Operator:
+    def __init__(self, kubeconfig: str, log_path: Path):
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.metrics_port = _free_port()
+        self.health_port = _free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self, config_path: Path) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlplatform.cli", "run", "--config", str(config_path),
+             "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": self.kubeconfig})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as rsp:
+                    if rsp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"operator not healthy within 60s: {self.log_path.read_text()[-3000:]}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as rsp:
+            return rsp.read().decode()
+
+    def rss_mib(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        return kib / 1024
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def kubectl(kubeconfig) -> Kubectl:
+    return Kubectl(kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl):
+    kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    for plural in PLURALS.values():
+        kubectl.run("wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig, crds, tmp_path_factory):
+    config = tmp_path_factory.mktemp("operator") / "config.yaml"
+    config.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
+    process = Operator(kubeconfig, ROOT / ".run" / "e2e-operator.log")
+    process.start(config)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def custom(api_client):
+    from kubernetes import client
+
+    return client.CustomObjectsApi(api_client)
+
+
+def get_cr(custom, kind: str, namespace: str, name: str) -> dict:
+    return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], name)
+
+
+def condition(body: dict, type_: str) -> dict:
+    return next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+def resource(kind: str, name: str, spec: dict, annotations: dict | None = None) -> dict:
+    meta: dict = {"name": name}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": meta, "spec": spec}
