@@ -127,17 +127,30 @@ def test_gpu_deployment_runs_on_gpu_nodes(namespace, core_v1, apps_v1, wait_for)
              timeout=30, what="deployment ready_replicas == 3")
 
 
+def gpus_in_use(core_v1, node_name):
+    used = 0
+    for p in core_v1.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node_name}").items:
+        if p.status.phase in ("Succeeded", "Failed"):
+            continue
+        for c in p.spec.containers:
+            used += int(((c.resources and c.resources.limits) or {}).get(GPU, 0))
+    return used
+
+
 def test_gpus_are_not_oversubscribed(namespace, core_v1, apps_v1, wait_for):
-    """The single L4 node has 4 GPUs: two 2-GPU pods fit, the third stays Pending."""
+    """The single L4 node has 4 GPUs: 2-GPU pods fill it, one more stays Pending."""
+    free = 4 - gpus_in_use(core_v1, "kwok-l4-0")  # others may share the cluster
+    fit = free // 2
     spec = client.V1PodSpec(containers=[container(gpus=2)], tolerations=[GPU_TOLERATION],
                             node_selector={"nvidia.com/gpu.product": "NVIDIA-L4"})
-    apps_v1.create_namespaced_deployment(namespace, deployment("l4", 3, spec))
+    apps_v1.create_namespaced_deployment(namespace, deployment("l4", fit + 1, spec))
 
     def settled():
         ps = pods(core_v1, namespace, "app=l4")
         phases = sorted(p.status.phase for p in ps)
-        return ps if phases == ["Pending", "Running", "Running"] else None
-    ps = wait_for(settled, timeout=60, what="2 Running + 1 Pending on the L4 node")
+        return ps if phases == ["Pending"] + ["Running"] * fit else None
+    ps = wait_for(settled, timeout=60, what=f"{fit} Running + 1 Pending on the L4 node")
+    assert all(p.spec.node_name == "kwok-l4-0" for p in ps if p.status.phase == "Running")
     pending = [p for p in ps if p.status.phase == "Pending"][0]
     assert pending.spec.node_name is None
     wait_for(lambda: any("Insufficient nvidia.com/gpu" in (e.message or "")
@@ -146,6 +159,18 @@ def test_gpus_are_not_oversubscribed(namespace, core_v1, apps_v1, wait_for):
     # Still pending a few seconds later: nothing frees a GPU.
     time.sleep(3)
     assert core_v1.read_namespaced_pod(pending.metadata.name, namespace).status.phase == "Pending"
+
+
+def test_pod_needing_more_gpus_than_any_node_stays_pending(namespace, core_v1, wait_for):
+    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="nine-gpus"),
+                       spec=client.V1PodSpec(containers=[container(gpus=9)],
+                                             tolerations=[GPU_TOLERATION]))
+    core_v1.create_namespaced_pod(namespace, pod)
+    wait_for(lambda: any("Insufficient nvidia.com/gpu" in (e.message or "")
+                         for e in events_for(core_v1, namespace, "nine-gpus")),
+             timeout=30, what="FailedScheduling event for insufficient GPUs")
+    p = core_v1.read_namespaced_pod("nine-gpus", namespace)
+    assert p.status.phase == "Pending" and not p.spec.node_name
 
 
 def test_gpu_pod_without_toleration_stays_pending(namespace, core_v1, wait_for):
