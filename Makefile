@@ -14,3 +14,42 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 include e2e/cluster.mk
+
+KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo "$$($(CLUSTER_PY) $(CLUSTER_PY_SCRIPT) bin-dir)/kubectl")
+
+.PHONY: install run dev dev-down test test-unit test-e2e crds crds-check bench
+
+install: ## CRDs into the cluster of KUBECONFIG
+	$(KUBECTL) apply --server-side --force-conflicts -f crds/
+
+run: $(STAMP) ## the operator in the foreground, against KUBECONFIG
+	$(VENV)/bin/mlplatform run $(if $(NAMESPACE),--namespace $(NAMESPACE)) $(if $(CONFIG),--config $(CONFIG))
+
+dev: $(STAMP) ## local control plane, CRDs, operator, examples; then kubectl get ml -A
+	$(PY) e2e/controlplane/cluster.py build
+	$(PY) e2e/dev.py up
+
+dev-down: ## stop the dev operator and the local control plane
+	-$(CLUSTER_PY) e2e/dev.py down
+	$(CLUSTER_PY) $(CLUSTER_PY_SCRIPT) $(CLUSTER_ARGS) down
+
+crds: $(STAMP) ## regenerate crds/ (and the chart's copy) from the API models
+	$(VENV)/bin/mlplatform crds
+
+crds-check: $(STAMP)
+	$(VENV)/bin/mlplatform crds --check
+
+test: $(STAMP) crds-check ## unit and e2e tests; builds and starts the local control plane if needed
+	$(PY) e2e/controlplane/cluster.py build
+	$(PY) -m pytest tests e2e -v --durations=15
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests -q
+
+test-e2e: $(STAMP)
+	$(PY) e2e/controlplane/cluster.py build
+	$(PY) -m pytest e2e -v
+
+bench: $(STAMP) ## seconds from apply to Ready per kind, operator memory and API traffic
+	$(PY) e2e/controlplane/cluster.py build
+	$(PY) e2e/bench_operator.py
