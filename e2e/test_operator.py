@@ -328,3 +328,19 @@ def test_metrics_count_reconciles_and_phases(operator):
     assert 'mlplatform_reconcile_total{kind="ModelDeployment",result="success"}' in text
     assert "mlplatform_reconcile_duration_seconds_bucket" in text
     assert "mlplatform_resources{" in text
+
+
+def test_turning_on_autoscaling_keeps_the_current_size(operator, kubectl, custom, namespace, apps_v1, wait_for):
+    kubectl.apply(resource("ModelDeployment", "grows", {**CPU_MODEL, "replicas": 3}), namespace)
+    wait_condition(wait_for, custom, "ModelDeployment", namespace, "grows", "Ready", "True")
+    autoscaled = {**CPU_MODEL, "autoscaling": {"minReplicas": 2, "maxReplicas": 5, "targets": {"cpuUtilization": 60}}}
+    del autoscaled["replicas"]
+    kubectl.apply(resource("ModelDeployment", "grows", autoscaled), namespace)
+    wait_for(lambda: get_cr(custom, "ModelDeployment", namespace, "grows")["status"]["observedGeneration"] == 2,
+             what="generation 2 reconciled")
+    for _ in range(10):  # the size never drops to the API default of 1 on the way
+        assert apps_v1.read_namespaced_deployment("grows", namespace).spec.replicas == 3
+        time.sleep(0.3)
+    deployment = apps_v1.read_namespaced_deployment("grows", namespace)
+    owners = {f.manager for f in deployment.metadata.managed_fields if "f:replicas" in str(f.fields_v1)}
+    assert "mlplatform" not in owners

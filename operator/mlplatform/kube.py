@@ -15,6 +15,7 @@ import kubernetes
 from .api import API_VERSION, KINDS
 
 FIELD_MANAGER = "mlplatform"
+HANDOFF_FIELD_MANAGER = "mlplatform-replicas-handoff"
 KUEUE_API = "/apis/kueue.x-k8s.io/v1beta1"
 KUEUE_CHECK_SECONDS = 30.0
 
@@ -94,6 +95,16 @@ class Kube:
         plural = CHILD_KINDS[(api_version, kind)]
         path = f"{_collection_path(api_version, plural, namespace)}/{quote(name)}"
         self._request("DELETE", path, body={"propagationPolicy": "Background"})
+
+    def hand_over_replicas(self, namespace: str, name: str, replicas: int) -> None:
+        """Apply a Deployment's replicas under a second field manager (an apply owns what it sets even
+        when the value is unchanged), so that when our intent stops carrying replicas (autoscaling turned
+        on) the field keeps its value instead of being reset to 1; the HPA takes it from there."""
+        path = f"/apis/apps/v1/namespaces/{quote(namespace)}/deployments/{quote(name)}"
+        intent = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+                  "spec": {"replicas": replicas}}
+        self._request("PATCH", path, query={"fieldManager": HANDOFF_FIELD_MANAGER, "force": "true"}, body=intent,
+                      content_type="application/apply-patch+yaml")
 
     def get_custom(self, kind: str, namespace: str, name: str) -> dict | None:
         return self._request("GET", custom_path(kind, namespace, name))

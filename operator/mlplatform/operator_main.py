@@ -30,6 +30,9 @@ log = logging.getLogger("mlplatform")
 # Children change in bursts (a rollout touches pods many times a second): coalesce them.
 CHILD_EVENT_DELAY_SECONDS = 0.25
 WORKERS = 4
+# Reconciles wait this long after start, so that the watches' initial listings have filled the cache
+# and the first reconciles see the children that already exist (no status flapping after a restart).
+INITIAL_SYNC_SECONDS = 3.0
 
 
 def _plural_group_version(api_version: str) -> tuple[str, str]:
@@ -98,6 +101,7 @@ def _async(handler):
 
 
 def worker(ctx: Context, stop: threading.Event) -> None:
+    stop.wait(INITIAL_SYNC_SECONDS)
     while not stop.is_set():
         key = ctx.queue.get(timeout=0.5)
         if key is None:

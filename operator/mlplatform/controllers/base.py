@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,6 +18,7 @@ from ..workqueue import WorkQueue
 
 log = logging.getLogger("mlplatform")
 
+INTENT_HASH = "mlplatform.dev/intent-hash"
 # Conditions whose flips are announced as Events on the custom resource.
 ANNOUNCED = ("Ready", "Stalled", "ModelResolved", "FeaturesReady", "Materialized", "Fresh", "Running", "Succeeded",
              "Failed")
@@ -58,14 +61,27 @@ def job_finished(job: dict) -> bool:
                for c in (job.get("status") or {}).get("conditions") or [])
 
 
+def with_intent_hash(obj: dict) -> dict:
+    """The intent, annotated with its own hash: a later intent that drops a field differs from it even
+    though it is still a subset of the live object."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    meta = obj["metadata"]
+    return {**obj, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}), INTENT_HASH: digest}}}
+
+
+def up_to_date(intent: dict, live: dict | None) -> bool:
+    """Same intent as last applied, and nobody changed a field of it since."""
+    return live is not None and is_subset(intent, live)
+
+
 def apply_children(ctx: Context, key: ResourceKey, owner: Owner, objects: list[dict],
                    keep: Callable[[dict], bool] = lambda child: False) -> None:
     """Apply what differs from the live children; delete our children that are no longer rendered
     (except those `keep` protects, such as finished Jobs left for their TTL)."""
     wanted = {(o["kind"], o["metadata"]["name"]) for o in objects}
-    for obj in objects:
+    for obj in map(with_intent_hash, objects):
         live = ctx.cache.child(key, obj["kind"], obj["metadata"]["name"])
-        if live is not None and is_subset(obj, live):
+        if up_to_date(obj, live):
             continue
         try:
             applied = ctx.kube.apply(obj)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..cache import ResourceKey
+from ..kube import FIELD_MANAGER
 from ..render.common import RenderError
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
 from ..status.dependencies import features_condition, resolve_model
@@ -25,6 +26,8 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     render_error = None
     try:
         rendered = render_model_deployment(owner, spec, ctx.config, resolution.uri)
+        if spec.autoscaling and not spec.suspend:
+            _hand_replicas_to_the_hpa(ctx, key, owner.name, spec.autoscaling.min_replicas)
         apply_children(ctx, key, owner, rendered.objects)
     except RenderError as err:
         render_error = str(err)
@@ -54,6 +57,20 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
         "replicaSummary": f"{report.ready_replicas}/{report.desired_replicas}",
         "url": service_url(owner, spec, ctx.config),
     }, report.phase, report.conditions)
+
+
+def _owns_replicas(deployment: dict) -> bool:
+    return any(entry.get("manager") == FIELD_MANAGER and "f:replicas" in (entry.get("fieldsV1") or {}).get("f:spec", {})
+               for entry in (deployment["metadata"].get("managedFields") or []))
+
+
+def _hand_replicas_to_the_hpa(ctx: Context, key: ResourceKey, name: str, min_replicas: int) -> None:
+    """Switching from a fixed size to autoscaling: keep the current size (at least minReplicas)."""
+    deployment = ctx.cache.child(key, "Deployment", name)
+    if deployment is None or not _owns_replicas(deployment):
+        return
+    current = (deployment.get("spec") or {}).get("replicas") or 0
+    ctx.kube.hand_over_replicas(deployment["metadata"]["namespace"], name, max(current, min_replicas))
 
 
 def _claim_problem(ctx: Context, namespace: str, uri: str | None, deployment: dict | None) -> PodProblem | None:
