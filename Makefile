@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 include e2e/cluster.mk
 
-KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo "$$($(CLUSTER_PY) $(CLUSTER_PY_SCRIPT) bin-dir)/kubectl")
+# The kubectl built with the local control plane when there is one, else the one on PATH.
+KUBECTL ?= $(shell k="$$($(CLUSTER_PY) $(CLUSTER_PY_SCRIPT) bin-dir)/kubectl"; [ -x "$$k" ] && echo "$$k" || command -v kubectl)
 
 .PHONY: install run dev dev-down test test-unit test-e2e crds crds-check bench
 

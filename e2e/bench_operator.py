@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(ROOT / "e2e"))
 
 import cluster  # noqa: E402
-from operator_fixtures import E2E_OPERATOR_CONFIG, Kubectl, Operator, condition, resource  # noqa: E402
+from operator_fixtures import E2E_OPERATOR_CONFIG, Kubectl, Operator, condition, resource, stop_dev_operator  # noqa: E402
 
 SPECS = {
     "ModelDeployment": {"model": {"uri": "s3://models/m/"}, "runtime": {"preset": "sklearn"},
@@ -40,14 +40,6 @@ PLURALS = {"FeatureView": "featureviews", "ModelDeployment": "modeldeployments",
 
 def metric(text: str, name: str) -> float:
     return sum(float(m) for m in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
-
-
-def ready(kubectl: Kubectl, kind: str, namespace: str, name: str) -> dict | None:
-    result = kubectl.run("get", PLURALS[kind], name, "-n", namespace, "-o", "yaml", check=False)
-    if result.returncode != 0:
-        return None
-    body = yaml.safe_load(result.stdout)
-    return body if condition(body, "Ready").get("status") == "True" else None
 
 
 def wait_ready(custom, kind, namespace, names, timeout=180.0) -> dict[str, float]:
@@ -77,6 +69,7 @@ def main() -> int:
     custom = client.CustomObjectsApi(config.new_client_from_config(config_file=kubeconfig))
     config_file = Path(tempfile.mkdtemp()) / "config.yaml"
     config_file.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
+    stop_dev_operator()  # one operator per cluster
     operator = Operator(kubeconfig, ROOT / ".run" / "bench-operator.log")
     operator.start(config_file)
     namespace = f"bench-{uuid.uuid4().hex[:6]}"

@@ -7,9 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,32 +18,12 @@ sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(ROOT / "e2e"))
 
 import cluster  # noqa: E402  e2e/controlplane/cluster.py
-from operator_fixtures import E2E_OPERATOR_CONFIG, Kubectl, Operator  # noqa: E402
+from operator_fixtures import DEV_PID_FILE, E2E_OPERATOR_CONFIG, Kubectl, Operator, stop_dev_operator  # noqa: E402
 
 RUN = ROOT / ".run"
-PID_FILE = RUN / "dev-operator.pid"
 LOG_FILE = RUN / "dev-operator.log"
 CONFIG_FILE = RUN / "dev-config.yaml"
 EXAMPLES = ROOT / "examples"
-
-
-def stop_operator() -> bool:
-    if not PID_FILE.exists():
-        return False
-    pid = int(PID_FILE.read_text())
-    PID_FILE.unlink()
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return False
-    if b"mlplatform" not in cmdline:
-        return False  # the PID was recycled: not ours
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if not Path(f"/proc/{pid}").exists():
-            break
-        time.sleep(0.1)
-    return True
 
 
 def example_namespaces() -> set[str]:
@@ -58,6 +35,18 @@ def example_namespaces() -> set[str]:
     return namespaces
 
 
+def settle(kubectl: Kubectl, timeout: float = 90) -> None:
+    """Wait until every example is Ready or Stalled (or the timeout): what `get ml` shows is then final."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = yaml.safe_load(kubectl.run("get", "ml", "-A", "-o", "yaml").stdout)["items"]
+        settled = [any(c["type"] in ("Ready", "Stalled") and c["status"] == "True"
+                       for c in (item.get("status") or {}).get("conditions") or []) for item in items]
+        if items and all(settled):
+            return
+        time.sleep(1)
+
+
 def up() -> int:
     kubeconfig = str(cluster.Cluster().up())
     kubectl = Kubectl(kubeconfig)
@@ -65,20 +54,20 @@ def up() -> int:
     kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     for plural in ("featureviews", "modeldeployments", "trainingjobs"):
         kubectl.run("wait", "--for=condition=Established", f"crd/{plural}.mlplatform.dev", "--timeout=60s")
-    if stop_operator():
+    if stop_dev_operator():
         print("==> stopped the previous dev operator", flush=True)
     RUN.mkdir(exist_ok=True)
     CONFIG_FILE.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
     operator = Operator(kubeconfig, LOG_FILE)
     operator.start(CONFIG_FILE)
-    PID_FILE.write_text(str(operator.process.pid))
+    DEV_PID_FILE.write_text(str(operator.process.pid))
     print(f"==> operator running (pid {operator.process.pid}, log {LOG_FILE.relative_to(ROOT)}, "
           f"metrics http://127.0.0.1:{operator.metrics_port}/metrics)", flush=True)
     for namespace in sorted(example_namespaces()):
         kubectl.run("create", "namespace", namespace, check=False)
     print("==> applying examples/", flush=True)
     print(kubectl.run("apply", "-f", str(EXAMPLES)).stdout, end="")
-    time.sleep(20)  # long enough for the training run and materialization to finish on kwok
+    settle(kubectl)
     print("==> kubectl get ml -A")
     print(kubectl.run("get", "ml", "-A").stdout)
     print(f"""Try:
@@ -91,7 +80,7 @@ Stop: make dev-down (operator and cluster)""")
 
 
 def down() -> int:
-    print("operator stopped" if stop_operator() else "no dev operator running")
+    print("operator stopped" if stop_dev_operator() else "no dev operator running")
     return 0
 
 

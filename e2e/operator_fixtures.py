@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,14 +22,41 @@ PLURALS = {"FeatureView": "featureviews", "ModelDeployment": "modeldeployments",
 E2E_OPERATOR_CONFIG = {"podAnnotationPrefixes": ["mlplatform.dev/kwok-"]}
 
 
+DEV_PID_FILE = ROOT / ".run" / "dev-operator.pid"
+
+
+def stop_dev_operator() -> bool:
+    """Stop the operator `make dev` left running: two operators on one cluster would fight."""
+    if not DEV_PID_FILE.exists():
+        return False
+    pid = int(DEV_PID_FILE.read_text())
+    DEV_PID_FILE.unlink()
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+    if b"mlplatform" not in cmdline:
+        return False  # the PID was recycled: not ours
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.1)
+    return True
+
+
 def kubectl_binary() -> str:
-    found = shutil.which("kubectl")
-    if found:
-        return found
+    """The kubectl built with the local control plane (same version), else the one on PATH."""
     sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
     import build  # e2e/controlplane/build.py
 
-    return str(build.binary_path("kubectl"))
+    built = build.binary_path("kubectl")
+    if built.exists():
+        return str(built)
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    raise RuntimeError(f"no kubectl: run `make cluster-build` (builds {built}) or put kubectl on PATH")
 
 
 class Kubectl:
@@ -116,6 +144,8 @@ def crds(kubectl):
 def operator(kubeconfig, crds, tmp_path_factory):
     config = tmp_path_factory.mktemp("operator") / "config.yaml"
     config.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
+    if stop_dev_operator():
+        print("stopped the operator of `make dev`: the tests run their own")
     process = Operator(kubeconfig, ROOT / ".run" / "e2e-operator.log")
     process.start(config)
     yield process

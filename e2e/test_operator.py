@@ -204,8 +204,21 @@ def test_queued_run_without_kueue_says_why_it_waits(operator, kubectl, custom, n
     body = wait_condition(wait_for, custom, "TrainingJob", namespace, "queued", "Stalled", "True", "KueueNotInstalled")
     assert body["status"]["phase"] == "Pending"
     assert "Kueue is not installed" in condition(body, "Ready")["message"]
+    kubectl.run("annotate", "trainingjob/queued", "-n", namespace, "touch=1")  # more reconciles
+    time.sleep(3)
     job = batch_v1.read_namespaced_job("queued-1", namespace)
     assert job.spec.suspend is True and job.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert job.status.active in (None, 0)
+    # Kueue, once installed, owns suspend: our field manager holds no claim on it.
+    owners = {f.manager for f in job.metadata.managed_fields if "f:suspend" in str(f.fields_v1)}
+    assert "mlplatform" not in owners and "mlplatform-handoff" in owners
+    # Admission, as Kueue does it: unsuspend. The operator does not suspend it again.
+    kubectl.run("patch", "job/queued-1", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}',
+                "--field-manager=kueue-admission")
+    kubectl.run("annotate", "trainingjob/queued", "-n", namespace, "touch=2", "--overwrite")
+    wait_for(lambda: get_cr(custom, "TrainingJob", namespace, "queued")["status"]["phase"] == "Succeeded",
+             timeout=60, what="admitted run succeeds")
+    assert batch_v1.read_namespaced_job("queued-1", namespace).spec.suspend is False
 
 
 def test_model_deployment_follows_its_training_job(operator, kubectl, custom, namespace, apps_v1, wait_for):

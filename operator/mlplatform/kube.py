@@ -15,7 +15,7 @@ import kubernetes
 from .api import API_VERSION, KINDS
 
 FIELD_MANAGER = "mlplatform"
-HANDOFF_FIELD_MANAGER = "mlplatform-replicas-handoff"
+HANDOFF_FIELD_MANAGER = "mlplatform-handoff"
 KUEUE_API = "/apis/kueue.x-k8s.io/v1beta1"
 KUEUE_CHECK_SECONDS = 30.0
 
@@ -96,15 +96,23 @@ class Kube:
         path = f"{_collection_path(api_version, plural, namespace)}/{quote(name)}"
         self._request("DELETE", path, body={"propagationPolicy": "Background"})
 
-    def hand_over_replicas(self, namespace: str, name: str, replicas: int) -> None:
-        """Apply a Deployment's replicas under a second field manager (an apply owns what it sets even
-        when the value is unchanged), so that when our intent stops carrying replicas (autoscaling turned
-        on) the field keeps its value instead of being reset to 1; the HPA takes it from there."""
-        path = f"/apis/apps/v1/namespaces/{quote(namespace)}/deployments/{quote(name)}"
-        intent = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
-                  "spec": {"replicas": replicas}}
-        self._request("PATCH", path, query={"fieldManager": HANDOFF_FIELD_MANAGER, "force": "true"}, body=intent,
-                      content_type="application/apply-patch+yaml")
+    def hand_over(self, api_version: str, kind: str, namespace: str, name: str, spec: dict,
+                  force: bool = True) -> bool:
+        """Apply a few spec fields under a second field manager (an apply owns what it sets even when the
+        value is unchanged). When our own intent then stops carrying them, they keep their value instead
+        of being reset to the API default, for their new owner (the HPA, Kueue) to take over.
+        Without force, a field someone else already changed is left to them (returns False)."""
+        path = f"{_collection_path(api_version, CHILD_KINDS[(api_version, kind)], namespace)}/{quote(name)}"
+        intent = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace},
+                  "spec": spec}
+        try:
+            self._request("PATCH", path, query={"fieldManager": HANDOFF_FIELD_MANAGER, "force": str(force).lower()},
+                          body=intent, content_type="application/apply-patch+yaml")
+        except KubeError as err:
+            if err.status == 409 and not force:
+                return False
+            raise
+        return True
 
     def get_custom(self, kind: str, namespace: str, name: str) -> dict | None:
         return self._request("GET", custom_path(kind, namespace, name))

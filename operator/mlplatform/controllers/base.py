@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from ..cache import Cache, ResourceKey
 from ..config import OperatorConfig
-from ..kube import CHILD_KINDS, Kube, KubeError
+from ..kube import CHILD_KINDS, FIELD_MANAGER, Kube, KubeError
 from ..metrics import Metrics
 from ..render.common import Owner
 from ..status.conditions import Cond, merge, now_iso, transitions
@@ -49,6 +49,12 @@ def is_subset(intent: Any, live: Any) -> bool:
     if isinstance(intent, list):
         return isinstance(live, list) and len(intent) == len(live) and all(map(is_subset, intent, live))
     return intent == live
+
+
+def owns_spec_field(obj: dict, field_name: str) -> bool:
+    """Whether our field manager owns spec.<field_name> of a live object."""
+    return any(entry.get("manager") == FIELD_MANAGER and f"f:{field_name}" in (entry.get("fieldsV1") or {}).get("f:spec", {})
+               for entry in (obj["metadata"].get("managedFields") or []))
 
 
 def controlled_by(child: dict, uid: str) -> bool:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..cache import ResourceKey
-from ..kube import FIELD_MANAGER
 from ..render.common import RenderError
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
 from ..status.dependencies import features_condition, resolve_model
 from ..status.modeldeployment import ModelDeploymentObserved, model_deployment_report
 from ..status.pods import PodProblem
-from .base import Context, apply_children, owner_of, pods_of, warning_events_if_needed, write_status
+from .base import (
+    Context,
+    apply_children,
+    owner_of,
+    owns_spec_field,
+    pods_of,
+    warning_events_if_needed,
+    write_status,
+)
 
 KIND = "ModelDeployment"
 
@@ -26,9 +33,15 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     render_error = None
     try:
         rendered = render_model_deployment(owner, spec, ctx.config, resolution.uri)
-        if spec.autoscaling and not spec.suspend:
+        autoscaled = spec.autoscaling is not None and not spec.suspend and resolution.uri is not None
+        existed = ctx.cache.child(key, "Deployment", owner.name) is not None
+        if autoscaled:
             _hand_replicas_to_the_hpa(ctx, key, owner.name, spec.autoscaling.min_replicas)
         apply_children(ctx, key, owner, rendered.objects)
+        if autoscaled and not existed:
+            # Start at minReplicas rather than the API default of 1 until the HPA's first sync.
+            ctx.kube.hand_over("apps/v1", "Deployment", namespace, owner.name,
+                               {"replicas": spec.autoscaling.min_replicas})
     except RenderError as err:
         render_error = str(err)
 
@@ -59,18 +72,14 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     }, report.phase, report.conditions)
 
 
-def _owns_replicas(deployment: dict) -> bool:
-    return any(entry.get("manager") == FIELD_MANAGER and "f:replicas" in (entry.get("fieldsV1") or {}).get("f:spec", {})
-               for entry in (deployment["metadata"].get("managedFields") or []))
-
-
 def _hand_replicas_to_the_hpa(ctx: Context, key: ResourceKey, name: str, min_replicas: int) -> None:
     """Switching from a fixed size to autoscaling: keep the current size (at least minReplicas)."""
     deployment = ctx.cache.child(key, "Deployment", name)
-    if deployment is None or not _owns_replicas(deployment):
+    if deployment is None or not owns_spec_field(deployment, "replicas"):
         return
     current = (deployment.get("spec") or {}).get("replicas") or 0
-    ctx.kube.hand_over_replicas(deployment["metadata"]["namespace"], name, max(current, min_replicas))
+    ctx.kube.hand_over("apps/v1", "Deployment", deployment["metadata"]["namespace"], name,
+                       {"replicas": max(current, min_replicas)})
 
 
 def _claim_problem(ctx: Context, namespace: str, uri: str | None, deployment: dict | None) -> PodProblem | None:

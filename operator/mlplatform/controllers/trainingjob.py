@@ -8,7 +8,16 @@ from ..render.common import RenderError
 from ..render.trainingjob import COMPONENT, RUN_LABEL, artifact_uri, job_name, render_training_job, run_spec_hash
 from ..status.conditions import Cond
 from ..status.trainingjob import QueueState, current_record, plan_run, run_state, training_job_report
-from .base import Context, apply_children, job_finished, owner_of, pods_of, warning_events_if_needed, write_status
+from .base import (
+    Context,
+    apply_children,
+    job_finished,
+    owner_of,
+    owns_spec_field,
+    pods_of,
+    warning_events_if_needed,
+    write_status,
+)
 
 KIND = "TrainingJob"
 
@@ -29,8 +38,15 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     except RenderError as err:
         _report_invalid(ctx, body, str(err))
         return
+    live_job = ctx.cache.child(key, "Job", name)
+    # Kueue owns a queued Job's spec.suspend: our intent carries it only when creating the Job.
+    queued = bool(spec.queue_name) and not spec.suspend and plan.render_job
+    if queued and live_job is not None and owns_spec_field(live_job, "suspend"):
+        ctx.kube.hand_over("batch/v1", "Job", owner.namespace, name, {"suspend": True}, force=False)
     # Superseded runs still going are stopped; finished runs stay until their TTL removes them.
     apply_children(ctx, key, owner, objects, keep=lambda child: child["kind"] == "Job" and job_finished(child))
+    if queued and live_job is None:
+        ctx.kube.hand_over("batch/v1", "Job", owner.namespace, name, {"suspend": True}, force=False)
 
     job = ctx.cache.child(key, "Job", name)
     pods = pods_of(ctx, key, COMPONENT, {RUN_LABEL: str(plan.run)})
