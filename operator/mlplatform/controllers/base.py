@@ -150,11 +150,11 @@ def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, 
     for cond in transitions(previous.get("conditions"), merged):
         if cond["type"] not in ANNOUNCED:
             continue
-        if cond["type"] not in had and cond["type"] in ("Stalled", "Failed") and cond["status"] == "False":
-            continue  # nothing happened: it simply is not stalled or failed
         bad = (cond["type"] in ("Stalled", "Failed") and cond["status"] == "True") or \
               (cond["type"] in ("Ready", "Materialized", "Fresh", "FeaturesReady", "ModelResolved")
                and cond["status"] == "False" and cond["reason"] not in _BENIGN_REASONS)
+        if cond["type"] not in had and cond["type"] != "Ready" and not bad and cond["status"] != "True":
+            continue  # a condition that appears False (not running yet, not stalled) is no news
         message = f"{cond['type']}={cond['status']}: {cond['message']}" if cond["message"] else \
             f"{cond['type']}={cond['status']}"
         try:

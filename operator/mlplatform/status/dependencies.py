@@ -43,9 +43,9 @@ def resolve_model(uri: str | None, training_job_name: str | None, training_job: 
             "ModelResolved", False, "TrainingJobHasNoOutput",
             f"TrainingJob {training_job_name} succeeded but has no spec.output, so there is no artifact to deploy"),
             stalled=True)
-    return ModelResolution(None, None, Cond(
-        "ModelResolved", False, "WaitingForTrainingJob",
-        f"run {status.get('run', '?')} of TrainingJob {training_job_name} is {phase or 'not started'}"))
+    waiting = (f"run {status['run']} of TrainingJob {training_job_name} is {phase or 'starting'}" if status.get("run")
+               else f"TrainingJob {training_job_name} has not started a run yet")
+    return ModelResolution(None, None, Cond("ModelResolved", False, "WaitingForTrainingJob", waiting))
 
 
 def features_condition(names: list[str], views: dict[str, dict | None]) -> Cond:
