@@ -357,3 +357,38 @@ def test_turning_on_autoscaling_keeps_the_current_size(operator, kubectl, custom
     deployment = apps_v1.read_namespaced_deployment("grows", namespace)
     owners = {f.manager for f in deployment.metadata.managed_fields if "f:replicas" in str(f.fields_v1)}
     assert "mlplatform" not in owners
+
+
+def test_scheduled_materializations_advance_last_materialized(operator, kubectl, custom, namespace, wait_for):
+    kubectl.apply(resource("FeatureView", "hourly", feature_view_spec()), namespace)
+    body = wait_condition(wait_for, custom, "FeatureView", namespace, "hourly", "Ready", "True", timeout=90)
+    first = body["status"]["lastMaterializedAt"]
+    version = body["metadata"]["resourceVersion"]
+    time.sleep(3)  # settled: no status rewrites while nothing changes
+    assert get_cr(custom, "FeatureView", namespace, "hourly")["metadata"]["resourceVersion"] == version
+    time.sleep(max(0.0, 1.1 - (time.time() % 1)))  # timestamps have second resolution
+    kubectl.run("create", "job", "hourly-manual", "--from=cronjob/hourly-materialize", "-n", namespace)
+    body = wait_for(lambda: (b := get_cr(custom, "FeatureView", namespace, "hourly"))["status"]
+                    ["lastMaterializedAt"] > first and b, timeout=60, what="lastMaterializedAt advanced")
+    assert body["status"]["lastMaterializationJob"] == "hourly-manual"
+
+
+def test_suspend_scales_a_model_to_zero_and_holds_a_run(operator, kubectl, custom, namespace, apps_v1, wait_for):
+    kubectl.apply(resource("ModelDeployment", "sleepy", {**CPU_MODEL, "suspend": True}), namespace)
+    body = wait_for(lambda: (b := get_cr(custom, "ModelDeployment", namespace, "sleepy")).get("status", {})
+                    .get("phase") == "Suspended" and b, what="model suspended")
+    assert condition(body, "Ready")["reason"] == "Suspended"
+    assert apps_v1.read_namespaced_deployment("sleepy", namespace).spec.replicas == 0
+    kubectl.apply(resource("TrainingJob", "held", {"image": "python:3.12", "suspend": True}), namespace)
+    wait_for(lambda: get_cr(custom, "TrainingJob", namespace, "held").get("status", {}).get("phase") == "Suspended",
+             what="run suspended")
+    kubectl.apply(resource("TrainingJob", "held", {"image": "python:3.12", "suspend": False}), namespace)
+    body = wait_condition(wait_for, custom, "TrainingJob", namespace, "held", "Ready", "True", timeout=60)
+    assert body["status"]["run"] == 1  # suspend does not start a new run
+
+
+def test_a_spec_the_operator_cannot_act_on_is_stalled(operator, kubectl, custom, namespace, wait_for):
+    spec = {"image": "python:3.12", "resources": {"gpu": {"count": 1, "type": "nvidia-b999"}}}
+    kubectl.apply(resource("TrainingJob", "exotic", spec), namespace)
+    body = wait_condition(wait_for, custom, "TrainingJob", namespace, "exotic", "Stalled", "True", "InvalidSpec")
+    assert "spec.resources.gpu.type: found 'nvidia-b999'" in condition(body, "Ready")["message"]

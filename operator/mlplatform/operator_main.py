@@ -18,11 +18,11 @@ from .api import GROUP, KINDS, VERSION
 from .cache import Cache
 from .config import OperatorConfig
 from .controllers import RECONCILERS
-from .controllers.base import Context
+from .controllers.base import Context, InvalidSpec, report_invalid
 from .controllers.modeldeployment import dependents
 from .kube import CHILD_KINDS, Kube, make_api_client
 from .metrics import Metrics
-from .render.common import OWNER_LABEL
+from .render.common import OWNER_LABEL, RenderError
 from .workqueue import WorkQueue
 
 log = logging.getLogger("mlplatform")
@@ -112,7 +112,10 @@ def worker(ctx: Context, stop: threading.Event) -> None:
             body = ctx.cache.resource(key)
             if body is None:
                 continue
-            RECONCILERS[kind](ctx, key, body)
+            try:
+                RECONCILERS[kind](ctx, key, body)
+            except (InvalidSpec, RenderError) as err:
+                report_invalid(ctx, kind, body, str(err))  # retrying cannot help; a spec change will
             ctx.queue.forget(key)
             ctx.metrics.reconciles.labels(kind, "success").inc()
         except Exception as err:  # noqa: BLE001 - any failure is retried with backoff, and counted

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..api.validation import validate_document
 from ..cache import Cache, ResourceKey
 from ..config import OperatorConfig
 from ..kube import CHILD_KINDS, FIELD_MANAGER, Kube, KubeError
@@ -31,6 +32,27 @@ class Context:
     config: OperatorConfig
     queue: WorkQueue
     metrics: Metrics
+
+
+class InvalidSpec(ValueError):
+    """The spec cannot be acted on; only a spec change helps."""
+
+
+def typed_spec(body: dict):
+    """The spec as the models read it. The API server enforced the same rules, so this fails only when
+    the installed CRDs are older than the operator: reported on the resource, not retried forever."""
+    resource, problems = validate_document(body)
+    if problems:
+        raise InvalidSpec("; ".join(map(str, problems)))
+    return resource.spec
+
+
+def report_invalid(ctx: Context, kind: str, body: dict, message: str) -> None:
+    previous = {k: v for k, v in (body.get("status") or {}).items()
+                if k not in ("conditions", "phase", "observedGeneration")}
+    conditions = [Cond("Ready", False, "InvalidSpec", message), Cond("Reconciling", False, "InvalidSpec"),
+                  Cond("Stalled", True, "InvalidSpec", message)]
+    write_status(ctx, kind, body, previous, "Stalled", conditions)
 
 
 def owner_of(kind: str, body: dict) -> Owner:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..api.common import parse_duration_seconds
-from ..api.featureview import FeatureViewSpec
 from ..cache import ResourceKey
 from ..render.featureview import (
     MATERIALIZE_COMPONENT,
@@ -18,14 +17,23 @@ from ..render.featureview import (
     server_name,
 )
 from ..status.featureview import FeatureViewObserved, feature_view_report
-from .base import Context, apply_children, job_finished, owner_of, pods_of, warning_events_if_needed, write_status
+from .base import (
+    Context,
+    apply_children,
+    job_finished,
+    owner_of,
+    pods_of,
+    typed_spec,
+    warning_events_if_needed,
+    write_status,
+)
 
 KIND = "FeatureView"
 
 
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     owner = owner_of(KIND, body)
-    spec = FeatureViewSpec.model_validate(body["spec"])
+    spec = typed_spec(body)
     previous = body.get("status") or {}
     spec_hash = materialization_spec_hash(spec, ctx.config)
     on_change_job = materialization_job_name(owner.name, spec_hash)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..api.modeldeployment import ModelDeploymentSpec
 from ..cache import ResourceKey
 from ..render.common import RenderError
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
@@ -15,6 +14,7 @@ from .base import (
     owner_of,
     owns_spec_field,
     pods_of,
+    typed_spec,
     warning_events_if_needed,
     write_status,
 )
@@ -24,7 +24,7 @@ KIND = "ModelDeployment"
 
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     owner = owner_of(KIND, body)
-    spec = ModelDeploymentSpec.model_validate(body["spec"])
+    spec = typed_spec(body)
     namespace = owner.namespace
     training_job = (ctx.cache.resource(("TrainingJob", namespace, spec.model.from_training_job))
                     if spec.model.from_training_job else None)

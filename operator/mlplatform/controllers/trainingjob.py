@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from ..api.trainingjob import TrainingJobSpec
 from ..cache import ResourceKey
-from ..render.common import RenderError
 from ..render.trainingjob import COMPONENT, RUN_LABEL, artifact_uri, job_name, render_training_job, run_spec_hash
-from ..status.conditions import Cond
 from ..status.trainingjob import QueueState, current_record, plan_run, run_state, training_job_report
 from .base import (
     Context,
@@ -15,6 +12,7 @@ from .base import (
     owner_of,
     owns_spec_field,
     pods_of,
+    typed_spec,
     warning_events_if_needed,
     write_status,
 )
@@ -24,20 +22,16 @@ KIND = "TrainingJob"
 
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     owner = owner_of(KIND, body)
-    spec = TrainingJobSpec.model_validate(body["spec"])
+    spec = typed_spec(body)
     previous = body.get("status") or {}
     spec_hash = run_spec_hash(spec)
     current = previous.get("run")
     plan = plan_run(previous, spec_hash,
                     current is not None and ctx.cache.child(key, "Job", job_name(owner.name, current)) is not None)
     name = job_name(owner.name, plan.run)
-    try:
-        objects = (render_training_job(owner, spec, ctx.config, plan.run,
-                                       job_exists=ctx.cache.child(key, "Job", name) is not None).objects
-                   if plan.render_job else [])
-    except RenderError as err:
-        _report_invalid(ctx, body, str(err))
-        return
+    objects = (render_training_job(owner, spec, ctx.config, plan.run,
+                                   job_exists=ctx.cache.child(key, "Job", name) is not None).objects
+               if plan.render_job else [])
     live_job = ctx.cache.child(key, "Job", name)
     # Kueue owns a queued Job's spec.suspend: our intent carries it only when creating the Job.
     queued = bool(spec.queue_name) and not spec.suspend and plan.render_job
@@ -60,12 +54,3 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     report = training_job_report(previous, plan, spec_hash, owner.generation or 1, state,
                                  artifact_uri(spec, plan.run), name)
     write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions)
-
-
-def _report_invalid(ctx: Context, body: dict, message: str) -> None:
-    previous = dict(body.get("status") or {})
-    previous.pop("conditions", None)
-    conditions = [Cond("Ready", False, "InvalidSpec", message), Cond("Reconciling", False, "InvalidSpec"),
-                  Cond("Stalled", True, "InvalidSpec", message)]
-    write_status(ctx, KIND, body, {k: v for k, v in previous.items() if k not in ("phase", "observedGeneration")},
-                 "Stalled", conditions)
