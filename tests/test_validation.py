@@ -66,7 +66,7 @@ CASES = [
     (TJ, "spec.queueName", "Team A", "spec.queueName", "DNS label", ("spec.queueName", "pattern", "a-z0-9")),
     ("trainingjob-cpu.yaml", "spec.envFrom.0", {"secretRef": {"name": "a"}, "configMapRef": {"name": "b"}}, "spec.envFrom[0]",
      "exactly one of secretRef or configMapRef", ("spec.envFrom.items", "cel", "has(self.secretRef) != has(self.configMapRef)")),
-    (FV, "spec.entities", [], "spec.entities", "at least 1", ("spec.entities", "minItems", 1)),
+    (FV, "spec.entities", [], "spec.entities", "found 0 items; allowed: at least 1 items", ("spec.entities", "minItems", 1)),
     (FV, "spec.features", [], "spec.features", "at least 1", ("spec.features", "minItems", 1)),
     (FV, "spec.entities.0.valueType", "UUID", "spec.entities[0].valueType", "'INT64'",
      ("spec.entities.items.valueType", "enum", "INT64")),

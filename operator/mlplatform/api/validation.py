@@ -48,6 +48,9 @@ PATTERN_HELP = {
 }
 
 
+_UNION_BRANCHES = ("int", "str")
+
+
 @dataclass(frozen=True)
 class Problem:
     path: str
@@ -123,9 +126,9 @@ def _describe(error: dict, model: type[BaseModel]) -> Problem:
         # Rules are attached to an object; a rule about one field names that field.
         loc = loc + tuple(violation.field.split(".")) if violation.field else loc
         return Problem(_path(loc), violation.message)
-    # int | str unions report one error per branch; report the string branch's, it says more.
-    loc = tuple(p for p in loc if p not in ("int", "str", "function-after[check(), union[int,str]]"))
-    loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-after")))
+    if loc and loc[-1] in _UNION_BRANCHES:
+        # An int-or-string value of neither type: pydantic reports one error per branch; say it once.
+        return Problem(_path(loc[:-1]), f"found {found!r}; allowed: an integer or a string")
     if kind == "missing":
         return Problem(_path(loc), "required field is missing")
     if kind == "extra_forbidden":
@@ -141,8 +144,10 @@ def _describe(error: dict, model: type[BaseModel]) -> Problem:
         bound = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
         limit = next(v for k, v in ctx.items() if k in ("ge", "gt", "le", "lt"))
         return Problem(_path(loc), f"found {found!r}; allowed: {bound} {limit}")
-    if kind in ("too_short", "too_long"):
-        return Problem(_path(loc), error["msg"].replace("List", "list").replace("String", "string") + f" (found {len(found) if hasattr(found, '__len__') else found})")
+    if kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
+        unit = "characters" if kind.startswith("string") else "items"
+        bound = f"at least {ctx.get('min_length')}" if kind.endswith("short") else f"at most {ctx.get('max_length')}"
+        return Problem(_path(loc), f"found {len(found)} {unit}; allowed: {bound} {unit}")
     if kind == "value_error":
         return Problem(_path(loc), f"found {found!r}; {ctx.get('error', error['msg'])}")
     return Problem(_path(loc), f"{error['msg']} (found {found!r})")

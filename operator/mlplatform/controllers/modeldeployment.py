@@ -33,17 +33,11 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     render_error = None
     try:
         rendered = render_model_deployment(owner, spec, ctx.config, resolution.uri)
-        autoscaled = spec.autoscaling is not None and not spec.suspend and resolution.uri is not None
-        existed = ctx.cache.child(key, "Deployment", owner.name) is not None
-        if autoscaled:
-            _hand_replicas_to_the_hpa(ctx, key, owner.name, spec.autoscaling.min_replicas)
-        apply_children(ctx, key, owner, rendered.objects)
-        if autoscaled and not existed:
-            # Start at minReplicas rather than the API default of 1 until the HPA's first sync.
-            ctx.kube.hand_over("apps/v1", "Deployment", namespace, owner.name,
-                               {"replicas": spec.autoscaling.min_replicas})
     except RenderError as err:
         render_error = str(err)
+    else:
+        _apply(ctx, key, owner, spec, rendered.objects, autoscaled=resolution.uri is not None
+               and spec.autoscaling is not None and not spec.suspend)
 
     deployment = ctx.cache.child(key, "Deployment", owner.name)
     pods = pods_of(ctx, key, COMPONENT)
@@ -70,6 +64,17 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
         "replicaSummary": f"{report.ready_replicas}/{report.desired_replicas}",
         "url": service_url(owner, spec, ctx.config),
     }, report.phase, report.conditions)
+
+
+def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], autoscaled: bool) -> None:
+    existed = ctx.cache.child(key, "Deployment", owner.name) is not None
+    if autoscaled:
+        _hand_replicas_to_the_hpa(ctx, key, owner.name, spec.autoscaling.min_replicas)
+    apply_children(ctx, key, owner, objects)
+    if autoscaled and not existed:
+        # Start at minReplicas rather than the API default of 1 until the HPA's first sync.
+        ctx.kube.hand_over("apps/v1", "Deployment", owner.namespace, owner.name,
+                           {"replicas": spec.autoscaling.min_replicas})
 
 
 def _hand_replicas_to_the_hpa(ctx: Context, key: ResourceKey, name: str, min_replicas: int) -> None:

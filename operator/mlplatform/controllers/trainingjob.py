@@ -29,10 +29,9 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     plan = plan_run(previous, spec_hash,
                     current is not None and ctx.cache.child(key, "Job", job_name(owner.name, current)) is not None)
     name = job_name(owner.name, plan.run)
-    objects = (render_training_job(owner, spec, ctx.config, plan.run,
-                                   job_exists=ctx.cache.child(key, "Job", name) is not None).objects
-               if plan.render_job else [])
     live_job = ctx.cache.child(key, "Job", name)
+    objects = (render_training_job(owner, spec, ctx.config, plan.run, job_exists=live_job is not None).objects
+               if plan.render_job else [])
     # Kueue owns a queued Job's spec.suspend: our intent carries it only when creating the Job.
     queued = bool(spec.queue_name) and not spec.suspend and plan.render_job
     if queued and live_job is not None and owns_spec_field(live_job, "suspend"):

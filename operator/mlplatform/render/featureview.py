@@ -64,8 +64,8 @@ def is_online(spec: FeatureViewSpec) -> bool:
     return spec.online is not False
 
 
-def _feast_pod(spec: FeatureViewSpec, config: OperatorConfig, name: str, command: list[str],
-               resources, restart_policy: str | None, port: int | None = None) -> dict[str, Any]:
+def _feast_pod(config: OperatorConfig, name: str, command: list[str], resources, resources_field: str,
+               restart_policy: str | None = None, port: int | None = None) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "feast",
         "image": config.feast.image,
@@ -84,7 +84,7 @@ def _feast_pod(spec: FeatureViewSpec, config: OperatorConfig, name: str, command
         "securityContext": POD_SECURITY_CONTEXT,
         "containers": [container],
         "volumes": [{"name": REPO_VOLUME, "configMap": {"name": repo_configmap_name(name)}}],
-        **pod_scheduling(resources, None, config, field_prefix="spec.materialization"),
+        **pod_scheduling(resources, None, config, field_prefix=resources_field),
     }
     if restart_policy:
         pod["restartPolicy"] = restart_policy
@@ -102,7 +102,7 @@ def _materialize_job_spec(owner: Owner, spec: FeatureViewSpec, config: OperatorC
         "ttlSecondsAfterFinished": config.defaults.materialization_ttl_seconds_after_finished,
         "template": {
             "metadata": pod_metadata,
-            "spec": _feast_pod(spec, config, owner.name, command, resources, "Never"),
+            "spec": _feast_pod(config, owner.name, command, resources, "spec.materialization", "Never"),
         },
     }
 
@@ -152,8 +152,8 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
         pod_labels=server_meta["labels"],
         pod_annotations=pod_annotations(owner, config, {"mlplatform.dev/feast-repo-hash": hashlib.sha256(
             json.dumps(files, sort_keys=True).encode()).hexdigest()[:10]}),
-        pod_spec=_feast_pod(spec, config, owner.name, serve_command(config.feast.port),
-                            serving.resources if serving else None, None, port=config.feast.port),
+        pod_spec=_feast_pod(config, owner.name, serve_command(config.feast.port),
+                            serving.resources if serving else None, "spec.serving", port=config.feast.port),
     ))
     out.objects.append(render_template(
         "service.yaml.j2",
