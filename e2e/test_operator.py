@@ -336,11 +336,15 @@ def test_distributed_gpu_training_gets_worker_dns_and_gpu_nodes(operator, kubect
                for p in pods)
 
 
-def test_metrics_count_reconciles_and_phases(operator):
+def test_metrics_count_reconciles_and_phases(operator, kubectl, custom, namespace, wait_for):
+    kubectl.apply(resource("ModelDeployment", "measured", CPU_MODEL), namespace)
+    wait_condition(wait_for, custom, "ModelDeployment", namespace, "measured", "Ready", "True")
     text = operator.metrics()
     assert 'mlplatform_reconcile_total{kind="ModelDeployment",result="success"}' in text
-    assert "mlplatform_reconcile_duration_seconds_bucket" in text
-    assert "mlplatform_resources{" in text
+    assert 'mlplatform_reconcile_duration_seconds_bucket{kind="ModelDeployment",le="0.1"}' in text
+    ready = [line for line in text.splitlines()
+             if line.startswith('mlplatform_resources{kind="ModelDeployment",phase="Ready"}')]
+    assert ready and float(ready[0].split()[-1]) >= 1
 
 
 def test_turning_on_autoscaling_keeps_the_current_size(operator, kubectl, custom, namespace, apps_v1, wait_for):

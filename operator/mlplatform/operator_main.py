@@ -20,7 +20,7 @@ from .config import OperatorConfig
 from .controllers import RECONCILERS
 from .controllers.base import Context, InvalidSpec, report_invalid
 from .controllers.modeldeployment import dependents
-from .kube import CHILD_KINDS, Kube, make_api_client
+from .kube import CHILD_KINDS, Kube, KubeError, make_api_client
 from .metrics import Metrics
 from .render.common import OWNER_LABEL, RenderError
 from .workqueue import WorkQueue
@@ -30,6 +30,7 @@ log = logging.getLogger("mlplatform")
 # Children change in bursts (a rollout touches pods many times a second): coalesce them.
 CHILD_EVENT_DELAY_SECONDS = 0.25
 WORKERS = 4
+NAMESPACE_TERMINATING = "because it is being terminated"
 # Reconciles wait this long after start, so that the watches' initial listings have filled the cache
 # and the first reconciles see the children that already exist (no status flapping after a restart).
 INITIAL_SYNC_SECONDS = 3.0
@@ -118,15 +119,24 @@ def worker(ctx: Context, stop: threading.Event) -> None:
                 report_invalid(ctx, kind, body, str(err))  # retrying cannot help; a spec change will
             ctx.queue.forget(key)
             ctx.metrics.reconciles.labels(kind, "success").inc()
+        except KubeError as err:
+            if err.status == 403 and NAMESPACE_TERMINATING in err.message:
+                ctx.queue.forget(key)  # the resource goes with its namespace; nothing to converge
+                continue
+            _retry(ctx, key, err)
         except Exception as err:  # noqa: BLE001 - any failure is retried with backoff, and counted
-            delay = ctx.queue.add_after_failure(key)
-            ctx.metrics.reconciles.labels(kind, "error").inc()
-            ctx.metrics.errors.labels(kind).inc()
-            log.warning("reconcile of %s %s/%s failed, retrying in %.1fs: %s", *key, delay, err,
-                        exc_info=log.isEnabledFor(logging.DEBUG))
+            _retry(ctx, key, err)
         finally:
             ctx.metrics.latency.labels(kind).observe(time.perf_counter() - started)
             ctx.queue.done(key)
+
+
+def _retry(ctx: Context, key, err: Exception) -> None:
+    delay = ctx.queue.add_after_failure(key)
+    ctx.metrics.reconciles.labels(key[0], "error").inc()
+    ctx.metrics.errors.labels(key[0]).inc()
+    log.warning("reconcile of %s %s/%s failed, retrying in %.1fs: %s", *key, delay, err,
+                exc_info=log.isEnabledFor(logging.DEBUG))
 
 
 def run_operator(config: OperatorConfig, namespace: str | None = None, metrics_port: int = 8080,

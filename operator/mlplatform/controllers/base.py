@@ -182,7 +182,8 @@ def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, 
         try:
             ctx.kube.post_event(body, "Warning" if bad else "Normal", cond["reason"], message)
         except KubeError as err:
-            log.warning("could not post event on %s %s/%s: %s", kind, meta["namespace"], meta["name"], err)
+            if err.status != 403:  # 403: the namespace is being deleted, and the resource with it
+                log.warning("could not post event on %s %s/%s: %s", kind, meta["namespace"], meta["name"], err)
     return True
 
 
