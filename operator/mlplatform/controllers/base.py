@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
