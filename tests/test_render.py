@@ -331,3 +331,12 @@ def test_model_deployment_render_is_deterministic():
     owner = Owner("ModelDeployment", resource.name, "research", uid="u")
     first = render_model_deployment(owner, resource.spec, CONFIG, "hf://x").objects
     assert first == render_model_deployment(owner, resource.spec, CONFIG, "hf://x").objects
+
+
+def test_feast_value_type_names_are_accepted_as_dtypes():
+    doc = set_path(load_example("featureview-driver-stats.yaml"), "spec.features",
+                   [{"name": "speed", "dtype": "DOUBLE"}, {"name": "ratio", "dtype": "FLOAT"}])
+    configmap, = by_kind(rendered_objects(doc), "ConfigMap")
+    definitions = configmap["data"]["features.py"]
+    assert "Field(name='speed', dtype=Float64" in definitions
+    assert "Field(name='ratio', dtype=Float32" in definitions

@@ -21,7 +21,8 @@ IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SOURCE_PATH_PATTERN = r"^((s3|gs|file)://.+|/.+)$"
 
 EntityValueType = Literal["INT32", "INT64", "STRING", "BYTES"]
-FeatureDtype = Literal["INT32", "INT64", "FLOAT32", "FLOAT64", "STRING", "BYTES", "BOOL", "UNIX_TIMESTAMP"]
+FeatureDtype = Literal["INT32", "INT64", "FLOAT32", "FLOAT64", "FLOAT", "DOUBLE", "STRING", "BYTES", "BOOL",
+                       "UNIX_TIMESTAMP"]
 
 
 class Entity(ApiModel):
@@ -34,7 +35,8 @@ class Entity(ApiModel):
 
 class Feature(ApiModel):
     name: str = required("Feature (column) name (a Python identifier).", pattern=IDENTIFIER_PATTERN, max_length=63)
-    dtype: FeatureDtype = required("INT32 INT64 FLOAT32 FLOAT64 STRING BYTES BOOL UNIX_TIMESTAMP.")
+    dtype: FeatureDtype = required("INT32 INT64 FLOAT32 FLOAT64 STRING BYTES BOOL UNIX_TIMESTAMP "
+                                   "(FLOAT and DOUBLE, Feast's ValueType names, mean FLOAT32 and FLOAT64).")
     description: str | None = field("What the feature means.")
 
 

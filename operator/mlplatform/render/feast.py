@@ -42,6 +42,8 @@ FEAST_TYPES = {
     "BYTES": "Bytes",
     "BOOL": "Bool",
     "UNIX_TIMESTAMP": "UnixTimestamp",
+    "FLOAT": "Float32",  # Feast's ValueType names, as Feast users also write them
+    "DOUBLE": "Float64",
 }
 
 # Readable project names are at most this long; longer ones are truncated and hashed.
