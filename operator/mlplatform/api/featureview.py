@@ -123,4 +123,7 @@ class FeatureViewStatus(CommonStatus):
 
 
 class FeatureView(ApiModel):
+    """A Feast feature view, its own Feast project: materialized into the online store on change and on a
+    schedule, served by a feature server, with freshness tracked in status."""
+
     spec: FeatureViewSpec = Field(..., description="Desired state of the FeatureView.")

@@ -155,4 +155,7 @@ class ModelDeploymentStatus(CommonStatus):
 
 
 class ModelDeployment(ApiModel):
+    """A model server on CPU or GPU nodes: a Deployment (autoscaled by an HPA when autoscaling is set), a
+    Service and a PodDisruptionBudget, with the model fetched into /mnt/models at start."""
+
     spec: ModelDeploymentSpec = Field(..., description="Desired state of the ModelDeployment.")

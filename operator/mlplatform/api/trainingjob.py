@@ -90,4 +90,7 @@ class TrainingJobStatus(CommonStatus):
 
 
 class TrainingJob(ApiModel):
+    """A training run, single-pod or distributed, on CPU or GPU: an Indexed Job per run, numbered; editing
+    the spec starts a new run; status records each run and the artifact of the latest successful one."""
+
     spec: TrainingJobSpec = Field(..., description="Desired state of the TrainingJob.")
