@@ -40,6 +40,8 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
             continue
         if key == "properties":
             out[key] = {name: _inline(prop, defs) for name, prop in value.items()}
+        elif key == "description":
+            out[key] = " ".join(value.split())  # docstrings wrap; kubectl explain wraps again
         elif key == "const":
             out["enum"] = [value]
         else:
