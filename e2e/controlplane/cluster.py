@@ -163,26 +163,30 @@ def ensure_pki(run: Path) -> None:
             attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
         return x509.Name(attrs)
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(name("mlplatform-local-ca"))
-        .issuer_name(name("mlplatform-local-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    write_key(pki / "ca.key", ca_key)
-    (pki / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    def new_ca(stem: str, cn: str):
+        """A self-signed CA, written to <stem>.key / <stem>.crt."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(name(cn))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        write_key(pki / f"{stem}.key", key)
+        (pki / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return key, cert
+
+    ca_key, ca_cert = new_ca("ca", "mlplatform-local-ca")
 
     def issue(stem: str, cn: str, org: str | None, server: bool, client: bool,
               dns: list[str] = (), ips: list[str] = (), signer=None) -> None:
@@ -236,24 +240,7 @@ def ensure_pki(run: Path) -> None:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     # Front proxy (aggregation layer request headers), so the apiserver can
     # serve aggregated APIs such as metrics-server if one is installed.
-    fp_key = ec.generate_private_key(ec.SECP256R1())
-    fp_ca = (
-        x509.CertificateBuilder()
-        .subject_name(name("mlplatform-front-proxy-ca"))
-        .issuer_name(name("mlplatform-front-proxy-ca"))
-        .public_key(fp_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .sign(fp_key, hashes.SHA256())
-    )
-    write_key(pki / "front-proxy-ca.key", fp_key)
-    (pki / "front-proxy-ca.crt").write_bytes(fp_ca.public_bytes(serialization.Encoding.PEM))
+    fp_key, fp_ca = new_ca("front-proxy-ca", "mlplatform-front-proxy-ca")
     issue("front-proxy-client", "front-proxy-client", None, server=False, client=True,
           signer=(fp_key, fp_ca))
     (pki / PKI_MARKER).write_text("ok\n")

@@ -99,20 +99,24 @@ def _parse_artifacts(pairs: list[str]) -> dict[str, str]:
     return artifacts
 
 
+def _load_config_or_exit(path: str | None):
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"--config: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
 def cmd_render(args) -> int:
     from .render import RenderError, render_offline
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"--config: {exc}", file=sys.stderr)
-        return 2
+    config = _load_config_or_exit(args.config)
+    artifacts = _parse_artifacts(args.artifact)
     resources, errors = _validated(args.filename)
     outputs = []
     for doc, resource in resources:
         try:
-            rendered = render_offline(resource, config, namespace=args.namespace,
-                                      artifacts=_parse_artifacts(args.artifact))
+            rendered = render_offline(resource, config, namespace=args.namespace, artifacts=artifacts)
         except RenderError as exc:
             errors.append(f"{doc.source} {resource.kind}/{resource.name}: {exc}")
             continue
@@ -151,11 +155,7 @@ def cmd_crds(args) -> int:
 def cmd_run(args) -> int:
     from .operator_main import run_operator
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"--config: {exc}", file=sys.stderr)
-        return 2
+    config = _load_config_or_exit(args.config)
     return run_operator(config, namespace=args.namespace, metrics_port=args.metrics_port,
                         health_port=args.health_port, bind_address=args.bind_address, verbose=args.verbose)
 
