@@ -1,9 +1,9 @@
-"""The pieces of reconciling that are pure: drift detection, ownership, the child cache."""
+"""The pieces of reconciling that are pure: drift detection, ownership."""
 
 from __future__ import annotations
 
-from mlplatform.cache import Cache, owner_key_of
-from mlplatform.controllers.base import INTENT_HASH, controlled_by, is_subset, up_to_date, with_intent_hash
+from mlplatform.labels import INTENT_HASH_ANNOTATION
+from mlplatform.controllers.base import controlled_by, is_subset, up_to_date, with_intent_hash
 
 
 def test_subset_sees_changed_fields_but_not_server_defaults():
@@ -23,7 +23,7 @@ def test_a_dropped_field_is_applied_although_the_live_object_still_has_it():
     assert up_to_date(before, live)
     after = with_intent_hash({"metadata": {"name": "d"}, "spec": {"x": 1}})  # replicas left to the HPA
     assert not up_to_date(after, live)
-    assert before["metadata"]["annotations"][INTENT_HASH] != after["metadata"]["annotations"][INTENT_HASH]
+    assert before["metadata"]["annotations"][INTENT_HASH_ANNOTATION] != after["metadata"]["annotations"][INTENT_HASH_ANNOTATION]
 
 
 def test_controlled_by_needs_the_controller_reference_with_that_uid():
@@ -31,14 +31,3 @@ def test_controlled_by_needs_the_controller_reference_with_that_uid():
     assert controlled_by(child, "u1") and not controlled_by(child, "u2")
     cron_made = {"metadata": {"ownerReferences": [{"uid": "cron", "controller": True}]}}
     assert not controlled_by(cron_made, "u1")
-
-
-def test_cache_groups_children_by_the_owner_label():
-    cache = Cache()
-    pod = {"metadata": {"name": "p", "namespace": "ns", "labels": {"mlplatform.dev/owner": "modeldeployment.scorer"}}}
-    assert owner_key_of(pod) == ("ModelDeployment", "ns", "scorer")
-    assert cache.put_child("Pod", pod) == ("ModelDeployment", "ns", "scorer")
-    assert cache.children(("ModelDeployment", "ns", "scorer"), "Pod") == [pod]
-    cache.put_child("Pod", pod, deleted=True)
-    assert cache.children(("ModelDeployment", "ns", "scorer"), "Pod") == []
-    assert cache.put_child("Pod", {"metadata": {"name": "x", "namespace": "ns", "labels": {}}}) is None

@@ -1,14 +1,26 @@
-"""What the watches have seen: our custom resources and their children, kept current by kopf's
-event stream, so a reconcile reads children without listing them from the API server."""
+"""What the watches have seen: our custom resources and their children, kept current by the informers,
+so a reconcile reads children without listing them from the API server.
+
+Objects are stored trimmed to what decisions read (see `trim`): managedFields only as far as our own
+field manager's top-level spec fields, no kubectl last-applied copy, pods without their spec.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from dataclasses import dataclass
 
-from .render.common import OWNER_LABEL
+from .labels import LAST_APPLIED_ANNOTATION, OWNER_LABEL
 
 ResourceKey = tuple[str, str, str]  # (kind, namespace, name)
+ObjectKey = tuple[str, str]  # (namespace, name) within one kind
+
+RESOURCE_KINDS = {"featureview": "FeatureView", "modeldeployment": "ModelDeployment", "trainingjob": "TrainingJob"}
+# Decisions read which of a child's spec fields our field managers own (replicas, suspend).
+_OWNERSHIP_READ_FOR = ("Deployment", "Job")
+_KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
+                  "deletionTimestamp", "labels", "annotations", "ownerReferences")
 
 
 def owner_key_of(child: dict) -> ResourceKey | None:
@@ -18,46 +30,117 @@ def owner_key_of(child: dict) -> ResourceKey | None:
     if not value or "." not in value:
         return None
     kind_lower, _, name = value.partition(".")
-    kind = {"featureview": "FeatureView", "modeldeployment": "ModelDeployment", "trainingjob": "TrainingJob"}.get(kind_lower)
+    kind = RESOURCE_KINDS.get(kind_lower)
     return (kind, meta.get("namespace"), name) if kind else None
 
 
+def trim(kind: str, obj: dict, managers: tuple[str, ...]) -> dict:
+    """The object as the cache keeps it. `managers`: the field managers whose ownership decisions read."""
+    meta = obj.get("metadata") or {}
+    kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
+    if LAST_APPLIED_ANNOTATION in (kept.get("annotations") or {}):
+        kept["annotations"] = {k: v for k, v in kept["annotations"].items() if k != LAST_APPLIED_ANNOTATION}
+    if kind in _OWNERSHIP_READ_FOR:
+        kept["managedFields"] = [
+            {"manager": entry["manager"], "operation": entry.get("operation"),
+             "fieldsV1": {"f:spec": {field: {} for field in ((entry.get("fieldsV1") or {}).get("f:spec") or {})}}}
+            for entry in meta.get("managedFields") or [] if entry.get("manager") in managers]
+    if kind == "Pod":
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": kept, "status": obj.get("status") or {}}
+    return {**{k: v for k, v in obj.items() if k != "metadata"}, "metadata": kept}
+
+
+def _version(obj: dict) -> int | None:
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object that appeared, changed or went away."""
+
+    kind: str
+    obj: dict
+    deleted: bool
+
+
 class Cache:
-    def __init__(self):
+    def __init__(self, managers: tuple[str, ...] = ()):
         self._lock = threading.Lock()
-        self._resources: dict[ResourceKey, dict] = {}
-        # owner -> child kind -> child name -> body
+        self._managers = managers
+        self._objects: dict[str, dict[ObjectKey, dict]] = defaultdict(dict)
+        # owner -> child kind -> child name -> body: an index over the children's stores
         self._children: dict[ResourceKey, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
 
-    def put_resource(self, kind: str, body: dict) -> ResourceKey:
-        key = (kind, body["metadata"]["namespace"], body["metadata"]["name"])
-        with self._lock:
-            self._resources[key] = body
-        return key
+    # -- written by the informers (and by apply responses) -------------------------------------
 
-    def drop_resource(self, key: ResourceKey) -> None:
+    def upsert(self, kind: str, obj: dict) -> Change | None:
+        """Store an object; an older version than the one stored is ignored (None)."""
+        body = trim(kind, obj, self._managers)
+        key = (body["metadata"].get("namespace"), body["metadata"]["name"])
         with self._lock:
-            self._resources.pop(key, None)
+            stored = self._objects[kind].get(key)
+            if stored is not None and (_version(stored) or 0) > (_version(body) or 0):
+                return None
+            self._store(kind, key, body)
+        return Change(kind, body, False)
+
+    def remove(self, kind: str, obj: dict) -> Change:
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace"), meta["name"])
+        with self._lock:
+            body = self._objects[kind].pop(key, None) or trim(kind, obj, self._managers)
+            self._unindex(kind, key, body)
+        return Change(kind, body, True)
+
+    def replace(self, kind: str, objects: list[dict]) -> list[Change]:
+        """A full listing of one kind replaces what was stored: objects gone from it are dropped (a watch
+        gap sends no DELETED for them). Returns what appeared, changed or went away."""
+        fresh = {}
+        for obj in objects:
+            body = trim(kind, obj, self._managers)
+            fresh[(body["metadata"].get("namespace"), body["metadata"]["name"])] = body
+        changes = []
+        with self._lock:
+            before = self._objects[kind]
+            for key, body in before.items():
+                if key not in fresh:
+                    changes.append(Change(kind, body, True))
+                    self._unindex(kind, key, body)
+            self._objects[kind] = {}
+            for key, body in fresh.items():
+                old = before.get(key)
+                if old is None or old["metadata"].get("resourceVersion") != body["metadata"].get("resourceVersion"):
+                    changes.append(Change(kind, body, False))
+                self._store(kind, key, body)
+        return changes
+
+    def _store(self, kind: str, key: ObjectKey, body: dict) -> None:
+        self._objects[kind][key] = body
+        owner = owner_key_of(body)
+        if owner is not None and kind not in RESOURCE_KINDS.values():
+            self._children[owner][kind][key[1]] = body
+
+    def _unindex(self, kind: str, key: ObjectKey, body: dict) -> None:
+        owner = owner_key_of(body)
+        if owner is None or owner not in self._children:
+            return
+        self._children[owner][kind].pop(key[1], None)
+        if not any(self._children[owner].values()):
+            del self._children[owner]
+
+    # -- read by the reconcilers ---------------------------------------------------------------
 
     def resource(self, key: ResourceKey) -> dict | None:
+        kind, namespace, name = key
         with self._lock:
-            return self._resources.get(key)
+            return self._objects[kind].get((namespace, name))
 
-    def resources(self, kind: str, namespace: str) -> list[dict]:
+    def resources(self, kind: str, namespace: str | None = None) -> list[dict]:
         with self._lock:
-            return [b for (k, ns, _), b in self._resources.items() if k == kind and ns == namespace]
-
-    def put_child(self, kind: str, body: dict, deleted: bool = False) -> ResourceKey | None:
-        owner = owner_key_of(body)
-        if owner is None:
-            return None
-        name = body["metadata"]["name"]
-        with self._lock:
-            if deleted:
-                self._children[owner][kind].pop(name, None)
-            else:
-                self._children[owner][kind][name] = body
-        return owner
+            return [b for (ns, _), b in self._objects[kind].items() if namespace is None or ns == namespace]
 
     def children(self, owner: ResourceKey, kind: str) -> list[dict]:
         with self._lock:
@@ -66,3 +149,7 @@ class Cache:
     def child(self, owner: ResourceKey, kind: str, name: str) -> dict | None:
         with self._lock:
             return self._children.get(owner, {}).get(kind, {}).get(name)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {kind: len(store) for kind, store in self._objects.items()}

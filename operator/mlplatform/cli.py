@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,12 +153,41 @@ def cmd_crds(args) -> int:
     return 0
 
 
+def _lease_settings(args):
+    from .leader import LeaseSettings
+
+    if not args.leader_elect:
+        return None
+    settings = LeaseSettings(name=args.leader_elect_lease_name,
+                             namespace=args.leader_elect_namespace or _own_namespace(),
+                             lease_duration=args.leader_elect_lease_duration,
+                             renew_deadline=args.leader_elect_renew_deadline,
+                             retry_period=args.leader_elect_retry_period)
+    problems = settings.problems()
+    if problems:
+        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+        sys.exit(2)
+    return settings
+
+
+def _own_namespace() -> str:
+    """POD_NAMESPACE (downward API), else the service account's namespace in a pod, else default."""
+    in_pod = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return os.environ.get("POD_NAMESPACE") or (in_pod.read_text().strip() if in_pod.exists() else "default")
+
+
 def cmd_run(args) -> int:
-    from .operator_main import run_operator
+    from .operator_main import RunOptions, run_operator
 
     config = _load_config_or_exit(args.config)
-    return run_operator(config, namespace=args.namespace, metrics_port=args.metrics_port,
-                        health_port=args.health_port, bind_address=args.bind_address, verbose=args.verbose)
+    if args.workers < 1:
+        print(f"error: --workers: found {args.workers}; allowed: 1 or more", file=sys.stderr)
+        return 2
+    options = RunOptions(namespace=args.namespace, metrics_port=args.metrics_port, health_port=args.health_port,
+                         bind_address=args.bind_address, workers=args.workers, resync_seconds=args.resync_seconds,
+                         stuck_after_seconds=args.stuck_after_seconds, leader_election=_lease_settings(args),
+                         verbose=args.verbose)
+    return run_operator(config, options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,9 +215,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--namespace", help="watch one namespace (default: all)")
     p.add_argument("--config", help="operator configuration YAML")
     p.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port")
-    p.add_argument("--health-port", type=int, default=8081, help="liveness endpoint port (/healthz)")
-    p.add_argument("--bind-address", default="127.0.0.1", help="address of the metrics and liveness endpoints "
+    p.add_argument("--health-port", type=int, default=8081,
+                   help="port of /healthz (workers not stuck) and /readyz (caches synced)")
+    p.add_argument("--bind-address", default="127.0.0.1", help="address of the metrics and health endpoints "
                    "(0.0.0.0 in a pod)")
+    p.add_argument("--workers", type=int, default=4, help="reconciles in parallel")
+    p.add_argument("--resync-seconds", type=float, default=600.0,
+                   help="each kind is listed again this often; the listing replaces its cache content")
+    p.add_argument("--stuck-after-seconds", type=float, default=300.0,
+                   help="/healthz fails while a worker has been in one reconcile longer than this")
+    p.add_argument("--leader-elect", action="store_true",
+                   help="run as one of several replicas: only the holder of a coordination.k8s.io Lease reconciles")
+    p.add_argument("--leader-elect-lease-name", default="mlplatform-operator", help="name of the Lease")
+    p.add_argument("--leader-elect-namespace", help="namespace of the Lease (default: the pod's namespace, "
+                   "POD_NAMESPACE, else default)")
+    p.add_argument("--leader-elect-lease-duration", type=int, default=15,
+                   help="seconds a standby waits after the leader's last renewal before taking over")
+    p.add_argument("--leader-elect-renew-deadline", type=int, default=10,
+                   help="seconds the leader retries a renewal before it stops leading (and exits)")
+    p.add_argument("--leader-elect-retry-period", type=int, default=2, help="seconds between lease attempts")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_run)
     return parser

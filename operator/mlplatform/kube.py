@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import quote
 
 import kubernetes
@@ -18,6 +18,8 @@ FIELD_MANAGER = "mlplatform"
 HANDOFF_FIELD_MANAGER = "mlplatform-handoff"
 KUEUE_API = "/apis/kueue.x-k8s.io/v1beta1"
 KUEUE_CHECK_SECONDS = 30.0
+NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
+WATCH_READ_MARGIN_SECONDS = 30
 
 # Every kind the operator creates, by (apiVersion, kind) -> plural; the watch list uses it too.
 CHILD_KINDS: dict[tuple[str, str], str] = {
@@ -36,15 +38,29 @@ class KubeError(Exception):
         self.status = status
         self.body = body
         try:
-            self.message = json.loads(body).get("message", body)
+            decoded = json.loads(body)
         except ValueError:
-            self.message = body
+            decoded = {}
+        if not isinstance(decoded, dict):
+            decoded = {}
+        self.message = decoded.get("message", body)
+        self.causes = [c.get("reason") for c in (decoded.get("details") or {}).get("causes") or []]
         super().__init__(f"{what}: HTTP {status}: {self.message}")
 
+    @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted: nothing can be created in it (the API server's status cause)."""
+        return self.status == 403 and NAMESPACE_TERMINATING_CAUSE in self.causes
 
-def _collection_path(api_version: str, plural: str, namespace: str) -> str:
+
+class WatchExpired(Exception):
+    """HTTP 410: the resourceVersion a list or watch started from is no longer available."""
+
+
+def _collection_path(api_version: str, plural: str, namespace: str | None) -> str:
+    """Namespaced collection, or across all namespaces when namespace is None."""
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{prefix}/namespaces/{quote(namespace)}/{plural}"
+    return f"{prefix}/namespaces/{quote(namespace)}/{plural}" if namespace else f"{prefix}/{plural}"
 
 
 def custom_path(kind: str, namespace: str, name: str) -> str:
@@ -62,17 +78,27 @@ class Kube:
         self.api_client = api_client
         self._kueue: _Cached | None = None
         self._lock = threading.Lock()
-        self.requests = 0  # API calls made, for benchmarks
+        self._requests = 0
 
-    def _request(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
-                 content_type: str = "application/json") -> dict | None:
+    @property
+    def requests(self) -> int:
+        """API calls made by the reconcilers and the watches, for metrics and benchmarks."""
+        with self._lock:
+            return self._requests
+
+    def _send(self, method: str, path: str, query: dict | None, body: Any, content_type: str, timeout):
         headers = {"Accept": "application/json", "Content-Type": content_type}
         method, url, headers, body, post = self.api_client.param_serialize(
             method, path, query_params=list((query or {}).items()), header_params=headers, body=body,
             auth_settings=["BearerToken"])
-        self.requests += 1
-        response = self.api_client.call_api(method, url, header_params=headers, body=body, post_params=post,
-                                            _request_timeout=30)
+        with self._lock:
+            self._requests += 1
+        return self.api_client.call_api(method, url, header_params=headers, body=body, post_params=post,
+                                        _request_timeout=timeout)
+
+    def _request(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
+                 content_type: str = "application/json") -> dict | None:
+        response = self._send(method, path, query, body, content_type, 30)
         data = response.read()
         if response.status == 404:
             return None
@@ -114,8 +140,51 @@ class Kube:
             raise
         return True
 
-    def get_custom(self, kind: str, namespace: str, name: str) -> dict | None:
-        return self._request("GET", custom_path(kind, namespace, name))
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
+        """One child, read from the API server (None when it does not exist)."""
+        plural = CHILD_KINDS[(api_version, kind)]
+        return self._request("GET", f"{_collection_path(api_version, plural, namespace)}/{quote(name)}")
+
+    def list_page(self, api_version: str, plural: str, namespace: str | None, label_selector: str | None,
+                  continue_token: str | None, limit: int) -> dict:
+        query = {"limit": str(limit)}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if continue_token:
+            query["continue"] = continue_token
+        try:
+            return self._request("GET", _collection_path(api_version, plural, namespace), query=query) or {}
+        except KubeError as err:
+            if err.status == 410:
+                raise WatchExpired(err.message) from err
+            raise
+
+    def watch(self, api_version: str, plural: str, namespace: str | None, label_selector: str | None,
+              resource_version: str, timeout_seconds: int) -> Iterator[dict]:
+        """Watch events from resource_version on, bookmarks included, until the server ends the watch.
+        Raises WatchExpired when that version is too old (HTTP 410, before or during the stream)."""
+        query = {"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
+                 "timeoutSeconds": str(timeout_seconds)}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        response = self._send("GET", _collection_path(api_version, plural, namespace), query, None,
+                              "application/json", (10, timeout_seconds + WATCH_READ_MARGIN_SECONDS))
+        raw = response.response
+        try:
+            if response.status == 410:
+                raise WatchExpired(raw.read().decode(errors="replace"))
+            if response.status >= 400:
+                raise KubeError(response.status, raw.read().decode(errors="replace"), f"watch {plural}")
+            for line in _lines(raw.stream(amt=None, decode_content=True)):
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        raise WatchExpired(status.get("message", "resource version too old"))
+                    raise KubeError(status.get("code", 500), json.dumps(status), f"watch {plural}")
+                yield event
+        finally:
+            raw.release_conn()
 
     def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict | None:
         """Merge-patch of the status subresource: keys set to None are removed."""
@@ -176,12 +245,27 @@ class Kube:
         self._request("POST", f"/api/v1/namespaces/{quote(meta['namespace'])}/events", body=event)
 
 
-def make_api_client(pool_size: int) -> kubernetes.client.ApiClient:
-    """From KUBECONFIG (or ~/.kube/config), else in-cluster; pool sized for the worker threads."""
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Newline-delimited JSON out of arbitrary chunks."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from (line for line in complete if line.strip())
+    if pending.strip():
+        yield pending
+
+
+def make_api_client(pool_size: int, user_agent: str | None = None) -> kubernetes.client.ApiClient:
+    """From KUBECONFIG (or ~/.kube/config), else in-cluster; pool sized for the worker threads and the
+    watches. The user agent names this operator instance in the API server's audit log."""
     configuration = kubernetes.client.Configuration()
     try:
         kubernetes.config.load_kube_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     configuration.connection_pool_maxsize = pool_size
-    return kubernetes.client.ApiClient(configuration)
+    client = kubernetes.client.ApiClient(configuration)
+    if user_agent:
+        client.user_agent = user_agent
+    return client

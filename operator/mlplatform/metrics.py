@@ -1,10 +1,11 @@
-"""Prometheus metrics: reconciles, errors and latency per kind, resources per phase, API calls."""
+"""Prometheus metrics: reconciles, errors and latency per kind, resources per phase, API calls, and the
+control loop itself: work queue depth and oldest item, leadership, cache objects per kind, re-lists."""
 
 from __future__ import annotations
 
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
@@ -22,6 +23,13 @@ class Metrics:
                                      ["kind"], registry=self.registry)
         self.applies = Counter("mlplatform_child_applies_total", "Server-side applies of children by child kind.",
                                ["kind"], registry=self.registry)
+        self.leader = Gauge("mlplatform_leader", "1 while this instance holds the lease (or runs without leader "
+                            "election), else 0.", registry=self.registry)
+        self.relists = Counter("mlplatform_informer_relists_total", "Full listings that replaced a kind's cache "
+                               "content, by kind and reason (initial, expired, resync, error).", ["kind", "reason"],
+                               registry=self.registry)
+        self._queue = None
+        self._cache = None
         self._phases: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
         self._api_calls = lambda: 0
@@ -45,6 +53,13 @@ class Metrics:
     def count_api_calls(self, read) -> None:
         self._api_calls = read
 
+    def count_relist(self, kind: str, reason: str) -> None:
+        self.relists.labels(kind, reason).inc()
+
+    def observe_loop(self, queue, cache) -> None:
+        """Read the work queue's depth and the cache's sizes at scrape time."""
+        self._queue, self._cache = queue, cache
+
     def serve(self, port: int, address: str) -> None:
         start_http_server(port, addr=address, registry=self.registry)
 
@@ -61,3 +76,15 @@ class _PhaseCollector:
         calls = CounterMetricFamily("mlplatform_api_requests", "Requests the reconcilers made to the API server.")
         calls.add_metric([], self.metrics._api_calls())
         yield calls
+        if self.metrics._queue is not None:
+            depth, oldest = self.metrics._queue.stats()
+            yield GaugeMetricFamily("mlplatform_workqueue_depth", "Keys waiting in the work queue (due or delayed).",
+                                    value=depth)
+            yield GaugeMetricFamily("mlplatform_workqueue_oldest_item_age_seconds",
+                                    "How long the longest-waiting due key has waited for a worker.", value=oldest)
+        if self.metrics._cache is not None:
+            objects = GaugeMetricFamily("mlplatform_cache_objects", "Objects in the informer cache by kind.",
+                                        labels=["kind"])
+            for kind, count in sorted(self.metrics._cache.counts().items()):
+                objects.add_metric([kind], count)
+            yield objects

@@ -1,172 +1,154 @@
-"""The operator process: kopf watches feed a cache and a work queue; worker threads reconcile.
+"""The operator process: informers fill the cache and the work queue; worker threads reconcile.
 
-kopf provides the watch streams (with server-side label selectors for children), login and the
-liveness endpoint. Every event, of a custom resource or of one of its children, enqueues that
-resource's key; one level-triggered reconcile per kind does the rest. No handler writes kopf's
-progress annotations or adds a finalizer: children go with their owner through owner references.
+Start-up order, as client-go's: the informers list every watched kind; the workers start only when
+every first listing is in the cache (and, with leader election, once this instance leads). Standbys
+keep their informers running, so a takeover reconciles from a warm cache at once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
 import threading
-import time
+import uuid
+from dataclasses import dataclass
 
-import kopf
-
-from .api import GROUP, KINDS, VERSION
+from .api import API_VERSION, KINDS
 from .cache import Cache
 from .config import OperatorConfig
-from .controllers import RECONCILERS
-from .controllers.base import Context, InvalidSpec, report_invalid
-from .controllers.modeldeployment import dependents
-from .kube import CHILD_KINDS, Kube, KubeError, make_api_client
+from .controllers.base import Context
+from .health import WorkerMonitor, serve_health
+from .informer import Informer, Watched
+from .kube import CHILD_KINDS, FIELD_MANAGER, HANDOFF_FIELD_MANAGER, Kube, make_api_client
+from .labels import OWNER_LABEL
+from .leader import LeaderElector, LeaseSettings
+from .loop import enqueue, process
 from .metrics import Metrics
-from .render.common import OWNER_LABEL, RenderError
 from .workqueue import WorkQueue
 
 log = logging.getLogger("mlplatform")
 
-# Children change in bursts (a rollout touches pods many times a second): coalesce them.
-CHILD_EVENT_DELAY_SECONDS = 0.25
-WORKERS = 4
-NAMESPACE_TERMINATING = "because it is being terminated"
-# Reconciles wait this long after start, so that the watches' initial listings have filled the cache
-# and the first reconciles see the children that already exist (no status flapping after a restart).
-INITIAL_SYNC_SECONDS = 3.0
+WATCHED = [Watched(API_VERSION, kind.kind, kind.plural) for kind in KINDS.values()] + [
+    Watched(api_version, kind, plural, OWNER_LABEL)  # children: selected server-side by the owner label
+    for (api_version, kind), plural in [*CHILD_KINDS.items(), (("v1", "Pod"), "pods")]]
 
 
-def _plural_group_version(api_version: str) -> tuple[str, str]:
-    group, _, version = api_version.rpartition("/")
-    return group, version
+@dataclass
+class RunOptions:
+    namespace: str | None = None
+    metrics_port: int = 8080
+    health_port: int = 8081
+    bind_address: str = "127.0.0.1"
+    workers: int = 4
+    resync_seconds: float = 600.0
+    stuck_after_seconds: float = 300.0
+    leader_election: LeaseSettings | None = None
+    verbose: bool = False
 
 
-def build_registry(ctx: Context) -> kopf.OperatorRegistry:
-    registry = kopf.OperatorRegistry()
-
-    def on_resource(event, **_):
-        obj = event["object"]
-        kind = obj.get("kind")
-        meta = obj["metadata"]
-        key = (kind, meta["namespace"], meta["name"])
-        if event["type"] == "DELETED":
-            ctx.cache.drop_resource(key)
-            ctx.queue.discard(key)
-            ctx.metrics.forget(*key)
-        else:
-            ctx.cache.put_resource(kind, obj)
-            ctx.queue.add(key)
-        if kind in ("FeatureView", "TrainingJob"):
-            for dependent in dependents(ctx, kind, meta["namespace"], meta["name"]):
-                ctx.queue.add(dependent)
-
-    def on_child(event, **_):
-        obj = event["object"]
-        owner = ctx.cache.put_child(obj["kind"], obj, deleted=event["type"] == "DELETED")
-        if owner is not None:
-            ctx.queue.add(owner, delay=CHILD_EVENT_DELAY_SECONDS)
-
-    for kind in KINDS.values():
-        kopf.on.event(GROUP, VERSION, kind.plural, registry=registry, id=f"watch-{kind.plural}")(_async(on_resource))
-    watched_children = list(CHILD_KINDS.items()) + [(("v1", "Pod"), "pods")]
-    for (api_version, _kind), plural in watched_children:
-        group, version = _plural_group_version(api_version)
-        kopf.on.event(group, version, plural, labels={OWNER_LABEL: kopf.PRESENT}, registry=registry,
-                      id=f"watch-{plural}")(_async(on_child))
-
-    @kopf.on.login(registry=registry)
-    def login(**kwargs):
-        return kopf.login_via_client(**kwargs)  # kubeconfig, else the in-cluster service account
-
-    @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_):
-        settings.persistence.finalizer = f"{GROUP}/finalizer"
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
-        settings.posting.enabled = False  # our Events are posted by the reconcilers, on condition flips
-        settings.watching.server_timeout = 300
-        settings.networking.request_timeout = 60
-        for (api_version, _kind), plural in watched_children:
-            group, version = _plural_group_version(api_version)
-            settings.watching.label_selectors[group, version, plural] = OWNER_LABEL  # server-side filter
-
-    return registry
+def instance_identity() -> str:
+    """The pod name in a cluster (downward API), else host and process; unique per process either way."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def _async(handler):
-    """Event handlers only touch memory: run them on the event loop, not in kopf's thread pool."""
-    async def wrapper(**kwargs):
-        handler(**kwargs)
-    wrapper.__name__ = handler.__name__
-    return wrapper
-
-
-def worker(ctx: Context, stop: threading.Event) -> None:
-    stop.wait(INITIAL_SYNC_SECONDS)
+def _worker(ctx: Context, name: str, may_run: threading.Event, stop: threading.Event, monitor: WorkerMonitor) -> None:
     while not stop.is_set():
+        if not may_run.wait(timeout=0.5):
+            continue
         key = ctx.queue.get(timeout=0.5)
         if key is None:
             continue
-        kind = key[0]
-        started = time.perf_counter()
+        monitor.started(name)
         try:
-            body = ctx.cache.resource(key)
-            if body is None:
-                continue
-            try:
-                RECONCILERS[kind](ctx, key, body)
-            except (InvalidSpec, RenderError) as err:
-                report_invalid(ctx, kind, body, str(err))  # retrying cannot help; a spec change will
-            ctx.queue.forget(key)
-            ctx.metrics.reconciles.labels(kind, "success").inc()
-        except KubeError as err:
-            if err.status == 403 and NAMESPACE_TERMINATING in err.message:
-                ctx.queue.forget(key)  # the resource goes with its namespace; nothing to converge
-                continue
-            _retry(ctx, key, err)
-        except Exception as err:  # noqa: BLE001 - any failure is retried with backoff, and counted
-            _retry(ctx, key, err)
+            process(ctx, key)
         finally:
-            ctx.metrics.latency.labels(kind).observe(time.perf_counter() - started)
+            monitor.finished(name)
             ctx.queue.done(key)
 
 
-def _retry(ctx: Context, key, err: Exception) -> None:
-    delay = ctx.queue.add_after_failure(key)
-    ctx.metrics.reconciles.labels(key[0], "error").inc()
-    ctx.metrics.errors.labels(key[0]).inc()
-    log.warning("reconcile of %s %s/%s failed, retrying in %.1fs: %s", *key, delay, err,
-                exc_info=log.isEnabledFor(logging.DEBUG))
-
-
-def run_operator(config: OperatorConfig, namespace: str | None = None, metrics_port: int = 8080,
-                 health_port: int = 8081, bind_address: str = "127.0.0.1", verbose: bool = False) -> int:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+def run_operator(config: OperatorConfig, options: RunOptions) -> int:
+    logging.basicConfig(level=logging.DEBUG if options.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kopf").setLevel(logging.INFO if verbose else logging.WARNING)
-    kube = Kube(make_api_client(pool_size=WORKERS + 4))
+    logging.getLogger("leaderelection").setLevel(logging.INFO if options.verbose else logging.WARNING)
+    identity = instance_identity()
+    informer_count = len(WATCHED)
+    api_client = make_api_client(pool_size=options.workers + informer_count + 4,
+                                 user_agent=f"mlplatform-operator/{identity}")
+    kube = Kube(api_client)
     metrics = Metrics()
     metrics.count_api_calls(lambda: kube.requests)
-    ctx = Context(kube=kube, cache=Cache(), config=config, queue=WorkQueue(), metrics=metrics)
-    metrics.serve(metrics_port, bind_address)
+    cache = Cache(managers=(FIELD_MANAGER, HANDOFF_FIELD_MANAGER))
+    queue = WorkQueue()
+    ctx = Context(kube=kube, cache=cache, config=config, queue=queue, metrics=metrics)
+    metrics.observe_loop(queue, cache)
+
+    informers = [Informer(kube, cache, watched, options.namespace, lambda change: enqueue(ctx, change),
+                          options.resync_seconds, on_relist=metrics.count_relist)
+                 for watched in WATCHED]
+    leading = threading.Event()
+    may_run = threading.Event()  # synced and leading
     stop = threading.Event()
-    threads = [threading.Thread(target=worker, args=(ctx, stop), name=f"reconcile-{i}", daemon=True)
-               for i in range(WORKERS)]
+    exit_code = 0
+    monitor = WorkerMonitor(options.stuck_after_seconds)
+
+    def unsynced() -> list[str]:
+        return [f"informer {i.watched.plural}: initial list not complete" for i in informers if not i.synced.is_set()]
+
+    def unhealthy() -> list[str]:
+        dead = [f"informer {i.watched.plural} stopped" for i in informers if not i.thread.is_alive()]
+        return dead + monitor.stuck()
+
+    metrics.serve(options.metrics_port, options.bind_address)
+    serve_health(options.bind_address, options.health_port, healthy=unhealthy, ready=unsynced)
+    for informer in informers:
+        informer.start()
+
+    def start_leading() -> None:
+        for informer in informers:
+            informer.synced.wait()
+        log.info("%s is leading: reconciling every resource in the cache", identity)
+        metrics.leader.set(1)
+        leading.set()
+        for kind in KINDS:
+            for body in cache.resources(kind):
+                queue.add((kind, body["metadata"]["namespace"], body["metadata"]["name"]))
+        may_run.set()
+
+    def stop_leading() -> None:
+        nonlocal exit_code
+        log.error("%s lost the lease: stopping so that only the new leader writes", identity)
+        metrics.leader.set(0)
+        may_run.clear()
+        exit_code = 1
+        stop.set()
+
+    if options.leader_election:
+        elector = LeaderElector(api_client, options.leader_election, identity, start_leading, stop_leading)
+        elector.start()
+        log.info("%s is a candidate for lease %s/%s", identity, options.leader_election.namespace,
+                 options.leader_election.name)
+    else:
+        threading.Thread(target=start_leading, name="start", daemon=True).start()
+
+    threads = [threading.Thread(target=_worker, args=(ctx, f"reconcile-{i}", may_run, stop, monitor),
+                                name=f"reconcile-{i}", daemon=True) for i in range(options.workers)]
     for thread in threads:
         thread.start()
-    log.info("mlplatform operator watching %s; metrics on %s:%d", namespace or "all namespaces", bind_address,
-             metrics_port)
+    log.info("mlplatform operator %s watching %s; metrics on %s:%d, health on %s:%d", identity,
+             options.namespace or "all namespaces", options.bind_address, options.metrics_port,
+             options.bind_address, options.health_port)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        kopf.run(
-            registry=build_registry(ctx),
-            standalone=True,
-            clusterwide=namespace is None,
-            namespaces=[namespace] if namespace else (),
-            liveness_endpoint=f"http://{bind_address}:{health_port}/healthz",
-        )
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
     finally:
         stop.set()
-        ctx.queue.shutdown()
+        queue.shutdown()
+        for informer in informers:
+            informer.stop()
         for thread in threads:
             thread.join(timeout=5)
-    return 0
+    return exit_code

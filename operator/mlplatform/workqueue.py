@@ -87,9 +87,12 @@ class WorkQueue:
             self._failures.pop(key, None)
             self._again.discard(key)
 
-    def pending(self, key: Hashable) -> float | None:
+    def stats(self) -> tuple[int, float]:
+        """(keys waiting, seconds the longest-waiting due key has been due)."""
         with self._cond:
-            return self._due.get(key)
+            now = self._clock()
+            overdue = [now - due for due in self._due.values() if due <= now]
+            return len(self._due), max(overdue, default=0.0)
 
     def shutdown(self) -> None:
         with self._cond:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -14,15 +12,14 @@ from ..config import OperatorConfig
 from ..kube import CHILD_KINDS, FIELD_MANAGER, Kube, KubeError
 from ..metrics import Metrics
 from ..render.common import Owner
-from ..status.conditions import Cond, merge, now_iso, transitions
+from ..labels import COMPONENT_LABEL, INTENT_HASH_ANNOTATION, short_hash
+from ..status.conditions import Cond, merge, now_iso, true_condition
+from ..status.events import condition_events
+from ..status.pods import pod_problem, pod_ready
 from ..workqueue import WorkQueue
 
 log = logging.getLogger("mlplatform")
 
-INTENT_HASH = "mlplatform.dev/intent-hash"
-# Conditions whose flips are announced as Events on the custom resource.
-ANNOUNCED = ("Ready", "Stalled", "ModelResolved", "FeaturesReady", "Materialized", "Fresh", "Running", "Succeeded",
-             "Failed")
 
 
 @dataclass
@@ -85,16 +82,15 @@ def controlled_by(child: dict, uid: str) -> bool:
 
 
 def job_finished(job: dict) -> bool:
-    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-               for c in (job.get("status") or {}).get("conditions") or [])
+    return true_condition(job, "Complete") is not None or true_condition(job, "Failed") is not None
 
 
 def with_intent_hash(obj: dict) -> dict:
     """The intent, annotated with its own hash: a later intent that drops a field differs from it even
     though it is still a subset of the live object."""
-    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
     meta = obj["metadata"]
-    return {**obj, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}), INTENT_HASH: digest}}}
+    annotations = {**(meta.get("annotations") or {}), INTENT_HASH_ANNOTATION: short_hash(obj)}
+    return {**obj, "metadata": {**meta, "annotations": annotations}}
 
 
 def up_to_date(intent: dict, live: dict | None) -> bool:
@@ -120,7 +116,7 @@ def apply_children(ctx: Context, key: ResourceKey, owner: Owner, objects: list[d
                 continue
             raise
         ctx.metrics.applies.labels(obj["kind"]).inc()
-        ctx.cache.put_child(obj["kind"], applied)
+        ctx.cache.upsert(obj["kind"], applied)
     for (api_version, kind) in CHILD_KINDS:
         for child in ctx.cache.children(key, kind):
             name = child["metadata"]["name"]
@@ -132,28 +128,36 @@ def apply_children(ctx: Context, key: ResourceKey, owner: Owner, objects: list[d
             log.info("pruned %s %s/%s of %s %s", kind, owner.namespace, name, owner.kind, owner.name)
 
 
+def live_child(ctx: Context, key: ResourceKey, api_version: str, kind: str, name: str) -> dict | None:
+    """A child as it is now. The cache answers when it has the child; its *absence* from the cache is
+    confirmed with the API server, because decisions taken on "does not exist yet" are destructive
+    (start at minReplicas, create a Job suspended) when the child does exist."""
+    cached = ctx.cache.child(key, kind, name)
+    if cached is not None:
+        return cached
+    live = ctx.kube.get(api_version, kind, key[1], name)
+    if live is not None:
+        change = ctx.cache.upsert(kind, {"apiVersion": api_version, "kind": kind, **live})
+        return change.obj if change else ctx.cache.child(key, kind, name)
+    return None
+
+
 def pods_of(ctx: Context, key: ResourceKey, component: str, extra_labels: dict[str, str] | None = None) -> list[dict]:
-    wanted = {"app.kubernetes.io/component": component, **(extra_labels or {})}
+    wanted = {COMPONENT_LABEL: component, **(extra_labels or {})}
     return [p for p in ctx.cache.children(key, "Pod")
             if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
 
 
 def warning_events_if_needed(ctx: Context, namespace: str, pods: list[dict]) -> dict[str, list[dict]]:
     """Events are read only for pods that are neither Ready nor explained by their own status."""
-    from ..status.pods import pod_problem
-
-    unexplained = [p["metadata"]["name"] for p in pods if pod_problem(p) is None and not _pod_ready(p)
+    unexplained = [p["metadata"]["name"] for p in pods if pod_problem(p) is None and not pod_ready(p)
                    and (p.get("status") or {}).get("phase") in (None, "Pending")]
     return ctx.kube.warning_events(namespace, unexplained) if unexplained else {}
 
 
-def _pod_ready(pod: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
-
-
 def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, conditions: list[Cond]) -> bool:
-    """Patch status only when it changed; announce condition flips as Events. Returns whether it wrote."""
+    """Patch status only when it changed; announce condition changes as the event policy says.
+    Returns whether it wrote."""
     meta = body["metadata"]
     previous = body.get("status") or {}
     generation = meta.get("generation", 1)
@@ -167,27 +171,11 @@ def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, 
     updated = ctx.kube.patch_status(kind, meta["namespace"], meta["name"], patch)
     ctx.metrics.status_writes.labels(kind).inc()
     if updated is not None:
-        ctx.cache.put_resource(kind, updated)
-    had = {c.get("type") for c in previous.get("conditions") or []}
-    for cond in transitions(previous.get("conditions"), merged):
-        if cond["type"] not in ANNOUNCED:
-            continue
-        bad = (cond["type"] in ("Stalled", "Failed") and cond["status"] == "True") or \
-              (cond["type"] in ("Ready", "Materialized", "Fresh", "FeaturesReady", "ModelResolved")
-               and cond["status"] == "False" and cond["reason"] not in _BENIGN_REASONS)
-        if cond["type"] not in had and cond["type"] != "Ready" and not bad and cond["status"] != "True":
-            continue  # a condition that appears False (not running yet, not stalled) is no news
-        message = f"{cond['type']}={cond['status']}: {cond['message']}" if cond["message"] else \
-            f"{cond['type']}={cond['status']}"
+        ctx.cache.upsert(kind, updated)
+    for event in condition_events(previous.get("conditions"), merged):
         try:
-            ctx.kube.post_event(body, "Warning" if bad else "Normal", cond["reason"], message)
+            ctx.kube.post_event(body, event.type, event.reason, event.message)
         except KubeError as err:
-            if err.status != 403:  # 403: the namespace is being deleted, and the resource with it
+            if not err.namespace_terminating:
                 log.warning("could not post event on %s %s/%s: %s", kind, meta["namespace"], meta["name"], err)
     return True
-
-
-# Reasons for not-Ready that are ordinary progress, not trouble.
-_BENIGN_REASONS = {"Creating", "RollingOut", "WaitingForTrainingJob", "Materializing", "Pending", "Suspended",
-                   "FeatureServerNotReady", "WorkersStarting", "WaitingForKueue", "NeverMaterialized",
-                   "FeatureViewNotReady", "ContainerCreating"}

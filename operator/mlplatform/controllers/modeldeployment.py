@@ -11,6 +11,7 @@ from ..status.pods import PodProblem
 from .base import (
     Context,
     apply_children,
+    live_child,
     owner_of,
     owns_spec_field,
     pods_of,
@@ -67,24 +68,22 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
 
 
 def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], autoscaled: bool) -> None:
-    existed = ctx.cache.child(key, "Deployment", owner.name) is not None
-    if autoscaled:
-        _hand_replicas_to_the_hpa(ctx, key, owner.name, spec.autoscaling.min_replicas)
-    apply_children(ctx, key, owner, objects)
-    if autoscaled and not existed:
-        # Start at minReplicas rather than the API default of 1 until the HPA's first sync.
-        ctx.kube.hand_over("apps/v1", "Deployment", owner.namespace, owner.name,
-                           {"replicas": spec.autoscaling.min_replicas})
-
-
-def _hand_replicas_to_the_hpa(ctx: Context, key: ResourceKey, name: str, min_replicas: int) -> None:
-    """Switching from a fixed size to autoscaling: keep the current size (at least minReplicas)."""
-    deployment = ctx.cache.child(key, "Deployment", name)
-    if deployment is None or not owns_spec_field(deployment, "replicas"):
+    if not autoscaled:
+        apply_children(ctx, key, owner, objects)
         return
-    current = (deployment.get("spec") or {}).get("replicas") or 0
-    ctx.kube.hand_over("apps/v1", "Deployment", deployment["metadata"]["namespace"], name,
-                       {"replicas": max(current, min_replicas)})
+    min_replicas = spec.autoscaling.min_replicas
+    existing = live_child(ctx, key, "apps/v1", "Deployment", owner.name)
+    if existing is not None and owns_spec_field(existing, "replicas"):
+        # Switching from a fixed size to autoscaling: keep the current size (at least minReplicas).
+        current = (existing.get("spec") or {}).get("replicas") or 0
+        ctx.kube.hand_over("apps/v1", "Deployment", owner.namespace, owner.name,
+                           {"replicas": max(current, min_replicas)})
+    apply_children(ctx, key, owner, objects)
+    if existing is None:
+        # Created just now: start at minReplicas rather than the API default of 1 until the HPA's first
+        # sync. Without force: if anyone (the HPA) has sized it meanwhile, their size stays.
+        ctx.kube.hand_over("apps/v1", "Deployment", owner.namespace, owner.name, {"replicas": min_replicas},
+                           force=False)
 
 
 def _claim_problem(ctx: Context, namespace: str, uri: str | None, deployment: dict | None) -> PodProblem | None:

@@ -8,6 +8,7 @@ from ..status.trainingjob import QueueState, current_record, plan_run, run_state
 from .base import (
     Context,
     apply_children,
+    live_child,
     job_finished,
     owner_of,
     owns_spec_field,
@@ -29,7 +30,8 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     plan = plan_run(previous, spec_hash,
                     current is not None and ctx.cache.child(key, "Job", job_name(owner.name, current)) is not None)
     name = job_name(owner.name, plan.run)
-    live_job = ctx.cache.child(key, "Job", name)
+    # Whether the Job exists decides whether our intent carries suspend: confirmed, never guessed.
+    live_job = live_child(ctx, key, "batch/v1", "Job", name) if plan.render_job else ctx.cache.child(key, "Job", name)
     objects = (render_training_job(owner, spec, ctx.config, plan.run, job_exists=live_job is not None).objects
                if plan.render_job else [])
     # Kueue owns a queued Job's spec.suspend: our intent carries it only when creating the Job.

@@ -206,7 +206,3 @@ def env_name_part(name: str) -> str:
 
 def service_host(name: str, namespace: str, config: OperatorConfig) -> str:
     return f"{name}.{namespace}.svc.{config.defaults.cluster_domain}"
-
-
-def drop_empty(obj: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if v not in (None, [], {})}

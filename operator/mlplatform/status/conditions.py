@@ -48,12 +48,10 @@ def merge(previous: list[dict] | None, computed: list[Cond], generation: int, no
     return merged
 
 
-def transitions(previous: list[dict] | None, merged: list[dict]) -> list[dict]:
-    """Conditions whose status or reason changed: each becomes a Kubernetes Event."""
-    before = {c.get("type"): c for c in previous or []}
-    return [c for c in merged
-            if before.get(c["type"], {}).get("status") != c["status"]
-            or before.get(c["type"], {}).get("reason") != c["reason"]]
+def true_condition(obj: dict | None, type_: str) -> dict | None:
+    """The condition of that type with status True in obj's status (a pod, a Job, a custom resource)."""
+    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or []
+                 if c.get("type") == type_ and c.get("status") == "True"), None)
 
 
 def kstatus(ready: Cond, *, converging: bool, stalled: Cond | None = None) -> list[Cond]:

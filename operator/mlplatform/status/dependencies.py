@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .conditions import Cond
+from .conditions import Cond, true_condition
 
 
 @dataclass(frozen=True)
@@ -16,8 +16,7 @@ class ModelResolution:
 
 
 def _ready(body: dict | None) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in ((body or {}).get("status") or {}).get("conditions") or [])
+    return true_condition(body, "Ready") is not None
 
 
 def resolve_model(uri: str | None, training_job_name: str | None, training_job: dict | None) -> ModelResolution:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .conditions import Cond, kstatus, now_iso, parse_time
+from .conditions import Cond, kstatus, now_iso, parse_time, true_condition
 from .pods import failed_pod_message, first_problem
 
 
@@ -33,16 +33,12 @@ class FeatureViewReport:
 
 
 def _succeeded_at(job: dict) -> str | None:
-    status = job.get("status") or {}
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Complete" and cond.get("status") == "True":
-            return status.get("completionTime") or cond.get("lastTransitionTime")
-    return None
+    complete = true_condition(job, "Complete")
+    return ((job.get("status") or {}).get("completionTime") or complete.get("lastTransitionTime")) if complete else None
 
 
 def _failed(job: dict) -> dict | None:
-    return next((c for c in (job.get("status") or {}).get("conditions") or []
-                 if c.get("type") == "Failed" and c.get("status") == "True"), None)
+    return true_condition(job, "Failed")
 
 
 def _hash_of(job: dict) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .conditions import true_condition
+
 # Container waiting reasons that mean the pod will not become Ready on its own soon.
 BAD_WAITING_REASONS = (
     "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
@@ -17,14 +19,13 @@ class PodProblem:
     message: str
 
 
-def _is_ready(pod: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+def pod_ready(pod: dict) -> bool:
+    return true_condition(pod, "Ready") is not None
 
 
 def pod_problem(pod: dict, warning_events: list[dict] | None = None) -> PodProblem | None:
     """The most telling reason this pod is not Ready, or None when it is Ready or merely starting."""
-    if _is_ready(pod) or (pod.get("metadata") or {}).get("deletionTimestamp"):
+    if pod_ready(pod) or (pod.get("metadata") or {}).get("deletionTimestamp"):
         return None
     name = pod["metadata"]["name"]
     status = pod.get("status") or {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..api.trainingjob import RUN_HISTORY_LIMIT
-from .conditions import Cond, kstatus
+from .conditions import Cond, kstatus, true_condition
 from .pods import failed_pod_message, first_problem
 
 FINISHED = ("Succeeded", "Failed", "Superseded")
@@ -55,11 +55,6 @@ class RunState:
     failed: int = 0
 
 
-def _condition(job: dict, type_: str) -> dict | None:
-    return next((c for c in (job.get("status") or {}).get("conditions") or []
-                 if c.get("type") == type_ and c.get("status") == "True"), None)
-
-
 def run_state(job: dict | None, pods: list[dict], workers: int, suspended: bool, queue_name: str | None,
               queue: QueueState | None, previous: dict | None, events_by_pod: dict | None = None) -> RunState:
     if job is None:
@@ -70,10 +65,10 @@ def run_state(job: dict | None, pods: list[dict], workers: int, suspended: bool,
     status = job.get("status") or {}
     counts = dict(active=status.get("active", 0), succeeded=status.get("succeeded", 0), failed=status.get("failed", 0))
     times = dict(start_time=status.get("startTime"), completion_time=status.get("completionTime"))
-    if (done := _condition(job, "Complete")) is not None:
+    if (done := true_condition(job, "Complete")) is not None:
         return RunState("Succeeded", "Completed", f"{workers}/{workers} workers succeeded", **{
             **times, "completion_time": status.get("completionTime") or done.get("lastTransitionTime")}, **counts)
-    if (failed := _condition(job, "Failed")) is not None:
+    if (failed := true_condition(job, "Failed")) is not None:
         detail = failed_pod_message(pods)
         message = failed.get("message") or "the Job failed"
         return RunState("Failed", failed.get("reason") or "JobFailed", f"{message}; {detail}" if detail else message,

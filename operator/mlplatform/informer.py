@@ -1,0 +1,120 @@
+"""One informer per watched kind, in the shape of client-go's reflector: list, then watch from the list's
+resourceVersion; a watch that expires (HTTP 410) or a periodic resync lists again and *replaces* the
+kind's cache content, so objects deleted during a gap are dropped and their owners reconciled.
+`synced` is set once the first listing is in the cache: workers wait for every informer's."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .cache import Cache, Change
+from .kube import Kube, WatchExpired
+
+log = logging.getLogger("mlplatform.informer")
+
+LIST_PAGE_SIZE = 500
+WATCH_TIMEOUT_SECONDS = 300
+MAX_RETRY_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Watched:
+    api_version: str
+    kind: str
+    plural: str
+    label_selector: str | None = None
+
+
+class Informer:
+    def __init__(self, kube: Kube, cache: Cache, watched: Watched, namespace: str | None,
+                 on_change: Callable[[Change], None], resync_seconds: float,
+                 on_relist: Callable[[str, str], None] = lambda kind, reason: None):
+        self.kube = kube
+        self.cache = cache
+        self.watched = watched
+        self.namespace = namespace
+        self.on_change = on_change
+        self.on_relist = on_relist
+        self.resync_seconds = resync_seconds
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"informer-{watched.plural}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        reason = "initial"
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                version = self._relist(reason)
+                failures = 0
+                reason = self._watch_until_resync(version)
+            except WatchExpired as err:
+                log.info("watch of %s expired (%s): listing again", self.watched.plural, err)
+                reason = "expired"
+            except Exception as err:  # noqa: BLE001 - the API server may be restarting: list again, backing off
+                failures += 1
+                delay = min(MAX_RETRY_SECONDS, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.8, 1.2)
+                log.warning("informer %s: %s; listing again in %.1fs", self.watched.plural, err, delay)
+                reason = "error"
+                self._stop.wait(delay)
+
+    def _relist(self, reason: str) -> str:
+        w = self.watched
+        items, token, version = [], None, ""
+        while True:
+            page = self.kube.list_page(w.api_version, w.plural, self.namespace, w.label_selector, token,
+                                       LIST_PAGE_SIZE)
+            for item in page.get("items") or []:
+                items.append({"apiVersion": w.api_version, "kind": w.kind, **item})
+            token = (page.get("metadata") or {}).get("continue")
+            version = (page.get("metadata") or {}).get("resourceVersion", version)
+            if not token:
+                break
+        changes = self.cache.replace(w.kind, items)
+        self.on_relist(w.kind, reason)
+        log.debug("listed %d %s (%s), %d changes", len(items), w.plural, reason, len(changes))
+        for change in changes:
+            self.on_change(change)
+        self.synced.set()
+        return version
+
+    def _watch_until_resync(self, version: str) -> str:
+        """Watch from version, re-watching from the last version seen after each server timeout or
+        dropped connection, until the resync period is over. Returns the reason to list again."""
+        w = self.watched
+        resync_at = time.monotonic() + self.resync_seconds * random.uniform(0.9, 1.1)
+        while not self._stop.is_set():
+            remaining = resync_at - time.monotonic()
+            if remaining <= 0:
+                return "resync"
+            try:
+                for event in self.kube.watch(w.api_version, w.plural, self.namespace, w.label_selector, version,
+                                             int(min(WATCH_TIMEOUT_SECONDS, max(remaining, 1)))):
+                    obj = event.get("object") or {}
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    if event.get("type") == "BOOKMARK":
+                        continue
+                    obj = {"apiVersion": w.api_version, "kind": w.kind, **obj}
+                    change = (self.cache.remove(w.kind, obj) if event["type"] == "DELETED"
+                              else self.cache.upsert(w.kind, obj))
+                    if change is not None:
+                        self.on_change(change)
+                    if self._stop.is_set():
+                        break
+            except WatchExpired:
+                raise
+            except Exception as err:  # noqa: BLE001 - a dropped connection: watch again from the last version
+                log.info("watch of %s interrupted (%s); watching again from %s", w.plural, err, version)
+                self._stop.wait(1.0)
+        return "stopped"

@@ -1,0 +1,41 @@
+"""Every label and annotation key the operator writes or reads, in one place."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+GROUP_PREFIX = "mlplatform.dev/"
+
+# On every child and every pod of ours, "<kind lowercase>.<name>": the watches select on it and the
+# cache indexes children by it.
+OWNER_LABEL = "mlplatform.dev/owner"
+RUN_LABEL = "mlplatform.dev/run"
+GENERATION_LABEL = "mlplatform.dev/generation"
+
+COMPONENT_LABEL = "app.kubernetes.io/component"
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+MANAGED_BY = "mlplatform"
+
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+INTENT_HASH_ANNOTATION = "mlplatform.dev/intent-hash"
+MODEL_URI_ANNOTATION = "mlplatform.dev/model-uri"
+RUN_SPEC_HASH_ANNOTATION = "mlplatform.dev/run-spec-hash"
+MATERIALIZATION_SPEC_HASH_ANNOTATION = "mlplatform.dev/materialization-spec-hash"
+FEAST_REPO_HASH_ANNOTATION = "mlplatform.dev/feast-repo-hash"
+FEAST_TAG_NAMESPACE = "mlplatform.dev/namespace"
+FEAST_TAG_NAME = "mlplatform.dev/name"
+
+# kubectl's client-side apply copy of the whole object: never read, so never cached.
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def short_hash(value: Any, length: int = 16) -> str:
+    """A stable hex digest of any JSON-able value (dict key order does not matter) or of a string."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

@@ -1,0 +1,76 @@
+"""Leader election on a coordination.k8s.io Lease, with the official client's `kubernetes.leaderelection`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import kubernetes
+from kubernetes.leaderelection import electionconfig, leaderelection
+from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+
+log = logging.getLogger("mlplatform.leader")
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    name: str = "mlplatform-operator"
+    namespace: str = "default"
+    lease_duration: int = 15  # seconds a standby waits after the last renewal it saw before taking over
+    renew_deadline: int = 10  # seconds the leader keeps retrying a renewal before it gives up leading
+    retry_period: int = 2
+
+    def problems(self) -> list[str]:
+        """The constraints kubernetes.leaderelection enforces with sys.exit, as messages naming the flag."""
+        problems = []
+        if self.retry_period < 1:
+            problems.append("--leader-elect-retry-period must be at least 1")
+        if self.renew_deadline <= 1.2 * self.retry_period:
+            problems.append("--leader-elect-renew-deadline must be greater than 1.2 x --leader-elect-retry-period")
+        if self.lease_duration <= self.renew_deadline:
+            problems.append("--leader-elect-lease-duration must be greater than --leader-elect-renew-deadline")
+        return problems
+
+
+class _GuardedLeaseLock(LeaseLock):
+    """LeaseLock catches only ApiException: a refused connection (API server restarting) would end the
+    election thread, and a leader would go on without renewing. Every failure here is a failed attempt."""
+
+    def get(self, name, namespace):
+        try:
+            return super().get(name, namespace)
+        except Exception as err:  # noqa: BLE001 - retried on the next period
+            log.warning("reading lease %s/%s failed: %s", namespace, name, err)
+            return False, err
+
+    def create(self, name, namespace, election_record):
+        try:
+            return super().create(name, namespace, election_record)
+        except Exception as err:  # noqa: BLE001
+            log.warning("creating lease %s/%s failed: %s", namespace, name, err)
+            return False
+
+    def update(self, name, namespace, updated_record):
+        try:
+            return super().update(name, namespace, updated_record)
+        except Exception as err:  # noqa: BLE001
+            log.warning("renewing lease %s/%s failed: %s", namespace, name, err)
+            return False
+
+
+class LeaderElector:
+    """Campaigns in a thread; calls on_started once leading and on_stopped when the lease is lost."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient, settings: LeaseSettings, identity: str,
+                 on_started: Callable[[], None], on_stopped: Callable[[], None]):
+        lock = _GuardedLeaseLock(settings.name, settings.namespace, identity)
+        lock.api_instance = kubernetes.client.CoordinationV1Api(api_client)  # ours, not the global default client
+        config = electionconfig.Config(lock, settings.lease_duration, settings.renew_deadline,
+                                       settings.retry_period, on_started, on_stopped)
+        self._election = leaderelection.LeaderElection(config)
+        self.thread = threading.Thread(target=self._election.run, name="leader-election", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()

@@ -1,0 +1,82 @@
+"""One turn of the control loop: take a key, reconcile it, and decide what a failure means."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+
+from .cache import Change, ResourceKey, owner_key_of, RESOURCE_KINDS
+from .controllers import RECONCILERS
+from .controllers.base import Context, InvalidSpec, report_invalid
+from .controllers.modeldeployment import dependents
+from .kube import KubeError
+from .render.common import RenderError
+
+log = logging.getLogger("mlplatform")
+
+# Children change in bursts (a rollout touches pods many times a second): coalesce them.
+CHILD_EVENT_DELAY_SECONDS = 0.25
+
+
+class Outcome(enum.Enum):
+    DONE = "success"  # converged, or nothing left to do
+    INVALID = "invalid"  # the spec cannot be acted on: reported on the resource; a spec change will retry
+    GONE = "gone"  # the resource or its namespace is going away: nothing to converge
+    RETRY = "error"  # transient: retried with backoff
+
+
+def classify(err: Exception) -> Outcome:
+    """What a reconcile failure means for the key (table-tested)."""
+    if isinstance(err, (InvalidSpec, RenderError)):
+        return Outcome.INVALID
+    if isinstance(err, KubeError) and err.namespace_terminating:
+        return Outcome.GONE
+    return Outcome.RETRY
+
+
+def process(ctx: Context, key: ResourceKey) -> Outcome:
+    """Reconcile one key; on failure, report or requeue as classify() says. Never raises."""
+    kind = key[0]
+    started = time.perf_counter()
+    outcome = Outcome.DONE
+    try:
+        body = ctx.cache.resource(key)
+        if body is not None:
+            RECONCILERS[kind](ctx, key, body)
+    except Exception as err:  # noqa: BLE001 - every failure is classified, counted and logged
+        outcome = classify(err)
+        if outcome is Outcome.INVALID:
+            try:
+                report_invalid(ctx, kind, body, str(err))
+            except Exception as report_err:  # noqa: BLE001
+                outcome, err = classify(report_err), report_err
+        if outcome is Outcome.RETRY:
+            delay = ctx.queue.add_after_failure(key)
+            ctx.metrics.errors.labels(kind).inc()
+            log.warning("reconcile of %s %s/%s failed, retrying in %.1fs: %s", *key, delay, err,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+    if outcome is not Outcome.RETRY:
+        ctx.queue.forget(key)
+    ctx.metrics.reconciles.labels(kind, outcome.value).inc()
+    ctx.metrics.latency.labels(kind).observe(time.perf_counter() - started)
+    return outcome
+
+
+def enqueue(ctx: Context, change: Change) -> None:
+    """What to reconcile after the cache saw a change: the resource itself, its dependents, or a child's owner."""
+    meta = change.obj["metadata"]
+    if change.kind in RESOURCE_KINDS.values():
+        key = (change.kind, meta.get("namespace"), meta["name"])
+        if change.deleted:
+            ctx.queue.discard(key)
+            ctx.metrics.forget(*key)
+        else:
+            ctx.queue.add(key)
+        if change.kind in ("FeatureView", "TrainingJob"):
+            for dependent in dependents(ctx, change.kind, key[1], key[2]):
+                ctx.queue.add(dependent)
+        return
+    owner = owner_key_of(change.obj)
+    if owner is not None:
+        ctx.queue.add(owner, delay=CHILD_EVENT_DELAY_SECONDS)
