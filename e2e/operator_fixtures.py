@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -83,31 +84,56 @@ def _free_port() -> int:
 
 
 class Operator:
-    def __init__(self, kubeconfig: str, log_path: Path):
+    """`mlplatform run` as a subprocess. Its user agent, mlplatform-operator/<identity>, names it in the
+    API server's audit log; POD_NAME sets the identity."""
+
+    def __init__(self, kubeconfig: str, log_path: Path, extra_args: tuple[str, ...] = (), identity: str | None = None):
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.extra_args = extra_args
+        self.identity = identity
         self.metrics_port = _free_port()
         self.health_port = _free_port()
         self.process: subprocess.Popen | None = None
 
-    def start(self, config_path: Path) -> None:
+    def start(self, config_path: Path, wait_ready: bool = True) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "w")
+        log = open(self.log_path, "a")
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig}
+        if self.identity:
+            env["POD_NAME"] = self.identity
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mlplatform.cli", "run", "--config", str(config_path),
-             "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": self.kubeconfig})
-        deadline = time.monotonic() + 60
+             "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port), *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+        if wait_ready:
+            self.wait_ready()
+
+    def probe(self, path: str) -> int | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}{path}", timeout=2) as rsp:
+                return rsp.status
+        except urllib.error.HTTPError as err:
+            return err.code
+        except OSError:
+            return None
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until /readyz: every watch's initial list is in the cache."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as rsp:
-                    if rsp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"operator not healthy within 60s: {self.log_path.read_text()[-3000:]}")
+            if self.probe("/readyz") == 200:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"operator not ready within {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, as when a node is lost."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as rsp:
@@ -141,15 +167,37 @@ def crds(kubectl):
 
 
 @pytest.fixture(scope="session")
-def operator(kubeconfig, crds, tmp_path_factory):
+def operator_config(tmp_path_factory) -> Path:
     config = tmp_path_factory.mktemp("operator") / "config.yaml"
     config.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
+    return config
+
+
+_session_operator: list[Operator] = []
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig, crds, operator_config):
     if stop_dev_operator():
         print("stopped the operator of `make dev`: the tests run their own")
     process = Operator(kubeconfig, ROOT / ".run" / "e2e-operator.log")
-    process.start(config)
+    process.start(operator_config)
+    _session_operator.append(process)
     yield process
+    _session_operator.clear()
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def no_session_operator(operator_config):
+    """Tests that run operators of their own: the shared one is stopped meanwhile (two would fight)."""
+    stop_dev_operator()
+    paused = [p for p in _session_operator if p.process and p.process.poll() is None]
+    for process in paused:
+        process.stop()
+    yield
+    for process in paused:
+        process.start(operator_config)
 
 
 @pytest.fixture(scope="session")

@@ -517,6 +517,31 @@ def wait_for(what: str, check, timeout: float, st: State, watch: list[str],
         time.sleep(interval)
 
 
+# --------------------------------------------------------------------------- audit
+
+AUDIT_LOG = "logs/audit.log"
+# Writes by clients other than the control plane's own components, at Metadata level: tests count
+# an operator's writes in it (by user agent), not from the operator's own metrics.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: None
+  verbs: [get, list, watch]
+- level: None
+  users: [system:kube-controller-manager, system:kube-scheduler, kwok-controller]
+- level: None
+  userGroups: [system:serviceaccounts, system:nodes]
+- level: Metadata
+"""
+
+
+def write_audit_policy(run: Path) -> Path:
+    path = run / "audit-policy.yaml"
+    path.write_text(AUDIT_POLICY)
+    return path
+
+
 # --------------------------------------------------------------------------- cluster
 
 class Cluster:
@@ -665,6 +690,11 @@ class Cluster:
             # No kubelets or real endpoints: do not try to publish 127.0.0.1 as the
             # `kubernetes` service endpoint (loopback addresses are invalid there).
             "--endpoint-reconciler-type=none",
+            f"--audit-policy-file={write_audit_policy(run)}",
+            f"--audit-log-path={run / AUDIT_LOG}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=200",
+            "--audit-log-maxbackup=1",
             "--profiling=false",
             "--v=0",
         ])
@@ -821,6 +851,41 @@ class Cluster:
     def pids(self) -> dict[str, int]:
         st = State.load(self.run)
         return {n: p.pid for n, p in st.procs.items() if p.alive()}
+
+    @property
+    def audit_log(self) -> Path:
+        return self.run / AUDIT_LOG
+
+    def restart_apiserver(self) -> float:
+        """Stop kube-apiserver and start it again with the same flags (every watch is cut; its watch
+        cache starts over). Returns the seconds until it was ready again."""
+        t0 = time.monotonic()
+        with self.lock():
+            st = State.load(self.run)
+            proc = st.procs["kube-apiserver"]
+            argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+            stop_process(proc)
+            start_process(st, "kube-apiserver", argv)
+            api = Api(self.run, st.ports["apiserver"])
+            wait_for("kube-apiserver /readyz", lambda: api.request("GET", "/readyz")[0] == 200,
+                     120, st, ["etcd", "kube-apiserver"])
+        return time.monotonic() - t0
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision: a watch or list continuing from an
+        older resourceVersion then gets 410 Gone. Returns the revision compacted to."""
+        st = State.load(self.run)
+        url = f"http://127.0.0.1:{st.ports['etcd-client']}/v3/kv"
+
+        def post(path: str, body: dict) -> dict:
+            req = urllib.request.Request(f"{url}/{path}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as rsp:
+                return json.loads(rsp.read())
+
+        revision = int(post("range", {"key": "AA=="})["header"]["revision"])
+        post("compaction", {"revision": str(revision), "physical": True})
+        return revision
 
 
 # --------------------------------------------------------------------------- CLI

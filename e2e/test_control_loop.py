@@ -1,0 +1,294 @@
+"""The control loop through restarts, lost watches, leader changes and chaos, on the local control plane.
+
+Each test runs operators of its own, scoped to its namespace (`--namespace`), while the shared one is
+stopped. Writes are counted from the API server's audit log, never from the operator's own metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+import urllib.request
+
+import pytest
+import yaml
+from kubernetes.client.rest import ApiException
+
+from audit import AuditLog, summary
+from operator_fixtures import (  # noqa: F401
+    GROUP,
+    PLURALS,
+    ROOT,
+    VERSION,
+    Operator,
+    condition,
+    crds,
+    custom,
+    get_cr,
+    kubectl,
+    no_session_operator,
+    operator_config,
+    resource,
+)
+
+pytestmark = pytest.mark.usefixtures("crds", "no_session_operator")
+
+CPU_MODEL = {
+    "model": {"uri": "s3://models/churn/v3/"},
+    "runtime": {"preset": "sklearn"},
+    "resources": {"cpu": "100m", "memory": "128Mi"},
+    "replicas": 1,
+}
+AUTOSCALED_MODEL = {**{k: v for k, v in CPU_MODEL.items() if k != "replicas"},
+                    "autoscaling": {"minReplicas": 1, "maxReplicas": 10, "targets": {"cpuUtilization": 80}}}
+LEASE = ("--leader-elect-lease-duration", "8", "--leader-elect-renew-deadline", "5",
+         "--leader-elect-retry-period", "1")
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    if os.environ.get("E2E_KUBECONFIG"):
+        pytest.skip("needs the local control plane: its audit log and restarting its kube-apiserver")
+    import cluster  # e2e/controlplane/cluster.py
+
+    handle = cluster.Cluster()
+    if not handle.audit_log.exists():
+        pytest.fail(f"no audit log at {handle.audit_log}: the running control plane predates it; "
+                    "restart it with `make cluster-down cluster`")
+    return handle
+
+
+@pytest.fixture
+def audit(local_cluster) -> AuditLog:
+    return AuditLog(local_cluster.audit_log)
+
+
+@pytest.fixture
+def start_operator(kubeconfig, operator_config, namespace, request):
+    started: list[Operator] = []
+
+    def start(identity: str, *args: str, wait_ready: bool = True) -> Operator:
+        log = ROOT / ".run" / f"e2e-{request.node.name[:40]}-{identity}.log"
+        process = Operator(kubeconfig, log, ("--namespace", namespace, *args), identity=identity)
+        process.start(operator_config, wait_ready=wait_ready)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def metric(op: Operator, name: str, labels: str = "") -> float:
+    text = op.metrics()
+    pattern = re.compile(rf"^{re.escape(name)}{re.escape(labels)}\s+([0-9.e+-]+)$", re.M)
+    return sum(float(m) for m in pattern.findall(text))
+
+
+def apply_all(kubectl, docs: list[dict], namespace: str) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+
+def list_crs(custom, kind: str, namespace: str) -> list[dict]:
+    return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind])["items"]
+
+
+def all_ready(custom, namespace: str, kind: str = "ModelDeployment", expected: int | None = None) -> bool:
+    items = list_crs(custom, kind, namespace)
+    if expected is not None and len(items) != expected:
+        return False
+    return all(condition(b, "Ready").get("status") == "True"
+               and (b.get("status") or {}).get("observedGeneration") == b["metadata"]["generation"] for b in items)
+
+
+def test_a_restart_over_existing_state_writes_nothing(start_operator, kubectl, custom, namespace, apps_v1, batch_v1,
+                                                      audit, wait_for):
+    first = start_operator("restart-1")
+    autoscaled = [f"auto-{i}" for i in range(10)]
+    models = [resource("ModelDeployment", name, AUTOSCALED_MODEL) for name in autoscaled] + \
+        [resource("ModelDeployment", f"fixed-{i}", CPU_MODEL) for i in range(40)]
+    queued = resource("TrainingJob", "admitted", {"image": "python:3.12", "queueName": "team-a"},
+                      {"mlplatform.dev/kwok-complete-after": "600s"})
+    apply_all(kubectl, [*models, queued], namespace)
+    wait_for(lambda: all_ready(custom, namespace, expected=50), timeout=180, what="50 ModelDeployments Ready")
+    wait_for(lambda: batch_v1.read_namespaced_job("admitted-1", namespace), timeout=30, what="the run's Job")
+    # What an HPA and Kueue do, under field managers of their own.
+    for name in autoscaled:
+        kubectl.run("scale", f"deployment/{name}", "-n", namespace, "--replicas=5")
+    kubectl.run("patch", "job/admitted-1", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}',
+                "--field-manager=kueue-admission")
+    wait_for(lambda: get_cr(custom, "TrainingJob", namespace, "admitted")["status"].get("phase") == "Running",
+             timeout=60, what="the admitted run Running")
+    wait_for(lambda: all_ready(custom, namespace, expected=50), timeout=120, what="scaled models Ready again")
+    time.sleep(3)  # let the last status writes and events land before counting
+
+    first.stop()
+    since = audit.offset()
+    restarted_at = time.monotonic()
+    second = start_operator("restart-2")
+    ready_after = time.monotonic() - restarted_at
+    time.sleep(30)
+
+    writes = audit.writes(since, namespace)
+    print(f"\nrestart: ready (caches synced) {ready_after:.1f}s after start; writes in the 30 s after: "
+          f"{len(writes)} {summary(writes)}; reconciles {metric(second, 'mlplatform_reconcile_total')}")
+    assert writes == [], f"writes after a restart: {summary(writes)}"
+    assert metric(second, "mlplatform_reconcile_total") >= 51  # it did look at every resource
+    for name in autoscaled:
+        assert apps_v1.read_namespaced_deployment(name, namespace).spec.replicas == 5
+    job = batch_v1.read_namespaced_job("admitted-1", namespace)
+    assert job.spec.suspend is False and (job.status.active or 0) == 1
+
+
+def test_a_child_deleted_during_a_watch_gap_is_created_again(start_operator, kubectl, custom, namespace, core_v1,
+                                                             local_cluster, wait_for):
+    op = start_operator("gap")
+    kubectl.apply(resource("ModelDeployment", "gap", CPU_MODEL), namespace)
+    wait_for(lambda: all_ready(custom, namespace, expected=1), timeout=60, what="model Ready")
+    service_uid = core_v1.read_namespaced_service("gap", namespace).metadata.uid
+    relists_before = metric(op, "mlplatform_informer_relists_total", '{kind="Service",reason="expired"}')
+
+    os.kill(op.process.pid, 19)  # SIGSTOP: the operator sees nothing from here on
+    try:
+        kubectl.run("delete", "service/gap", "-n", namespace)
+        local_cluster.compact_etcd()  # the watch's resourceVersion is history now
+        local_cluster.restart_apiserver()  # every watch is cut; the watch cache starts over
+    finally:
+        os.kill(op.process.pid, 18)  # SIGCONT
+
+    def recreated():
+        try:
+            service = core_v1.read_namespaced_service("gap", namespace)
+        except ApiException:
+            return None
+        return service if service.metadata.uid != service_uid else None
+    wait_for(recreated, timeout=90, what="the Service created again after the watch gap")
+    relists_after = metric(op, "mlplatform_informer_relists_total", '{kind="Service",reason="expired"}')
+    assert relists_after > relists_before  # the gap was closed by a full listing, not by a lucky event
+    wait_for(lambda: all_ready(custom, namespace, expected=1), timeout=60, what="model Ready again")
+
+
+def test_only_the_leader_writes_and_a_standby_takes_over_after_a_kill(start_operator, kubectl, custom, namespace,
+                                                                      audit, wait_for):
+    lease = ("--leader-elect", "--leader-elect-namespace", namespace, *LEASE)
+    since = audit.offset()
+    leader = start_operator("leader-a", *lease)
+    wait_for(lambda: metric(leader, "mlplatform_leader") == 1, timeout=30, what="a leader")
+    standby = start_operator("leader-b", *lease)
+    assert standby.probe("/readyz") == 200 and metric(standby, "mlplatform_leader") == 0
+
+    kubectl.apply(resource("ModelDeployment", "first", CPU_MODEL), namespace)
+    wait_for(lambda: all_ready(custom, namespace, expected=1), timeout=60, what="first model Ready")
+    time.sleep(2)
+    assert audit.writes(since, namespace, agent="mlplatform-operator/leader-b") == []
+    assert audit.writes(since, namespace, agent="mlplatform-operator/leader-a")
+
+    leader.kill()
+    killed_at = time.monotonic()
+    kubectl.apply(resource("ModelDeployment", "second", CPU_MODEL), namespace)
+    wait_for(lambda: get_cr(custom, "ModelDeployment", namespace, "second").get("status", {}).get("phase") == "Ready",
+             timeout=8 + 10, interval=0.2, what="second model Ready within lease duration + 10 s")
+    takeover = time.monotonic() - killed_at
+    print(f"\nleader SIGKILLed: the standby had the new ModelDeployment Ready {takeover:.1f}s later (lease 8 s)")
+    assert metric(standby, "mlplatform_leader") == 1
+
+
+CHAOS_MODELS = 60
+CHAOS_JOBS = 10
+CHAOS_KILLS = 10
+CHAOS_SECONDS = 75
+
+
+def _churn(kubectl, namespace: str, stop: threading.Event, log: dict, seed: int) -> None:
+    """Create, edit and delete ModelDeployments and TrainingJobs until told to stop."""
+    rnd = random.Random(seed)
+    models = {f"m{i}": 0 for i in range(CHAOS_MODELS)}
+    jobs = {f"t{i}": 0 for i in range(CHAOS_JOBS)}
+    apply_all(kubectl, [resource("ModelDeployment", n, CPU_MODEL) for n in models] +
+              [resource("TrainingJob", n, {"image": "python:3.12"}) for n in jobs], namespace)
+    live = {("ModelDeployment", n) for n in models} | {("TrainingJob", n) for n in jobs}
+    while not stop.is_set():
+        kind, name = rnd.choice(sorted({("ModelDeployment", n) for n in models} | {("TrainingJob", n) for n in jobs}))
+        action = rnd.choice(["edit", "edit", "delete"]) if (kind, name) in live else "create"
+        edits = models if kind == "ModelDeployment" else jobs
+        if action == "delete":
+            kubectl.run("delete", PLURALS[kind], name, "-n", namespace, "--wait=false")
+            live.discard((kind, name))
+        else:
+            edits[name] += action == "edit"
+            env = [{"name": "EDIT", "value": str(edits[name])}]
+            spec = {**CPU_MODEL, "env": env} if kind == "ModelDeployment" else {"image": "python:3.12", "env": env}
+            kubectl.apply(resource(kind, name, spec), namespace)
+            live.add((kind, name))
+        log[action] = log.get(action, 0) + 1
+        stop.wait(rnd.uniform(0.05, 0.3))
+
+
+def test_chaos_converges_without_losses_duplicates_or_orphans(start_operator, kubectl, custom, namespace, apps_v1,
+                                                              core_v1, batch_v1, local_cluster, wait_for):
+    op = start_operator("chaos-0")
+    stop, churned = threading.Event(), {}
+    churn = threading.Thread(target=_churn, args=(kubectl, namespace, stop, churned, 7), daemon=True)
+    started = time.monotonic()
+    churn.start()
+    rnd = random.Random(11)
+    kill_times = sorted(rnd.uniform(2, CHAOS_SECONDS - 5) for _ in range(CHAOS_KILLS))
+    apiserver_restart_at = CHAOS_SECONDS / 2
+    restarted_apiserver = False
+    for i, at in enumerate(kill_times, start=1):
+        if not restarted_apiserver and at > apiserver_restart_at:
+            time.sleep(max(0.0, apiserver_restart_at - (time.monotonic() - started)))
+            local_cluster.restart_apiserver()
+            restarted_apiserver = True
+        time.sleep(max(0.0, at - (time.monotonic() - started)))
+        op.kill()
+        op = start_operator(f"chaos-{i}", wait_ready=False)
+    if not restarted_apiserver:
+        local_cluster.restart_apiserver()
+    time.sleep(max(0.0, CHAOS_SECONDS - (time.monotonic() - started)))
+    stop.set()
+    churn.join(timeout=60)
+    churn_end = time.monotonic()
+    op.wait_ready()
+
+    def converged():
+        models = list_crs(custom, "ModelDeployment", namespace)
+        jobs = list_crs(custom, "TrainingJob", namespace)
+        return all_ready(custom, namespace) and all(
+            (j.get("status") or {}).get("phase") == "Succeeded"
+            and j["status"].get("observedGeneration") == j["metadata"]["generation"] for j in jobs) and (models, jobs)
+    models, jobs = wait_for(converged, timeout=180, interval=1, what="every resource Ready/Succeeded")
+    reconverged = time.monotonic() - churn_end
+    print(f"\nchaos: {CHAOS_KILLS} SIGKILLs, 1 kube-apiserver restart, churn {churned}; "
+          f"{len(models)} models and {len(jobs)} training jobs left; reconverged {reconverged:.1f}s after the churn")
+
+    for body in models + jobs:
+        meta = body["metadata"]
+        assert not meta.get("finalizers") and not meta.get("deletionTimestamp"), meta["name"]
+        assert not [a for a in meta.get("annotations") or {} if "kopf" in a], meta["name"]
+    model_names = {b["metadata"]["name"] for b in models}
+    owner = "mlplatform.dev/owner"
+    deployments = [d for d in apps_v1.list_namespaced_deployment(namespace).items if d.metadata.labels.get(owner)]
+    services = [s for s in core_v1.list_namespaced_service(namespace).items if s.metadata.labels.get(owner)]
+    for children, what in ((deployments, "Deployment"), (services, "Service")):
+        owners = [c.metadata.labels[owner].partition(".")[2] for c in children
+                  if c.metadata.labels[owner].startswith("modeldeployment.") and not c.metadata.deletion_timestamp]
+        assert sorted(owners) == sorted(model_names), f"{what}s per ModelDeployment (orphans or missing)"
+
+    def no_orphans():
+        jobs_now = [j for j in batch_v1.list_namespaced_job(namespace).items if not j.metadata.deletion_timestamp]
+        job_owners = {j.metadata.labels[owner].partition(".")[2] for j in jobs_now}
+        return job_owners <= {b["metadata"]["name"] for b in jobs} and jobs_now
+    jobs_now = wait_for(no_orphans, timeout=60, what="Jobs of deleted TrainingJobs garbage-collected")
+    for body in jobs:
+        name, status = body["metadata"]["name"], body["status"]
+        runs = [r["run"] for r in status["runs"]]
+        assert runs == sorted(set(runs)) and runs[-1] == status["run"], f"{name}: duplicate or lost runs {runs}"
+        current = [j for j in jobs_now if j.metadata.name == f"{name}-{status['run']}"]
+        assert len(current) == 1, f"{name}: the current run's Job"
+        for job in jobs_now:
+            if job.metadata.labels[owner] == f"trainingjob.{name}":
+                assert int(job.metadata.labels["mlplatform.dev/run"]) in runs, f"{job.metadata.name}: no such run"
