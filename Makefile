@@ -18,7 +18,7 @@ include e2e/cluster.mk
 # The kubectl built with the local control plane when there is one, else the one on PATH.
 KUBECTL ?= $(shell k="$$($(CLUSTER_PY) $(CLUSTER_PY_SCRIPT) bin-dir)/kubectl"; [ -x "$$k" ] && echo "$$k" || command -v kubectl)
 
-.PHONY: install run dev dev-down test test-unit test-e2e crds crds-check bench
+.PHONY: install run dev dev-down test test-unit test-e2e crds crds-check bench bench-memory
 
 install: ## CRDs into the cluster of KUBECONFIG
 	$(KUBECTL) apply --server-side --force-conflicts -f crds/
@@ -54,3 +54,7 @@ test-e2e: $(STAMP)
 bench: $(STAMP) ## seconds from apply to Ready per kind, operator memory and API traffic
 	$(PY) e2e/controlplane/cluster.py build
 	$(PY) e2e/bench_operator.py
+
+bench-memory: $(STAMP) ## operator RSS with N (default 1000) ModelDeployments, cache trimmed vs whole objects
+	$(PY) e2e/controlplane/cluster.py build
+	$(PY) e2e/bench_memory.py $(if $(N),--n $(N))

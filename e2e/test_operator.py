@@ -7,7 +7,7 @@ import time
 
 from kubernetes.client.rest import ApiException
 
-from operator_fixtures import condition, crds, custom, get_cr, kubectl, operator, resource  # noqa: F401
+from operator_fixtures import condition, crds, custom, get_cr, kubectl, operator, operator_config, resource  # noqa: F401
 
 CPU_MODEL = {
     "model": {"uri": "s3://models/churn/v3/", "format": "sklearn"},

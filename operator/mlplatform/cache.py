@@ -66,10 +66,16 @@ class Change:
     deleted: bool
 
 
+def _untrimmed(kind: str, obj: dict, managers: tuple[str, ...]) -> dict:
+    return obj
+
+
 class Cache:
-    def __init__(self, managers: tuple[str, ...] = ()):
+    def __init__(self, managers: tuple[str, ...] = (), trimmed: bool = True):
+        """trimmed=False keeps whole objects: only the memory benchmark's baseline uses it."""
         self._lock = threading.Lock()
         self._managers = managers
+        self._trim = trim if trimmed else _untrimmed
         self._objects: dict[str, dict[ObjectKey, dict]] = defaultdict(dict)
         # owner -> child kind -> child name -> body: an index over the children's stores
         self._children: dict[ResourceKey, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
@@ -78,7 +84,7 @@ class Cache:
 
     def upsert(self, kind: str, obj: dict) -> Change | None:
         """Store an object; an older version than the one stored is ignored (None)."""
-        body = trim(kind, obj, self._managers)
+        body = self._trim(kind, obj, self._managers)
         key = (body["metadata"].get("namespace"), body["metadata"]["name"])
         with self._lock:
             stored = self._objects[kind].get(key)
@@ -91,7 +97,7 @@ class Cache:
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace"), meta["name"])
         with self._lock:
-            body = self._objects[kind].pop(key, None) or trim(kind, obj, self._managers)
+            body = self._objects[kind].pop(key, None) or self._trim(kind, obj, self._managers)
             self._unindex(kind, key, body)
         return Change(kind, body, True)
 
@@ -100,7 +106,7 @@ class Cache:
         gap sends no DELETED for them). Returns what appeared, changed or went away."""
         fresh = {}
         for obj in objects:
-            body = trim(kind, obj, self._managers)
+            body = self._trim(kind, obj, self._managers)
             fresh[(body["metadata"].get("namespace"), body["metadata"]["name"])] = body
         changes = []
         with self._lock:

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from .api import CATEGORIES, GROUP, KINDS, MAX_NAME_LENGTH, NAME_PATTERN, VERSION, Kind
+from .labels import PART_OF_LABEL
 
 # additionalProperties: false is not allowed in a structural schema; the API server prunes or
 # (with kubectl's default strict field validation) refuses unknown fields instead.
@@ -101,7 +102,7 @@ def crd_for(kind: Kind) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{kind.plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "mlplatform"}},
+        "metadata": {"name": f"{kind.plural}.{GROUP}", "labels": {PART_OF_LABEL: "mlplatform"}},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",

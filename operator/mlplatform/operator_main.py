@@ -79,7 +79,9 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     kube = Kube(api_client)
     metrics = Metrics()
     metrics.count_api_calls(lambda: kube.requests)
-    cache = Cache(managers=(FIELD_MANAGER, HANDOFF_FIELD_MANAGER))
+    # MLPLATFORM_BENCH_UNTRIMMED_CACHE=1: whole objects in the cache, the baseline of e2e/bench_memory.py.
+    cache = Cache(managers=(FIELD_MANAGER, HANDOFF_FIELD_MANAGER),
+                  trimmed=os.environ.get("MLPLATFORM_BENCH_UNTRIMMED_CACHE") != "1")
     queue = WorkQueue()
     ctx = Context(kube=kube, cache=cache, config=config, queue=queue, metrics=metrics)
     metrics.observe_loop(queue, cache)

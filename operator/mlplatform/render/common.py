@@ -12,12 +12,18 @@ import yaml
 from ..api import API_VERSION
 from ..api.common import Resources, Scheduling
 from ..config import OperatorConfig
+from ..labels import (
+    COMPONENT_LABEL,
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    OWNER_LABEL,
+    PART_OF_LABEL,
+)
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
-MANAGED_BY = "mlplatform"
-# The label every child carries, so the operator can list (and prune) a resource's children.
-OWNER_LABEL = "mlplatform.dev/owner"
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -68,11 +74,10 @@ def pod_annotations(owner: Owner, config: OperatorConfig, own: dict[str, str]) -
 
 def labels(owner: Owner, component: str) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": owner.kind.lower(),
-        "app.kubernetes.io/instance": owner.name,
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/part-of": "mlplatform",
+        **selector(owner, component),
+        MANAGED_BY_LABEL: MANAGED_BY,
+        PART_OF_LABEL: "mlplatform",
+        # The label every child carries, so the operator can list (and prune) a resource's children.
         OWNER_LABEL: f"{owner.kind.lower()}.{owner.name}",
     }
 
@@ -80,9 +85,9 @@ def labels(owner: Owner, component: str) -> dict[str, str]:
 def selector(owner: Owner, component: str) -> dict[str, str]:
     """Immutable selector labels: a subset of labels() that never changes for a resource."""
     return {
-        "app.kubernetes.io/name": owner.kind.lower(),
-        "app.kubernetes.io/instance": owner.name,
-        "app.kubernetes.io/component": component,
+        NAME_LABEL: owner.kind.lower(),
+        INSTANCE_LABEL: owner.name,
+        COMPONENT_LABEL: component,
     }
 
 

@@ -10,7 +10,6 @@ Python literal via repr()), never raw; the Python variable names in it are ours 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 from pathlib import Path
@@ -23,14 +22,12 @@ import yaml
 from mlplatform.api.common import parse_duration_seconds
 from mlplatform.api.featureview import FeatureViewSpec
 from mlplatform.config import FeastConfig
+from mlplatform.labels import FEAST_TAG_NAME, FEAST_TAG_NAMESPACE, short_hash
 
 FEAST_REPO_MOUNT = "/etc/feast/repo"
 FEAST_WORK_DIR = "/tmp/feast-repo"
 FEATURE_STORE_YAML = "feature_store.yaml"
 FEATURES_PY = "features.py"
-
-TAG_NAMESPACE = "mlplatform.dev/namespace"
-TAG_NAME = "mlplatform.dev/name"
 
 # spec dtype / valueType -> name in feast.types (features.py imports them from there)
 FEAST_TYPES = {
@@ -50,10 +47,6 @@ FEAST_TYPES = {
 _PROJECT_READABLE_MAX = 100
 _PROJECT_TRUNCATE = 90
 _HASH_LEN = 10
-
-
-def _hash(*parts: str) -> str:
-    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:_HASH_LEN]
 
 
 def feast_project_name(namespace: str, name: str) -> str:
@@ -78,7 +71,8 @@ def feast_project_name(namespace: str, name: str) -> str:
         return readable
     if len(readable) > _PROJECT_READABLE_MAX:
         readable = readable[:_PROJECT_TRUNCATE]  # + 11 characters below: always longer than a readable name
-    return f"{readable}_{_hash(namespace, name)}"
+    digest = short_hash(f"{namespace}/{name}", _HASH_LEN)
+    return f"{readable}_{digest}"
 
 
 def feast_view_name(name: str) -> str:
@@ -199,7 +193,7 @@ def features_py(namespace: str, name: str, spec: FeatureViewSpec) -> str:
             "online": spec.online is not False,
             "description": spec.description or "",
             "owner": spec.owner or "",
-            "tags": {TAG_NAMESPACE: namespace, TAG_NAME: name},
+            "tags": {FEAST_TAG_NAMESPACE: namespace, FEAST_TAG_NAME: name},
         },
     )
 

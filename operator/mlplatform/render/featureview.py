@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from ..api.featureview import FeatureViewSpec
 from ..config import OperatorConfig
+from ..labels import FEAST_REPO_HASH_ANNOTATION, MATERIALIZATION_SPEC_HASH_ANNOTATION, short_hash
 from .common import (
     CONTAINER_SECURITY_CONTEXT,
     POD_SECURITY_CONTEXT,
@@ -26,11 +25,13 @@ from .feast import FEAST_REPO_MOUNT, apply_command, feast_repo_files, materializ
 
 SERVER_COMPONENT = "feature-server"
 MATERIALIZE_COMPONENT = "materializer"
+REPO_COMPONENT = "feast-repo"
 REPO_VOLUME = "feast-repo"
 SERVICE_PORT = 80
 
 
 def repo_configmap_name(name: str) -> str:
+    """The ConfigMap holding the Feast repo of the FeatureView `name` (TrainingJobs mount it too)."""
     return f"{name}-feast-repo"
 
 
@@ -48,7 +49,7 @@ def materialization_spec_hash(spec: FeatureViewSpec, config: OperatorConfig) -> 
     for key in ("materialization", "serving", "suspend", "freshness", "description", "owner"):
         data.pop(key, None)
     data["_feast"] = config.feast.to_api()
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+    return short_hash(data, 10)
 
 
 def materialization_job_name(name: str, spec_hash: str) -> str:
@@ -115,7 +116,7 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
     files = feast_repo_files(owner.namespace, owner.name, spec, config.feast)
     out.objects.append(render_template(
         "configmap.yaml.j2",
-        metadata=metadata(owner, repo_configmap_name(owner.name), "feast-repo"),
+        metadata=metadata(owner, repo_configmap_name(owner.name), REPO_COMPONENT),
         data=files,
     ))
     job_labels = metadata(owner, "", MATERIALIZE_COMPONENT)["labels"]
@@ -124,7 +125,7 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
         out.objects.append(render_template(
             "job.yaml.j2",
             metadata=metadata(owner, materialization_job_name(owner.name, spec_hash), MATERIALIZE_COMPONENT,
-                              annotations={"mlplatform.dev/materialization-spec-hash": spec_hash}),
+                              annotations={MATERIALIZATION_SPEC_HASH_ANNOTATION: spec_hash}),
             job_spec=_materialize_job_spec(owner, spec, config, job_labels),
         ))
     if not is_online(spec):
@@ -150,8 +151,7 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
         selector=server_selector,
         rollout={"maxSurge": "25%", "maxUnavailable": 0},
         pod_labels=server_meta["labels"],
-        pod_annotations=pod_annotations(owner, config, {"mlplatform.dev/feast-repo-hash": hashlib.sha256(
-            json.dumps(files, sort_keys=True).encode()).hexdigest()[:10]}),
+        pod_annotations=pod_annotations(owner, config, {FEAST_REPO_HASH_ANNOTATION: short_hash(files, 10)}),
         pod_spec=_feast_pod(config, owner.name, serve_command(config.feast.port),
                             serving.resources if serving else None, "spec.serving", port=config.feast.port),
     ))

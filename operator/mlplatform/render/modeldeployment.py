@@ -6,6 +6,7 @@ from typing import Any
 
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..config import OperatorConfig, RuntimePresetConfig
+from ..labels import MODEL_URI_ANNOTATION
 from .common import (
     CONTAINER_SECURITY_CONTEXT,
     POD_SECURITY_CONTEXT,
@@ -202,7 +203,7 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
         selector=pod_selector,
         rollout=rollout,
         pod_labels=metadata(owner, owner.name, COMPONENT)["labels"],
-        pod_annotations=pod_annotations(owner, config, {"mlplatform.dev/model-uri": model_uri}),
+        pod_annotations=pod_annotations(owner, config, {MODEL_URI_ANNOTATION: model_uri}),
         pod_spec=_pod_spec(owner, spec, config, model_uri),
     ))
     if autoscaled:

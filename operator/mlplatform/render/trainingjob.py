@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from ..api.trainingjob import FIELDS_THAT_DO_NOT_START_A_RUN, TrainingJobSpec
 from ..config import OperatorConfig
+from ..labels import GENERATION_LABEL, KUEUE_QUEUE_LABEL, RUN_LABEL, RUN_SPEC_HASH_ANNOTATION, short_hash
 from .common import (
     CONTAINER_SECURITY_CONTEXT,
     POD_SECURITY_CONTEXT,
@@ -25,10 +24,9 @@ from .common import (
     selector,
 )
 from .feast import FEAST_REPO_MOUNT
+from .featureview import repo_configmap_name
 
 COMPONENT = "trainer"
-KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-RUN_LABEL = "mlplatform.dev/run"
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 DEFAULT_RENDEZVOUS_PORT = 29500
 CHECKPOINT_VOLUME = "checkpoint"
@@ -47,7 +45,7 @@ def run_spec_hash(spec: TrainingJobSpec) -> str:
     data = spec.to_api()
     for key in FIELDS_THAT_DO_NOT_START_A_RUN:
         data.pop(key, None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return short_hash(data)
 
 
 def artifact_uri(spec: TrainingJobSpec, run: int) -> str | None:
@@ -107,7 +105,7 @@ def _pod_spec(owner: Owner, spec: TrainingJobSpec, config: OperatorConfig, run: 
         volume = f"features-{view}"[:63]
         path = f"{FEAST_REPO_MOUNT}/{view}"
         operator_env[f"FEATURES_{env_name_part(view)}_REPO"] = path
-        volumes.append({"name": volume, "configMap": {"name": feast_repo_configmap(view)}})
+        volumes.append({"name": volume, "configMap": {"name": repo_configmap_name(view)}})
         mounts.append({"name": volume, "mountPath": path, "readOnly": True})
     user_names = {e.name for e in spec.env or []}
     env = env_list(spec.env, operator_env) + [e for e in index_env if e["name"] not in user_names]
@@ -146,10 +144,6 @@ def _pod_spec(owner: Owner, spec: TrainingJobSpec, config: OperatorConfig, run: 
     return pod
 
 
-def feast_repo_configmap(view: str) -> str:
-    return f"{view}-feast-repo"
-
-
 def render_training_job(owner: Owner, spec: TrainingJobSpec, config: OperatorConfig, run: int,
                         job_exists: bool = False) -> Rendered:
     """The children of run `run`. job_exists: once the Job exists and Kueue manages it, its
@@ -169,7 +163,7 @@ def render_training_job(owner: Owner, spec: TrainingJobSpec, config: OperatorCon
         "template": {
             "metadata": {"labels": pod_meta_labels,
                          "annotations": pod_annotations(owner, config,
-                                                        {"mlplatform.dev/generation": str(owner.generation or 0)})},
+                                                        {GENERATION_LABEL: str(owner.generation or 0)})},
             "spec": _pod_spec(owner, spec, config, run),
         },
     }
@@ -185,7 +179,7 @@ def render_training_job(owner: Owner, spec: TrainingJobSpec, config: OperatorCon
     out.objects.append(render_template(
         "job.yaml.j2",
         metadata=metadata(owner, job_name(owner.name, run), COMPONENT, extra_labels=job_labels,
-                          annotations={"mlplatform.dev/run-spec-hash": run_spec_hash(spec)}),
+                          annotations={RUN_SPEC_HASH_ANNOTATION: run_spec_hash(spec)}),
         job_spec=job_spec,
     ))
     if workers > 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ..labels import MATERIALIZATION_SPEC_HASH_ANNOTATION
 from .conditions import Cond, kstatus, now_iso, parse_time, true_condition
 from .pods import failed_pod_message, first_problem
 
@@ -42,7 +43,7 @@ def _failed(job: dict) -> dict | None:
 
 
 def _hash_of(job: dict) -> str | None:
-    return ((job.get("metadata") or {}).get("annotations") or {}).get("mlplatform.dev/materialization-spec-hash")
+    return ((job.get("metadata") or {}).get("annotations") or {}).get(MATERIALIZATION_SPEC_HASH_ANNOTATION)
 
 
 def feature_view_report(previous: dict, obs: FeatureViewObserved, now: datetime) -> FeatureViewReport:
