@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
 import threading
 import time
 import urllib.request
@@ -82,9 +83,11 @@ def start_operator(kubeconfig, operator_config, namespace, request):
         process.stop()
 
 
-def metric(op: Operator, name: str, labels: str = "") -> float:
+def metric(op: Operator, name: str, labels: str | None = None) -> float:
+    """The sum over the series of name, or the one series with exactly these labels ('{k="v",...}')."""
     text = op.metrics()
-    pattern = re.compile(rf"^{re.escape(name)}{re.escape(labels)}\s+([0-9.e+-]+)$", re.M)
+    labels_pattern = r"(?:\{[^}]*\})?" if labels is None else re.escape(labels)
+    pattern = re.compile(rf"^{re.escape(name)}{labels_pattern}\s+([0-9.e+-]+)$", re.M)
     return sum(float(m) for m in pattern.findall(text))
 
 
@@ -151,13 +154,13 @@ def test_a_child_deleted_during_a_watch_gap_is_created_again(start_operator, kub
     service_uid = core_v1.read_namespaced_service("gap", namespace).metadata.uid
     relists_before = metric(op, "mlplatform_informer_relists_total", '{kind="Service",reason="expired"}')
 
-    os.kill(op.process.pid, 19)  # SIGSTOP: the operator sees nothing from here on
+    os.kill(op.process.pid, signal.SIGSTOP)  # the operator sees nothing from here on
     try:
-        kubectl.run("delete", "service/gap", "-n", namespace)
-        local_cluster.compact_etcd()  # the watch's resourceVersion is history now
-        local_cluster.restart_apiserver()  # every watch is cut; the watch cache starts over
+        local_cluster.restart_apiserver()  # every watch is cut; the new watch cache starts after them
+        kubectl.run("delete", "service/gap", "-n", namespace)  # no watch is open to carry this
+        local_cluster.compact_etcd()  # and etcd forgets it
     finally:
-        os.kill(op.process.pid, 18)  # SIGCONT
+        os.kill(op.process.pid, signal.SIGCONT)
 
     def recreated():
         try:

@@ -1,9 +1,11 @@
 """Install manifests: the kustomize base in manifests/ and the Helm chart in charts/mlplatform/.
 
 No cluster: every object is validated against the Kubernetes schemas (kubernetes-validate, strict),
-the ClusterRole is checked against what the operator calls, and the Deployment's command line is
-parsed with the operator's own CLI parser. The chart is rendered with a real `helm`, built from its
-Go module by charts/build-helm.sh (or given as MLPLATFORM_HELM); without one these tests fail.
+the ClusterRole is checked against what the operator calls, the leader-election Role against what
+kubernetes.leaderelection calls, and the Deployment's command line is parsed with the operator's own
+CLI parser. Both installs run two replicas with leader election (HA); the chart can run one without.
+The chart is rendered with a real `helm`, built from its Go module by charts/build-helm.sh (or given as
+MLPLATFORM_HELM); without one these tests fail.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import yaml
 from mlplatform.api import GROUP, KINDS
 from mlplatform.cli import build_parser
 from mlplatform.config import OperatorConfig, load_config
+from mlplatform.leader import LeaseSettings
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"
@@ -44,14 +47,12 @@ REQUIRED_RULES: dict[tuple[str, str], set[str]] = {
     ("", "pods"): {"get", "list", "watch"},
     ("", "events"): {"get", "list", "watch", "create", "patch"},
     ("", "persistentvolumeclaims"): {"get"},
-    ("", "namespaces"): {"list", "watch"},
     ("apps", "deployments"): CRUD,
     ("autoscaling", "horizontalpodautoscalers"): CRUD,
     ("policy", "poddisruptionbudgets"): CRUD,
     ("batch", "jobs"): CRUD,
     ("batch", "cronjobs"): CRUD,
     ("kueue.x-k8s.io", "localqueues"): {"get", "list", "watch"},
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 # Never granted: the spec of a custom resource is the user's; secrets are none of the operator's business.
@@ -59,7 +60,14 @@ FORBIDDEN_RULES: dict[tuple[str, str], set[str]] = {
     **{(GROUP, plural): {"create", "update", "patch", "delete", "deletecollection"} for plural in PLURALS},
     ("", "secrets"): CRUD,
     ("", "pods"): {"create", "update", "patch", "delete"},
+    # The leader-election Lease: a namespaced Role in the operator's namespace, never cluster-wide.
+    ("coordination.k8s.io", "leases"): CRUD,
 }
+# kubernetes.leaderelection's LeaseLock: read_namespaced_lease, create_namespaced_lease, replace_namespaced_lease.
+LEASE = ("coordination.k8s.io", "leases")
+LEASE_VERBS = {"get", "create", "update"}
+DOWNWARD_API_ENV = {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+HOSTNAME = "kubernetes.io/hostname"
 
 
 # ---------------------------------------------------------------- helpers
@@ -127,8 +135,52 @@ def _port_number(container: dict, port) -> int:
     return named[port]
 
 
-def check_install(objects: list[dict], namespace: str = NAMESPACE):
-    """The checks shared by the kustomize base and the chart; returns (parsed args, Deployment, ConfigMap)."""
+def check_lease_role(objects: list[dict], args, account: dict, namespace: str) -> None:
+    """The Role grants get/create/update on the Lease the operator campaigns for, and nothing else."""
+    role = only(objects, "Role")
+    binding = only(objects, "RoleBinding")
+    assert role["metadata"]["namespace"] == namespace == binding["metadata"]["namespace"]
+    verbs: set[str] = set()
+    named_verbs: set[str] = set()  # verbs that reach the lease by name: unrestricted, or restricted to it
+    for rule in role["rules"]:
+        assert (rule["apiGroups"], rule["resources"]) == ([LEASE[0]], [LEASE[1]]), f"not the lease: {rule}"
+        assert "nonResourceURLs" not in rule, rule
+        verbs |= set(rule["verbs"])
+        names = rule.get("resourceNames")
+        if names is not None:
+            assert names == [args.leader_elect_lease_name], f"resourceNames other than the lease: {rule}"
+            assert "create" not in rule["verbs"], "create cannot be restricted by name: it would be refused"
+        named_verbs |= set(rule["verbs"])
+    assert verbs == LEASE_VERBS, f"lease Role grants {sorted(verbs)}; the operator needs exactly {sorted(LEASE_VERBS)}"
+    assert {"get", "update"} <= named_verbs
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                    "namespace": namespace}]
+
+
+def hostname_spread(pod: dict, template_labels: dict) -> str | None:
+    """How a pod anti-affinity by hostname keeps the replicas apart: "preferred", "required", or None."""
+    anti = (pod.get("affinity") or {}).get("podAntiAffinity") or {}
+    preferred = anti.get("preferredDuringSchedulingIgnoredDuringExecution", [])
+    terms = [("preferred", t["podAffinityTerm"]) for t in preferred]
+    terms += [("required", t) for t in anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])]
+    for kind, term in terms:
+        selector = term["labelSelector"]["matchLabels"]
+        if term["topologyKey"] == HOSTNAME and selector and selector.items() <= template_labels.items():
+            return kind
+    return None
+
+
+def check_install(objects: list[dict], namespace: str = NAMESPACE, *, leader_election: bool = True,
+                  replicas: int | None = None):
+    """The checks shared by the kustomize base and the chart; returns (parsed args, Deployment, ConfigMap).
+
+    leader_election: the HA shape (default): `replicas` (2) pods, --leader-elect, RollingUpdate without
+    unavailability, the lease Role, a PodDisruptionBudget and spread over nodes when replicas > 1.
+    Otherwise one replica, Recreate, no --leader-elect, no lease Role and no PodDisruptionBudget.
+    """
+    replicas = (2 if leader_election else 1) if replicas is None else replicas
     deployment = only(objects, "Deployment")
     account = only(objects, "ServiceAccount")
     role = only(objects, "ClusterRole")
@@ -145,8 +197,13 @@ def check_install(objects: list[dict], namespace: str = NAMESPACE):
                                     "namespace": namespace}]
 
     spec = deployment["spec"]
-    assert spec["replicas"] == 1, "kopf standalone: exactly one replica"
-    assert spec["strategy"] == {"type": "Recreate"}, "never two operators at once during a rollout"
+    assert spec["replicas"] == replicas, f"replicas: {spec['replicas']}, expected {replicas}"
+    if leader_election:
+        assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}, \
+            "the lease keeps one reconciler: start the new pod before stopping an old one"
+    else:
+        assert replicas == 1, "without leader election every replica would reconcile"
+        assert spec["strategy"] == {"type": "Recreate"}, "never two operators at once during a rollout"
     pod = spec["template"]["spec"]
     template_labels = spec["template"]["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= template_labels.items()
@@ -162,11 +219,42 @@ def check_install(objects: list[dict], namespace: str = NAMESPACE):
     assert args.func.__name__ == "cmd_run"
     assert args.bind_address == "0.0.0.0", "in a pod the endpoints must listen on all addresses"
 
+    # Leader election: the identity and the Lease's namespace come from the downward API.
+    env = {e["name"]: e for e in container.get("env", [])}
+    for name, field in DOWNWARD_API_ENV.items():
+        assert env.get(name, {}).get("valueFrom") == {"fieldRef": {"fieldPath": field}}, \
+            f"env {name} must come from the downward API ({field}): {env.get(name)}"
+    assert args.leader_elect is leader_election, f"--leader-elect: {args.leader_elect}, expected {leader_election}"
+    roles = [o for o in objects if o["kind"] in ("Role", "RoleBinding")]
+    if leader_election:
+        assert args.leader_elect_namespace in (None, namespace), "the Lease is in the operator's namespace"
+        assert LeaseSettings(args.leader_elect_lease_name, namespace, args.leader_elect_lease_duration,
+                             args.leader_elect_renew_deadline, args.leader_elect_retry_period).problems() == []
+        check_lease_role(objects, args, account, namespace)
+    else:
+        assert not roles, "no lease, no lease Role"
+
+    budgets = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    if replicas > 1:
+        assert len(budgets) == 1, f"{replicas} replicas: expected one PodDisruptionBudget, found {len(budgets)}"
+        [budget] = budgets
+        assert budget["apiVersion"] == "policy/v1"
+        assert budget["metadata"]["namespace"] == namespace
+        selector = budget["spec"]["selector"]["matchLabels"]
+        assert selector and selector.items() <= template_labels.items(), "the PDB selects the operator pods"
+        assert selector.items() >= spec["selector"]["matchLabels"].items(), "and only them"
+        limit = {k: budget["spec"][k] for k in ("maxUnavailable", "minAvailable") if k in budget["spec"]}
+        assert limit in ({"maxUnavailable": 1}, {"minAvailable": 1}), limit
+        assert hostname_spread(pod, template_labels), "replicas spread over nodes"
+    else:
+        assert not budgets, "a budget for one pod protects nothing"
+
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": args.metrics_port, "health": args.health_port}
-    for probe_name in ("livenessProbe", "readinessProbe"):
+    # /healthz: workers not stuck, informers alive. /readyz: caches synced (standbys too).
+    for probe_name, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         probe = container[probe_name]["httpGet"]
-        assert probe["path"] == "/healthz", probe_name
+        assert probe["path"] == path, probe_name
         assert _port_number(container, probe["port"]) == args.health_port, probe_name
 
     # Restricted Pod Security Standard.
@@ -222,8 +310,8 @@ MANIFEST_OBJECTS = manifest_objects()
 
 def test_manifests_exist():
     kinds = sorted(obj["kind"] for _, obj in MANIFEST_OBJECTS)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Namespace", "Service",
-                     "ServiceAccount"]
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Namespace",
+                     "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]
 
 
 @pytest.mark.parametrize("source, obj", MANIFEST_OBJECTS, ids=[s for s, _ in MANIFEST_OBJECTS])
@@ -297,10 +385,23 @@ def render(helm, *args: str, release: str = "mlplatform", namespace: str = NAMES
     return [obj for _, obj in load_stream(text, "helm template")]
 
 
+def render_error(helm, *args: str) -> str:
+    """helm template must refuse these values: its error message."""
+    command, env = helm
+    out = subprocess.run([*command, "template", "mlplatform", str(CHART), "--namespace", NAMESPACE, *args],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode != 0, f"helm template {' '.join(args)} rendered:\n{out.stdout[:2000]}"
+    return out.stderr
+
+
+NO_LEADER_ELECTION = ["--set", "leaderElection.enabled=false", "--set", "replicaCount=1"]
+
+
 def test_chart_lints(helm):
     helm_run(helm, "lint", "--strict", str(CHART))
     helm_run(helm, "lint", "--strict", str(CHART), "--set", "watchNamespace=team-a",
              "--set", "metrics.serviceMonitor.enabled=true")
+    helm_run(helm, "lint", "--strict", str(CHART), *NO_LEADER_ELECTION)
 
 
 def test_chart_metadata():
@@ -308,25 +409,33 @@ def test_chart_metadata():
     assert (chart["apiVersion"], chart["name"], chart["version"], str(chart["appVersion"])) == \
         ("v2", "mlplatform", "0.1.0", "0.1.0")
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert "replicaCount" not in values, "one replica only: not a value"
+    assert values["replicaCount"] == 2, "HA by default: a leader and a standby"
+    assert values["leaderElection"] == {"enabled": True, "leaseName": "", "leaseDuration": 15, "renewDeadline": 10,
+                                        "retryPeriod": 2}, "the operator's defaults"
+    assert values["podDisruptionBudget"]["enabled"] is True and values["podAntiAffinity"] == "soft"
     assert values["config"] == {} and values["watchNamespace"] == ""
     assert values["metrics"]["serviceMonitor"]["enabled"] is False
 
 
-@pytest.mark.parametrize("values", [
-    [],
-    ["--set", "watchNamespace=team-a", "--set", "metrics.serviceMonitor.enabled=true", "--set", "verbose=true"],
-    ["--set", "nodeSelector.kubernetes\\.io/os=linux", "--set", "tolerations[0].key=dedicated",
-     "--set", "tolerations[0].operator=Exists", "--set", "priorityClassName=system-cluster-critical",
-     "--set", "image.tag=0.1.1", "--set", "serviceAccount.annotations.team=ml"],
-], ids=["defaults", "namespaced-servicemonitor", "scheduling"])
-def test_every_rendered_object_is_valid_kubernetes(helm, values):
+@pytest.mark.parametrize("values, shape", [
+    ([], {}),
+    (["--set", "watchNamespace=team-a", "--set", "metrics.serviceMonitor.enabled=true", "--set", "verbose=true"], {}),
+    (["--set", "nodeSelector.kubernetes\\.io/os=linux", "--set", "tolerations[0].key=dedicated",
+      "--set", "tolerations[0].operator=Exists", "--set", "priorityClassName=system-cluster-critical",
+      "--set", "image.tag=0.1.1", "--set", "serviceAccount.annotations.team=ml"], {}),
+    (NO_LEADER_ELECTION, {"leader_election": False}),
+    (["--set", "replicaCount=3", "--set", "podDisruptionBudget.minAvailable=1", "--set", "podAntiAffinity=hard",
+      "--set", "leaderElection.leaseName=ml-lease", "--set", "leaderElection.leaseDuration=30",
+      "--set", "leaderElection.renewDeadline=20", "--set", "leaderElection.retryPeriod=5"], {"replicas": 3}),
+    (["--set", "replicaCount=1"], {"replicas": 1}),
+], ids=["defaults", "namespaced-servicemonitor", "scheduling", "no-leader-election", "ha-options", "one-candidate"])
+def test_every_rendered_object_is_valid_kubernetes(helm, values, shape):
     objects = render(helm, "--include-crds", *values)
     for obj in objects:
         validate_object(obj)
     crds = sorted(o["spec"]["names"]["plural"] for o in objects if o["kind"] == "CustomResourceDefinition")
     assert crds == PLURALS, "the chart ships the CRDs"
-    check_install([o for o in objects if o["kind"] != "CustomResourceDefinition"])
+    check_install([o for o in objects if o["kind"] != "CustomResourceDefinition"], **shape)
 
 
 def test_chart_defaults_install_the_operator(helm, tmp_path):
@@ -341,9 +450,109 @@ def test_chart_defaults_install_the_operator(helm, tmp_path):
 
 
 def test_chart_rbac_is_the_manifests_rbac(helm):
-    chart_role = only(render(helm), "ClusterRole")
-    manifest_role = only([o for _, o in MANIFEST_OBJECTS], "ClusterRole")
-    assert granted(chart_role) == granted(manifest_role)
+    chart = render(helm)
+    manifests = [o for _, o in MANIFEST_OBJECTS]
+    assert granted(only(chart, "ClusterRole")) == granted(only(manifests, "ClusterRole"))
+    assert only(chart, "Role")["rules"] == only(manifests, "Role")["rules"], "same lease, same grants"
+
+
+def test_chart_defaults_are_the_manifests_ha_shape(helm):
+    chart, manifests = only(render(helm), "Deployment"), only([o for _, o in MANIFEST_OBJECTS], "Deployment")
+    for deployment in (chart, manifests):
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        args = build_parser().parse_args(container["command"][1:] + container["args"])
+        assert (args.leader_elect, args.leader_elect_lease_name) == (True, "mlplatform-operator")
+        assert (args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
+                args.leader_elect_retry_period) == (15, 10, 2)
+        assert hostname_spread(deployment["spec"]["template"]["spec"],
+                               deployment["spec"]["template"]["metadata"]["labels"]) == "preferred"
+    assert chart["spec"]["strategy"] == manifests["spec"]["strategy"]
+    assert chart["spec"]["replicas"] == manifests["spec"]["replicas"] == 2
+
+
+def test_chart_without_leader_election_runs_one_replica(helm):
+    objects = render(helm, *NO_LEADER_ELECTION)
+    args, deployment, _ = check_install(objects, leader_election=False)
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert not args.leader_elect
+    assert not [o for o in objects if o["kind"] in ("Role", "RoleBinding", "PodDisruptionBudget")]
+    assert "affinity" not in deployment["spec"]["template"]["spec"], "nothing to spread"
+
+
+@pytest.mark.parametrize("replicas", ["2", "3"])
+def test_chart_refuses_replicas_without_leader_election(helm, replicas):
+    error = render_error(helm, "--set", "leaderElection.enabled=false", "--set", f"replicaCount={replicas}")
+    assert f"replicaCount={replicas} with leaderElection.enabled=false" in error
+    assert "Set replicaCount=1, or keep leader election on" in error
+
+
+@pytest.mark.parametrize("duration, deadline, retry", [
+    (15, 10, 2), (30, 20, 5), (4, 3, 2), (3, 2, 1),
+    (10, 10, 2), (9, 10, 2), (15, 2, 2), (15, 10, 0), (15, 12, 10),
+])
+def test_chart_refuses_lease_timings_the_operator_refuses(helm, duration, deadline, retry):
+    values = ["--set", f"leaderElection.leaseDuration={duration}", "--set", f"leaderElection.renewDeadline={deadline}",
+              "--set", f"leaderElection.retryPeriod={retry}"]
+    problems = LeaseSettings(lease_duration=duration, renew_deadline=deadline, retry_period=retry).problems()
+    if problems:
+        assert "leaderElection." in render_error(helm, *values), "a pod that exits 2 at start is no install"
+    else:
+        args, _, _ = check_install(render(helm, *values))
+        assert (args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
+                args.leader_elect_retry_period) == (duration, deadline, retry)
+
+
+@pytest.mark.parametrize("values, message", [
+    (["--set", "leaderElection.leaseDuration=15.5"], "leaderElection.leaseDuration: found 15.5"),
+    (["--set", "replicaCount=1.5"], "replicaCount: found 1.5"),
+    (["--set", "podAntiAffinity=sometimes"], "podAntiAffinity: found \"sometimes\""),
+], ids=["fractional-seconds", "fractional-replicas", "unknown-anti-affinity"])
+def test_chart_refuses_bad_values(helm, values, message):
+    assert message in render_error(helm, *values)
+
+
+def test_lease_values_reach_the_args_and_the_role(helm):
+    objects = render(helm, "--set", "leaderElection.leaseName=ml-lease", "--set", "leaderElection.leaseDuration=30",
+                     "--set", "leaderElection.renewDeadline=20", "--set", "leaderElection.retryPeriod=5",
+                     release="ml", namespace="platform")
+    args, _, _ = check_install(objects, namespace="platform")  # the Role names args' lease
+    assert (args.leader_elect_lease_name, args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
+            args.leader_elect_retry_period) == ("ml-lease", 30, 20, 5)
+    # The lease name defaults to the release's full name: two releases never share a lease.
+    args, _, _ = check_install(render(helm, release="ml", namespace="platform"), namespace="platform")
+    assert args.leader_elect_lease_name == "ml-operator"
+
+
+def test_pod_disruption_budget_options(helm):
+    budget = only(render(helm, "--set", "podDisruptionBudget.minAvailable=1"), "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1 and "maxUnavailable" not in budget["spec"]
+    default = only(render(helm), "PodDisruptionBudget")
+    assert default["spec"]["maxUnavailable"] == 1 and "minAvailable" not in default["spec"]
+    assert default["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow", "a pod that is not ready may go"
+    objects = render(helm, "--set", "podDisruptionBudget.enabled=false")
+    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    objects = render(helm, "--set", "replicaCount=1")
+    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"], "one pod: a budget would block drains"
+    assert only(objects, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate", "the lease still guards"
+
+
+def test_anti_affinity_options(helm):
+    def pod_of(*values):
+        template = only(render(helm, *values), "Deployment")["spec"]["template"]
+        return template["spec"], template["metadata"]["labels"]
+
+    assert hostname_spread(*pod_of("--set", "podAntiAffinity=hard")) == "required"
+    pod, _ = pod_of("--set", "podAntiAffinity=")
+    assert "affinity" not in pod
+    # Other affinity keeps the spread; an own podAntiAffinity replaces it.
+    node_affinity = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}]}}
+    pod, labels = pod_of("--set-json", "affinity=" + json.dumps({"nodeAffinity": node_affinity}))
+    assert pod["affinity"]["nodeAffinity"] == node_affinity and hostname_spread(pod, labels) == "preferred"
+    own = {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "podAffinityTerm": {
+        "labelSelector": {"matchLabels": {"app": "other"}}, "topologyKey": "topology.kubernetes.io/zone"}}]}
+    pod, _ = pod_of("--set-json", "affinity=" + json.dumps({"podAntiAffinity": own}))
+    assert pod["affinity"] == {"podAntiAffinity": own}
 
 
 def test_watch_namespace_adds_the_namespace_flag(helm):

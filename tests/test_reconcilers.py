@@ -1,0 +1,730 @@
+"""Reconcilers against a fake Kube: input objects -> applies, deletes, hand-overs, status written, events posted."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from mlplatform import loop
+from mlplatform.api import API_VERSION
+from mlplatform.cache import Change
+from mlplatform.config import OperatorConfig
+from mlplatform.controllers import RECONCILERS
+from mlplatform.controllers.base import InvalidSpec, owner_of, typed_spec, with_intent_hash
+from mlplatform.controllers.modeldeployment import dependents
+from mlplatform.kube import Kube, KubeError
+from mlplatform.labels import OWNER_LABEL
+from mlplatform.render.common import RenderError, labels
+from mlplatform.render.featureview import materialization_job_name, materialization_spec_hash
+from mlplatform.render.modeldeployment import render_model_deployment
+from mlplatform.render.trainingjob import RUN_LABEL, render_training_job, run_spec_hash
+
+from .conftest import load_example
+from .fake_kube import FakeKube, kube_error, make_context, namespace_terminating, sync
+
+NS = "team"
+CONFIG = OperatorConfig()
+ABSENT = object()
+AUTOSCALING = {"minReplicas": 2, "maxReplicas": 5, "targets": {"cpuUtilization": 70}}
+
+
+# --- input objects ------------------------------------------------------------------------------
+
+def resource(kind: str, name: str, spec: dict, status: dict | None = None, generation: int = 1) -> dict:
+    body = {"apiVersion": API_VERSION, "kind": kind,
+            "metadata": {"name": name, "namespace": NS, "uid": f"uid-{kind.lower()}-{name}", "generation": generation},
+            "spec": spec}
+    if status:
+        body["status"] = status
+    return body
+
+
+def model_deployment(name: str = "scorer", status: dict | None = None, **spec) -> dict:
+    defaults = {"model": {"uri": "s3://models/churn/v3/", "format": "sklearn"}, "runtime": {"preset": "sklearn"}}
+    return resource("ModelDeployment", name, {**defaults, **spec}, status)
+
+
+def training_job(name: str = "trainer", status: dict | None = None, generation: int = 1, **spec) -> dict:
+    defaults = {"image": "ghcr.io/acme/train:1", "command": ["python", "train.py"],
+                "output": {"uri": "s3://models/trainer/"}}
+    return resource("TrainingJob", name, {**defaults, **spec}, status, generation)
+
+
+def feature_view(status: dict | None = None) -> dict:
+    doc = load_example("featureview-driver-stats.yaml")
+    return resource("FeatureView", doc["metadata"]["name"], doc["spec"], status)
+
+
+def cond(type_: str, status: str, reason: str) -> dict:
+    return {"type": type_, "status": status, "reason": reason, "message": "", "observedGeneration": 1,
+            "lastTransitionTime": "2026-11-25T11:00:00Z"}
+
+
+RUNNING_CONDITIONS = [cond("Ready", "False", "WorkersRunning"), cond("Stalled", "False", "NotStalled"),
+                      cond("Running", "True", "WorkersRunning"), cond("Succeeded", "False", "Running"),
+                      cond("Failed", "False", "NotFailed")]
+STARTING_CONDITIONS = [cond("Ready", "False", "WorkersStarting"), cond("Stalled", "False", "NotStalled"),
+                       cond("Running", "False", "Pending"), cond("Succeeded", "False", "Pending"),
+                       cond("Failed", "False", "NotFailed")]
+
+
+def run_status(body: dict, run: int = 1, phase: str = "Running", conditions: list[dict] | None = None) -> dict:
+    """The status a TrainingJob has while `run` of its current spec is in `phase`."""
+    status = {"run": run, "runSpecHash": run_spec_hash(typed_spec(body)), "phase": phase,
+              "runs": [{"run": run, "generation": 1, "job": f"{body['metadata']['name']}-{run}", "phase": phase}]}
+    if conditions:
+        status["conditions"] = conditions
+    return status
+
+
+def with_status(obj: dict, status: dict) -> dict:
+    return {**copy.deepcopy(obj), "status": status}
+
+
+def applied(body: dict, kind: str, name: str | None = None, *, uri: str | None = None, run: int = 1,
+            job_exists: bool = False) -> dict:
+    """A child exactly as our last apply of the current spec left it in the API server."""
+    owner, spec = owner_of(body["kind"], body), typed_spec(body)
+    if body["kind"] == "ModelDeployment":
+        objects = render_model_deployment(owner, spec, CONFIG, uri or spec.model.uri).objects
+    else:
+        objects = render_training_job(owner, spec, CONFIG, run, job_exists=job_exists).objects
+    obj = next(o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"]))
+    return FakeKube().apply(with_intent_hash(obj))
+
+
+def taken_over(obj: dict, manager: str, **spec) -> dict:
+    """obj after another client (the HPA, Kueue) changed spec fields, which become that client's."""
+    obj = copy.deepcopy(obj)
+    obj["spec"].update(spec)
+    taken = {f"f:{k}" for k in spec}
+    entries = [{**e, "fieldsV1": {"f:spec": {k: v for k, v in e["fieldsV1"]["f:spec"].items() if k not in taken}}}
+               for e in obj["metadata"]["managedFields"]]
+    obj["metadata"]["managedFields"] = entries + [
+        {"manager": manager, "operation": "Update", "fieldsV1": {"f:spec": {k: {} for k in taken}}}]
+    return obj
+
+
+def job_condition(type_: str, reason: str) -> dict:
+    return {"type": type_, "status": "True", "reason": reason, "message": f"Job {reason}",
+            "lastTransitionTime": "2026-11-25T11:30:00Z"}
+
+
+def pod(owner: dict, component: str, name: str, run: int | None = None, **status) -> dict:
+    pod_labels = labels(owner_of(owner["kind"], owner), component)
+    if run is not None:
+        pod_labels[RUN_LABEL] = str(run)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": pod_labels},
+            "spec": {"containers": [{"name": "server", "image": "x"}]}, "status": status}
+
+
+def crash_looping(owner: dict, name: str) -> dict:
+    return pod(owner, "predictor", name, phase="Running", containerStatuses=[
+        {"name": "server", "restartCount": 4,
+         "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m"}}}])
+
+
+def not_ours(name: str, owner_label: str) -> dict:
+    """Labelled as a child but controlled by something else: never pruned."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": NS, "labels": {OWNER_LABEL: owner_label},
+                         "ownerReferences": [{"uid": "someone-else", "controller": True}]}, "data": {}}
+
+
+# --- harness ------------------------------------------------------------------------------------
+
+def key_of(body: dict) -> tuple[str, str, str]:
+    return body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]
+
+
+class Harness:
+    def __init__(self, kube: FakeKube | None = None, clock=None):
+        self.kube = kube or FakeKube(local_queues=((NS, "team-a"),))
+        self.ctx = make_context(self.kube, clock)
+
+    def add(self, obj: dict, cached: bool = True) -> dict:
+        stored = self.kube.put(obj)
+        if cached:
+            self.ctx.cache.upsert(stored["kind"], stored)
+        return stored
+
+    def reconcile(self, body: dict) -> None:
+        key = key_of(body)
+        RECONCILERS[key[0]](self.ctx, key, self.ctx.cache.resource(key))
+
+    def sync(self) -> None:
+        sync(self.ctx, self.kube)
+
+    def replace(self, body: dict) -> None:
+        """The resource edited by its user: a new spec and generation, in the API and (by the watch) the cache."""
+        stored = self.kube.stored(body["apiVersion"], body["kind"], NS, body["metadata"]["name"])
+        edited = {**stored, "spec": body["spec"], "metadata": {**stored["metadata"], **body["metadata"]}}
+        self.ctx.cache.upsert(body["kind"], self.kube.put(edited))
+
+
+def at(obj: Any, path: str | tuple) -> Any:
+    for part in (path,) if isinstance(path, str) else path:
+        try:
+            obj = obj[part]
+        except (KeyError, IndexError, TypeError):
+            return ABSENT
+    return obj
+
+
+def names(kube: FakeKube, method: str) -> list[tuple[str, str]]:
+    return [(c.kind, c.name) for c in kube.called(method)]
+
+
+# --- table --------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    id: str
+    resource: dict
+    cached: list[dict] = field(default_factory=list)  # in the API server and in the cache
+    api_only: list[dict] = field(default_factory=list)  # in the API server, not (yet) in the cache
+    kueue_installed: bool = True
+    pod_events: dict[str, list[dict]] = field(default_factory=dict)
+    gets: list[tuple[str, str]] = field(default_factory=list)
+    applies: list[tuple[str, str]] = field(default_factory=list)
+    applied: dict[tuple[str, str], dict] = field(default_factory=dict)  # (kind, name) -> {path: value}
+    deletes: list[tuple[str, str]] = field(default_factory=list)
+    hand_overs: list[tuple[str, str, dict, bool]] = field(default_factory=list)
+    phase: str | None = None  # None: no status written
+    conditions: dict[str, tuple[str, str]] = field(default_factory=dict)  # type -> (status, reason)
+    status: dict = field(default_factory=dict)  # path -> value
+    events: list[tuple[str, str]] = field(default_factory=list)
+    stored: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (apiVersion, kind, name) -> {path: value}
+
+
+SCORER = model_deployment(autoscaling=AUTOSCALING)
+FIXED = model_deployment(replicas=3)
+FROM_TRAINING = model_deployment(model={"fromTrainingJob": "trainer", "format": "sklearn"}, replicas=2)
+PVC_MODEL = model_deployment(model={"uri": "pvc://models-claim/churn", "format": "sklearn"}, replicas=1)
+DEPLOYMENT_STARTING = {"replicas": 3, "readyReplicas": 0, "updatedReplicas": 3, "observedGeneration": 1}
+
+MODEL_DEPLOYMENT_ROWS = [
+    Row("new, autoscaled: created at minReplicas without force",
+        resource=SCORER,
+        gets=[("Deployment", "scorer")],
+        applies=[("Service", "scorer"), ("Deployment", "scorer"), ("HorizontalPodAutoscaler", "scorer"),
+                 ("PodDisruptionBudget", "scorer")],
+        applied={("Deployment", "scorer"): {("spec", "replicas"): ABSENT},
+                 ("HorizontalPodAutoscaler", "scorer"): {("spec", "minReplicas"): 2}},
+        hand_overs=[("Deployment", "scorer", {"replicas": 2}, False)],
+        phase="Progressing",
+        conditions={"Ready": ("False", "RollingOut"), "ModelResolved": ("True", "ModelUri"),
+                    "FeaturesReady": ("True", "NoFeatures")},
+        status={"desiredReplicas": 2, "url": "http://scorer.team.svc.cluster.local"},
+        stored={("apps/v1", "Deployment", "scorer"): {("spec", "replicas"): 2}}),
+    Row("new, fixed size",
+        resource=FIXED,
+        applies=[("Service", "scorer"), ("Deployment", "scorer"), ("PodDisruptionBudget", "scorer")],
+        applied={("Deployment", "scorer"): {("spec", "replicas"): 3}},
+        phase="Progressing",
+        conditions={"Ready": ("False", "RollingOut")},
+        status={"replicaSummary": "0/3"}),
+    Row("autoscaled, Deployment in the API but not in the cache, scaled to 5 by the HPA: its size stays",
+        resource=SCORER,
+        api_only=[taken_over(applied(SCORER, "Deployment"), "kube-controller-manager", replicas=5)],
+        gets=[("Deployment", "scorer")],
+        applies=[("Service", "scorer"), ("HorizontalPodAutoscaler", "scorer"), ("PodDisruptionBudget", "scorer")],
+        phase="Progressing",
+        conditions={"Ready": ("False", "RollingOut")},
+        stored={("apps/v1", "Deployment", "scorer"): {("spec", "replicas"): 5}}),
+    Row("switching from a fixed size to autoscaling keeps the current size",
+        resource=SCORER,
+        cached=[applied(FIXED, "Deployment")],
+        applies=[("Service", "scorer"), ("Deployment", "scorer"), ("HorizontalPodAutoscaler", "scorer"),
+                 ("PodDisruptionBudget", "scorer")],
+        applied={("Deployment", "scorer"): {("spec", "replicas"): ABSENT}},
+        hand_overs=[("Deployment", "scorer", {"replicas": 3}, True)],
+        phase="Progressing",
+        stored={("apps/v1", "Deployment", "scorer"): {("spec", "replicas"): 3}}),
+    Row("suspended: scaled to zero, no budget, no hand-over",
+        resource=model_deployment(autoscaling=AUTOSCALING, suspend=True),
+        applies=[("Service", "scorer"), ("Deployment", "scorer")],
+        applied={("Deployment", "scorer"): {("spec", "replicas"): 0}},
+        phase="Suspended",
+        conditions={"Ready": ("False", "Suspended"), "Stalled": ("False", "NotStalled")}),
+    Row("fromTrainingJob that does not exist yet: only the Service",
+        resource=FROM_TRAINING,
+        applies=[("Service", "scorer")],
+        phase="WaitingForTrainingJob",
+        conditions={"Ready": ("False", "WaitingForTrainingJob"), "ModelResolved": ("False", "WaitingForTrainingJob"),
+                    "Reconciling": ("True", "WaitingForTrainingJob")},
+        status={"modelUri": ABSENT}),
+    Row("fromTrainingJob whose run 2 succeeded: deploys that run's artifact",
+        resource=FROM_TRAINING,
+        cached=[training_job(status={"run": 2, "phase": "Succeeded", "artifactUri": "s3://models/trainer/run-2/",
+                                     "artifactRun": 2})],
+        applies=[("Service", "scorer"), ("Deployment", "scorer"), ("PodDisruptionBudget", "scorer")],
+        applied={("Deployment", "scorer"): {
+            ("spec", "template", "metadata", "annotations", "mlplatform.dev/model-uri"): "s3://models/trainer/run-2/"}},
+        phase="Progressing",
+        conditions={"ModelResolved": ("True", "TrainingJobSucceeded")},
+        status={"modelUri": "s3://models/trainer/run-2/", "trainingJobRun": 2}),
+    Row("a child no longer rendered is pruned; one controlled by something else is not",
+        resource=model_deployment(replicas=1),
+        cached=[applied(FIXED, "PodDisruptionBudget"), not_ours("scorer-notes", "modeldeployment.scorer")],
+        applies=[("Service", "scorer"), ("Deployment", "scorer")],
+        deletes=[("PodDisruptionBudget", "scorer")],
+        phase="Progressing",
+        stored={("v1", "ConfigMap", "scorer-notes"): {("metadata", "name"): "scorer-notes"}}),
+    Row("converged children, a crash-looping pod: one Warning, nothing applied",
+        resource=FIXED,
+        cached=[applied(FIXED, "Service"), with_status(applied(FIXED, "Deployment"), DEPLOYMENT_STARTING),
+                applied(FIXED, "PodDisruptionBudget"), crash_looping(FIXED, "scorer-7d9f-abcde")],
+        phase="Progressing",
+        conditions={"Ready": ("False", "CrashLoopBackOff"), "Reconciling": ("True", "CrashLoopBackOff")},
+        events=[("Warning", "CrashLoopBackOff")]),
+    Row("a pending pod its status does not explain: the reason comes from its Warning events",
+        resource=FIXED,
+        cached=[applied(FIXED, "Service"), with_status(applied(FIXED, "Deployment"), DEPLOYMENT_STARTING),
+                applied(FIXED, "PodDisruptionBudget"), pod(FIXED, "predictor", "scorer-7d9f-fghij", phase="Pending")],
+        pod_events={"scorer-7d9f-fghij": [{"reason": "FailedMount", "message": 'secret "s3-creds" not found',
+                                           "lastTimestamp": "2026-11-25T11:59:00Z"}]},
+        phase="Progressing",
+        conditions={"Ready": ("False", "FailedMount")},
+        events=[("Warning", "FailedMount")]),
+    Row("a pvc:// model whose claim does not exist",
+        resource=PVC_MODEL,
+        cached=[applied(PVC_MODEL, "Service"),
+                with_status(applied(PVC_MODEL, "Deployment"),
+                            {**DEPLOYMENT_STARTING, "replicas": 1, "updatedReplicas": 1})],
+        phase="Progressing",
+        conditions={"Ready": ("False", "ClaimNotFound")},
+        events=[("Warning", "ClaimNotFound")]),
+    Row("a GPU type the configuration does not know: Stalled, nothing applied or pruned",
+        resource=model_deployment(replicas=1, resources={"gpu": {"count": 1, "type": "nvidia-tpu"}}),
+        cached=[applied(FIXED, "Service")],
+        phase="Stalled",
+        conditions={"Ready": ("False", "InvalidSpec"), "Stalled": ("True", "InvalidSpec"),
+                    "Reconciling": ("False", "Reconciled")},
+        events=[("Warning", "InvalidSpec")]),
+]
+
+TRAINER = training_job()
+QUEUED = training_job(queueName="team-a")
+DISTRIBUTED = training_job(workers=2, distribution={"framework": "pytorch"})
+RETRAINED = training_job(image="ghcr.io/acme/train:2")
+
+TRAINING_JOB_ROWS = [
+    Row("new run",
+        resource=TRAINER,
+        gets=[("Job", "trainer-1")],
+        applies=[("Job", "trainer-1")],
+        applied={("Job", "trainer-1"): {("spec", "suspend"): False, ("metadata", "labels", RUN_LABEL): "1"}},
+        phase="Pending",
+        conditions={"Ready": ("False", "WorkersStarting"), "Running": ("False", "Pending"),
+                    "Failed": ("False", "NotFailed")},
+        status={"run": 1, ("runs", 0, "job"): "trainer-1"}),
+    Row("new run with queueName: created suspended, suspend handed over without force",
+        resource=QUEUED,
+        gets=[("Job", "trainer-1")],
+        applies=[("Job", "trainer-1")],
+        applied={("Job", "trainer-1"): {("spec", "suspend"): True,
+                                        ("metadata", "labels", "kueue.x-k8s.io/queue-name"): "team-a"}},
+        hand_overs=[("Job", "trainer-1", {"suspend": True}, False)],
+        phase="Pending",
+        conditions={"Ready": ("False", "WaitingForKueue"), "Stalled": ("False", "NotStalled")},
+        stored={("batch/v1", "Job", "trainer-1"): {("spec", "suspend"): True}}),
+    Row("queueName without Kueue installed: Stalled, one Warning",
+        resource=QUEUED,
+        kueue_installed=False,
+        gets=[("Job", "trainer-1")],
+        applies=[("Job", "trainer-1")],
+        hand_overs=[("Job", "trainer-1", {"suspend": True}, False)],
+        phase="Pending",
+        conditions={"Ready": ("False", "KueueNotInstalled"), "Stalled": ("True", "KueueNotInstalled")},
+        events=[("Warning", "KueueNotInstalled")]),
+    Row("queueName naming a LocalQueue that does not exist",
+        resource=training_job(queueName="team-b"),
+        gets=[("Job", "trainer-1")],
+        applies=[("Job", "trainer-1")],
+        hand_overs=[("Job", "trainer-1", {"suspend": True}, False)],
+        phase="Pending",
+        conditions={"Ready": ("False", "LocalQueueNotFound"), "Stalled": ("False", "NotStalled")},
+        events=[("Warning", "LocalQueueNotFound")]),
+    Row("queued Job we created and still own suspend of: suspend handed over before our intent drops it",
+        resource=with_status(QUEUED, run_status(QUEUED, phase="Pending")),
+        cached=[applied(QUEUED, "Job")],
+        applies=[("Job", "trainer-1")],
+        applied={("Job", "trainer-1"): {("spec", "suspend"): ABSENT}},
+        hand_overs=[("Job", "trainer-1", {"suspend": True}, False)],
+        phase="Pending",
+        conditions={"Ready": ("False", "WaitingForKueue")},
+        stored={("batch/v1", "Job", "trainer-1"): {("spec", "suspend"): True}}),
+    Row("admitted Job in the API but not in the cache: never suspended again",
+        resource=with_status(QUEUED, run_status(QUEUED, phase="Pending")),
+        api_only=[taken_over(with_status(applied(QUEUED, "Job"), {"active": 1, "ready": 1}),
+                             "kueue-controller", suspend=False)],
+        gets=[("Job", "trainer-1")],
+        applies=[("Job", "trainer-1")],
+        applied={("Job", "trainer-1"): {("spec", "suspend"): ABSENT}},
+        phase="Running",
+        conditions={"Ready": ("False", "WorkersRunning"), "Running": ("True", "WorkersRunning")},
+        stored={("batch/v1", "Job", "trainer-1"): {("spec", "suspend"): False}}),
+    Row("healthy run starts running: one Normal event",
+        resource=with_status(TRAINER, run_status(TRAINER, phase="Pending", conditions=STARTING_CONDITIONS)),
+        cached=[with_status(applied(TRAINER, "Job"), {"active": 1, "ready": 1, "startTime": "2026-11-25T11:00:00Z"})],
+        phase="Running",
+        conditions={"Running": ("True", "WorkersRunning"), "Succeeded": ("False", "Running")},
+        status={("workers", "active"): 1, "startTime": "2026-11-25T11:00:00Z"},
+        events=[("Normal", "WorkersRunning")]),
+    Row("run succeeded: artifact published, Normal events",
+        resource=with_status(TRAINER, run_status(TRAINER, conditions=RUNNING_CONDITIONS)),
+        cached=[with_status(applied(TRAINER, "Job"), {"succeeded": 1, "completionTime": "2026-11-25T11:45:00Z",
+                                                      "conditions": [job_condition("Complete", "Completed")]})],
+        phase="Succeeded",
+        conditions={"Ready": ("True", "Succeeded"), "Succeeded": ("True", "Completed"),
+                    "Running": ("False", "Succeeded")},
+        status={"artifactUri": "s3://models/trainer/run-1/", "artifactRun": 1, ("runs", 0, "phase"): "Succeeded"},
+        events=[("Normal", "Succeeded"), ("Normal", "Completed")]),
+    Row("run failed: exactly one Warning for Ready, Stalled and Failed",
+        resource=with_status(TRAINER, run_status(TRAINER, conditions=RUNNING_CONDITIONS)),
+        cached=[with_status(applied(TRAINER, "Job"), {"failed": 1, "conditions": [
+            job_condition("Failed", "BackoffLimitExceeded")]})],
+        phase="Failed",
+        conditions={"Ready": ("False", "BackoffLimitExceeded"), "Stalled": ("True", "BackoffLimitExceeded"),
+                    "Failed": ("True", "BackoffLimitExceeded"), "Running": ("False", "Failed")},
+        events=[("Warning", "BackoffLimitExceeded")]),
+    Row("spec changed: new run, the superseded running Job is deleted",
+        resource=with_status(RETRAINED, run_status(TRAINER)),
+        cached=[with_status(applied(TRAINER, "Job"), {"active": 1, "ready": 1})],
+        gets=[("Job", "trainer-2")],
+        applies=[("Job", "trainer-2")],
+        deletes=[("Job", "trainer-1")],
+        phase="Pending",
+        status={"run": 2, ("runs", 0, "phase"): "Superseded", ("runs", 1, "job"): "trainer-2"}),
+    Row("spec changed: a finished Job is kept for its TTL, the workers Service no longer rendered is pruned",
+        resource=with_status(TRAINER, run_status(DISTRIBUTED, phase="Succeeded")),
+        cached=[with_status(applied(DISTRIBUTED, "Job"), {"succeeded": 2, "conditions": [
+                    job_condition("Complete", "Completed")]}),
+                applied(DISTRIBUTED, "Service", "trainer-workers")],
+        gets=[("Job", "trainer-2")],
+        applies=[("Job", "trainer-2")],
+        deletes=[("Service", "trainer-workers")],
+        phase="Pending",
+        status={"run": 2, ("runs", 0, "phase"): "Succeeded"},
+        stored={("batch/v1", "Job", "trainer-1"): {("metadata", "name"): "trainer-1"}}),
+]
+
+FV = feature_view()
+FV_HASH = materialization_spec_hash(typed_spec(FV), CONFIG)
+FEATURE_VIEW_ROWS = [
+    Row("new online view: repo, first materialization, schedule, server",
+        resource=FV,
+        applies=[("ConfigMap", "driver-stats-feast-repo"), ("Job", materialization_job_name("driver-stats", FV_HASH)),
+                 ("CronJob", "driver-stats-materialize"), ("Deployment", "driver-stats-features"),
+                 ("Service", "driver-stats-features")],
+        phase="Materializing",
+        conditions={"Materialized": ("False", "Materializing"), "Fresh": ("False", "NeverMaterialized")},
+        status={"materializationSpecHash": ABSENT}),
+    Row("materialized long ago, past maxStaleness: Fresh goes False with a Warning, no new on-change Job",
+        resource=feature_view(status={"lastMaterializedAt": "2026-01-01T00:00:00Z", "materializationSpecHash": FV_HASH,
+                                      "conditions": [cond("Fresh", "True", "WithinBudget")]}),
+        applies=[("ConfigMap", "driver-stats-feast-repo"), ("CronJob", "driver-stats-materialize"),
+                 ("Deployment", "driver-stats-features"), ("Service", "driver-stats-features")],
+        phase="Progressing",
+        conditions={"Materialized": ("True", "Materialized"), "Fresh": ("False", "Stale"),
+                    "Ready": ("False", "FeatureServerNotReady")},
+        events=[("Warning", "Stale")]),
+]
+
+ROWS = [("ModelDeployment", r) for r in MODEL_DEPLOYMENT_ROWS] + [("TrainingJob", r) for r in TRAINING_JOB_ROWS] + \
+       [("FeatureView", r) for r in FEATURE_VIEW_ROWS]
+
+
+@pytest.mark.parametrize("kind,row", ROWS, ids=[f"{k}: {r.id}" for k, r in ROWS])
+def test_reconcile(kind, row):
+    assert row.resource["kind"] == kind
+    h = Harness(FakeKube(kueue_installed=row.kueue_installed, local_queues=((NS, "team-a"),)))
+    h.kube.pod_events = row.pod_events
+    body = h.add(row.resource)
+    for obj in row.cached:
+        h.add(obj)
+    for obj in row.api_only:
+        h.add(obj, cached=False)
+
+    h.reconcile(body)
+
+    kube = h.kube
+    assert names(kube, "get") == row.gets
+    assert names(kube, "apply") == row.applies
+    for (child_kind, name), expected in row.applied.items():
+        intent = next(c.detail for c in kube.called("apply") if (c.kind, c.name) == (child_kind, name))
+        assert {path: at(intent, path) for path in expected} == expected
+    assert names(kube, "delete") == row.deletes
+    assert [(c.kind, c.name, c.detail["spec"], c.detail["force"]) for c in kube.called("hand_over")] == row.hand_overs
+    writes = kube.called("patch_status")
+    if row.phase is None:
+        assert writes == []
+    else:
+        assert len(writes) == 1
+        written = writes[0].detail
+        assert written["phase"] == row.phase
+        assert written["observedGeneration"] == body["metadata"]["generation"]
+        conditions = {c["type"]: (c["status"], c["reason"]) for c in written["conditions"]}
+        assert {t: conditions.get(t) for t in row.conditions} == row.conditions
+        assert {path: at(written, path) for path in row.status} == row.status
+    assert [c.detail for c in kube.called("post_event")] == row.events
+    for (api_version, child_kind, name), expected in row.stored.items():
+        obj = kube.stored(api_version, child_kind, NS, name)
+        assert obj is not None, (child_kind, name)
+        assert {path: at(obj, path) for path in expected} == expected
+
+
+@pytest.mark.parametrize("method", ["apply", "delete", "hand_over", "get", "patch_status", "get_pvc", "warning_events",
+                                    "kueue_installed", "local_queue_exists", "post_event"])
+def test_the_fake_has_kube_s_signatures(method):
+    assert inspect.signature(getattr(FakeKube, method)) == inspect.signature(getattr(Kube, method))
+
+
+# --- sequences ----------------------------------------------------------------------------------
+
+def converged(body: dict) -> Harness:
+    """Reconciled once, and the informers have since delivered everything the API server holds."""
+    h = Harness()
+    h.add(body)
+    h.reconcile(body)
+    h.sync()
+    h.kube.calls.clear()
+    return h
+
+
+def current(h: Harness, body: dict) -> dict:
+    return h.ctx.cache.resource(key_of(body))
+
+
+def test_converged_model_deployment_makes_no_writes():
+    h = converged(SCORER)
+    h.reconcile(current(h, SCORER))
+    assert h.kube.calls == []
+    assert h.kube.stored("apps/v1", "Deployment", NS, "scorer")["spec"]["replicas"] == 2
+
+
+def test_queued_training_job_converges_after_handing_suspend_over():
+    h = converged(QUEUED)
+    h.reconcile(current(h, QUEUED))
+    assert [(c.method, c.kind) for c in h.kube.writes()] == [("hand_over", "Job"), ("apply", "Job")]
+    h.sync()
+    h.kube.calls.clear()
+    h.reconcile(current(h, QUEUED))
+    assert h.kube.writes() == [] and names(h.kube, "get") == []
+    assert [c.method for c in h.kube.calls] == ["kueue_installed", "local_queue_exists"]
+    assert h.kube.stored("batch/v1", "Job", NS, "trainer-1")["spec"]["suspend"] is True
+
+
+def test_status_is_written_once_per_change():
+    h = converged(FIXED)
+    h.kube.update("apps/v1", "Deployment", NS, "scorer", manager="kube-controller-manager",
+                  status={"replicas": 3, "readyReplicas": 3, "updatedReplicas": 3, "availableReplicas": 3,
+                          "observedGeneration": 1})
+    h.sync()
+    h.reconcile(current(h, FIXED))
+    assert [(c.method, c.kind) for c in h.kube.writes()] == [("patch_status", "ModelDeployment"),
+                                                             ("post_event", "ModelDeployment")]
+    assert h.kube.called("patch_status")[0].detail["phase"] == "Ready"
+    assert h.kube.events[0]["type"] == "Normal" and h.kube.events[0]["reason"] == "AllReplicasAvailable"
+
+    h.sync()
+    h.kube.calls.clear()
+    h.reconcile(current(h, FIXED))
+    assert h.kube.calls == []
+
+
+def test_a_drifted_child_is_applied_again_and_nothing_else():
+    h = converged(FIXED)
+    live = h.kube.stored("apps/v1", "Deployment", NS, "scorer")
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:1"
+    h.kube.put(live)
+    h.sync()
+    h.reconcile(current(h, FIXED))
+    assert [(c.method, c.kind) for c in h.kube.writes()] == [("apply", "Deployment")]
+    restored = h.kube.stored("apps/v1", "Deployment", NS, "scorer")
+    assert restored["spec"]["template"]["spec"]["containers"][0]["image"] == "kserve/sklearnserver:v0.15.2"
+
+
+def test_admitted_job_missing_from_a_fresh_cache_is_not_suspended_again():
+    before = converged(QUEUED)
+    kube = before.kube
+    kube.update("batch/v1", "Job", NS, "trainer-1", manager="kueue-controller", spec={"suspend": False})
+    restarted = Harness(kube)
+    restarted.ctx.cache.upsert("TrainingJob", kube.stored(API_VERSION, "TrainingJob", NS, "trainer"))
+
+    restarted.reconcile(current(restarted, QUEUED))
+
+    assert names(kube, "get") == [("Job", "trainer-1")]
+    assert kube.called("hand_over") == []
+    assert all(at(c.detail, ("spec", "suspend")) is ABSENT for c in kube.called("apply"))
+    assert kube.stored("batch/v1", "Job", NS, "trainer-1")["spec"]["suspend"] is False
+
+
+def test_an_immutable_job_template_keeps_the_run_as_it_started():
+    h = converged(TRAINER)
+    h.replace(training_job(ttlSecondsAfterFinished=60, generation=2))
+    h.kube.fail("apply", "Job", "trainer-1", kube_error(422, "Job.batch is invalid: spec.template: field is immutable"))
+
+    h.reconcile(current(h, TRAINER))
+
+    assert names(h.kube, "apply") == [("Job", "trainer-1")]
+    assert h.kube.called("delete") == []
+    written = h.kube.called("patch_status")[0].detail
+    assert written["observedGeneration"] == 2 and written["run"] == 1
+    assert h.kube.stored("batch/v1", "Job", NS, "trainer-1")["spec"]["ttlSecondsAfterFinished"] != 60
+
+
+def test_a_job_that_cannot_be_created_is_an_error():
+    h = Harness()
+    body = h.add(TRAINER)
+    h.kube.fail("apply", "Job", "trainer-1", kube_error(422, "spec.template.spec.containers[0].image: Required value"))
+    with pytest.raises(KubeError) as raised:
+        h.reconcile(body)
+    assert raised.value.status == 422
+    assert h.kube.called("patch_status") == []
+
+
+def test_dependents_are_the_model_deployments_reading_a_view_or_deploying_a_run():
+    h = Harness()
+    for body in (model_deployment("uses-features", features=["driver-stats"]),
+                 model_deployment("from-run", model={"fromTrainingJob": "trainer", "format": "sklearn"}),
+                 model_deployment("plain"),
+                 {**model_deployment("elsewhere", features=["driver-stats"]),
+                  "metadata": {"name": "elsewhere", "namespace": "other", "uid": "u-other"}}):
+        h.add(body)
+    assert dependents(h.ctx, "FeatureView", NS, "driver-stats") == [("ModelDeployment", NS, "uses-features")]
+    assert dependents(h.ctx, "TrainingJob", NS, "trainer") == [("ModelDeployment", NS, "from-run")]
+    assert dependents(h.ctx, "TrainingJob", NS, "other-trainer") == []
+
+
+# --- the control loop ---------------------------------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.mark.parametrize("err,outcome", [
+    (InvalidSpec("spec.model: set exactly one"), loop.Outcome.INVALID),
+    (RenderError("spec.resources.gpu.type", "unknown"), loop.Outcome.INVALID),
+    (namespace_terminating(), loop.Outcome.GONE),
+    (kube_error(403, "forbidden: RBAC"), loop.Outcome.RETRY),
+    (kube_error(409, "conflict"), loop.Outcome.RETRY),
+    (kube_error(500, "etcdserver: leader changed"), loop.Outcome.RETRY),
+    (ConnectionResetError("peer reset"), loop.Outcome.RETRY),
+], ids=["invalid-spec", "render-error", "namespace-terminating", "403-rbac", "409", "500", "connection"])
+def test_classify(err, outcome):
+    assert loop.classify(err) is outcome
+
+
+@dataclass
+class LoopRow:
+    id: str
+    resource: dict | None
+    failures: list[tuple[str, str, str, KubeError]] = field(default_factory=list)
+    outcome: loop.Outcome = loop.Outcome.DONE
+    requeued: bool = False
+    phase: str | None = None
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+
+INVALID_MD = model_deployment(model={"format": "sklearn"})
+LOOP_ROWS = [
+    LoopRow("invalid spec: Stalled written, not requeued", INVALID_MD,
+            outcome=loop.Outcome.INVALID, phase="Stalled", events=[("Warning", "InvalidSpec")]),
+    LoopRow("render error raised by a reconciler: reported like an invalid spec",
+            training_job(resources={"gpu": {"count": 1, "type": "nvidia-tpu"}}),
+            outcome=loop.Outcome.INVALID, phase="Stalled", events=[("Warning", "InvalidSpec")]),
+    LoopRow("namespace terminating: gone, not requeued", FIXED,
+            failures=[("apply", "Service", "scorer", namespace_terminating())], outcome=loop.Outcome.GONE),
+    LoopRow("namespace terminating while reporting an invalid spec", INVALID_MD,
+            failures=[("patch_status", "ModelDeployment", "scorer", namespace_terminating())],
+            outcome=loop.Outcome.GONE),
+    LoopRow("server error: retried with backoff", FIXED,
+            failures=[("apply", "Service", "scorer", kube_error(500, "etcdserver: request timed out"))],
+            outcome=loop.Outcome.RETRY, requeued=True),
+    LoopRow("resource not in the cache: done without a call", None),
+]
+
+
+@pytest.mark.parametrize("row", LOOP_ROWS, ids=[r.id for r in LOOP_ROWS])
+def test_process(row):
+    clock = Clock()
+    h = Harness(clock=clock)
+    key = ("ModelDeployment", NS, "absent")
+    if row.resource is not None:
+        key = key_of(h.add(row.resource))
+    for method, kind, name, error in row.failures:
+        h.kube.fail(method, kind, name, error)
+
+    assert loop.process(h.ctx, key) is row.outcome
+
+    if row.resource is None:
+        assert h.kube.calls == []
+    writes = h.kube.called("patch_status")
+    assert [w.detail["phase"] for w in writes if row.phase] == ([row.phase] if row.phase else [])
+    if row.phase:
+        conditions = {c["type"]: (c["status"], c["reason"]) for c in writes[0].detail["conditions"]}
+        assert conditions["Stalled"] == ("True", "InvalidSpec") and conditions["Ready"] == ("False", "InvalidSpec")
+    assert [c.detail for c in h.kube.called("post_event")] == row.events
+    metrics = h.ctx.metrics.registry
+    assert metrics.get_sample_value("mlplatform_reconcile_total", {"kind": key[0], "result": row.outcome.value}) == 1
+    assert (metrics.get_sample_value("mlplatform_reconcile_errors_total", {"kind": key[0]}) or 0) == (
+        1 if row.requeued else 0)
+    if row.requeued:
+        assert h.ctx.queue.stats() == (1, 0.0)
+        assert h.ctx.queue.get(timeout=0) is None
+        clock.now += 0.5
+        assert h.ctx.queue.get(timeout=0) == key
+    else:
+        assert h.ctx.queue.stats() == (0, 0.0)
+
+
+@pytest.mark.parametrize("resource,failure,next_delay", [
+    (INVALID_MD, None, 0.5),
+    (FIXED, ("apply", "Service", "scorer", namespace_terminating()), 0.5),
+    (FIXED, ("apply", "Service", "scorer", kube_error(500, "boom")), 4.0),
+], ids=["invalid-forgets", "gone-forgets", "retry-counts"])
+def test_terminal_outcomes_forget_earlier_failures(resource, failure, next_delay):
+    clock = Clock()
+    h = Harness(clock=clock)
+    key = key_of(h.add(resource))
+    h.ctx.queue.add_after_failure(key)
+    h.ctx.queue.add_after_failure(key)
+    clock.now += 10
+    assert h.ctx.queue.get(timeout=0) == key
+    if failure:
+        h.kube.fail(*failure)
+    loop.process(h.ctx, key)
+    h.ctx.queue.done(key)
+    assert h.ctx.queue.add_after_failure(key) == next_delay
+
+
+def test_enqueue_routes_changes_to_the_keys_to_reconcile():
+    clock = Clock()
+    h = Harness(clock=clock)
+    h.add(model_deployment("from-run", model={"fromTrainingJob": "trainer", "format": "sklearn"}))
+    trainer = h.add(TRAINER)
+    loop.enqueue(h.ctx, Change("TrainingJob", trainer, False))
+    due = {h.ctx.queue.get(timeout=0), h.ctx.queue.get(timeout=0)}
+    assert due == {("TrainingJob", NS, "trainer"), ("ModelDeployment", NS, "from-run")}
+    for key in due:
+        h.ctx.queue.done(key)
+
+    job = applied(TRAINER, "Job")
+    loop.enqueue(h.ctx, Change("Job", job, False))
+    assert h.ctx.queue.get(timeout=0) is None
+    clock.now += loop.CHILD_EVENT_DELAY_SECONDS
+    assert h.ctx.queue.get(timeout=0) == ("TrainingJob", NS, "trainer")
+
+    h.ctx.queue.add(("ModelDeployment", NS, "gone"), delay=5)
+    loop.enqueue(h.ctx, Change("ModelDeployment", model_deployment("gone"), True))
+    assert h.ctx.queue.stats() == (0, 0.0)
