@@ -41,14 +41,14 @@ crds-check: $(STAMP)
 	$(VENV)/bin/mlplatform crds --check
 
 test: $(STAMP) crds-check ## unit and e2e tests; builds and starts the local control plane if needed
-	$(PY) e2e/controlplane/cluster.py build
+	$(PY) e2e/controlplane/cluster.py build --with-tools
 	$(PY) -m pytest tests e2e -v --durations=15
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests -q
 
 test-e2e: $(STAMP)
-	$(PY) e2e/controlplane/cluster.py build
+	$(PY) e2e/controlplane/cluster.py build --with-tools
 	$(PY) -m pytest e2e -v
 
 bench: $(STAMP) ## seconds from apply to Ready per kind, operator memory and API traffic

@@ -60,7 +60,19 @@ def _kube_ldflags() -> tuple[str, ...]:
     )
 
 
-def components() -> list[Component]:
+def tools() -> list[Component]:
+    """Binaries only some tests need (not the control plane): built by `build --with-tools`, which
+    `make test` runs, and not by `make cluster` / `make dev`. One Component per tool; its wrapper
+    module lives in go/<module_dir>."""
+    return [
+    ]
+
+
+def components(with_tools: bool = False) -> list[Component]:
+    return control_plane() + (tools() if with_tools else [])
+
+
+def control_plane() -> list[Component]:
     kube = [Component(c, f"k8s.io/kubernetes/cmd/{c}", "kubernetes",
                       f"k8s.io/kubernetes@{versions.KUBERNETES}", _kube_ldflags())
             for c in versions.KUBE_COMMANDS]
@@ -85,7 +97,7 @@ def binary_path(name: str) -> Path:
     return cache_dir() / name
 
 
-def missing(gov: str | None = None) -> list[Component]:
+def missing(gov: str | None = None, with_tools: bool = False) -> list[Component]:
     """Components whose binary is absent or was built from something else."""
     d = cache_dir()
     out = []
@@ -98,7 +110,7 @@ def missing(gov: str | None = None) -> list[Component]:
             gov_cached.append(go_version())
         return gov_cached[0]
 
-    for c in components():
+    for c in components(with_tools):
         b, s = d / c.name, d / f"{c.name}.stamp"
         if not (b.is_file() and os.access(b, os.X_OK) and s.is_file()):
             out.append(c)
@@ -111,7 +123,7 @@ def missing(gov: str | None = None) -> list[Component]:
     return out
 
 
-def have_all() -> bool:
+def have_all(with_tools: bool = False) -> bool:
     """Cheap check used on the warm path: every binary and stamp present.
 
     Does not run `go` (so a warm start needs no toolchain); a stale stamp is
@@ -119,7 +131,7 @@ def have_all() -> bool:
     """
     d = cache_dir()
     return all((d / c.name).is_file() and (d / f"{c.name}.stamp").is_file()
-               for c in components())
+               for c in components(with_tools))
 
 
 def _go_env() -> dict[str, str]:
@@ -165,15 +177,15 @@ def _build_one(c: Component, out: Path, log) -> float:
     return secs
 
 
-def build(force: bool = False, log=None) -> dict[str, float]:
-    """Build every missing/stale binary. Returns {name: seconds} for those built."""
+def build(force: bool = False, log=None, with_tools: bool = False) -> dict[str, float]:
+    """Build every missing/stale binary (with_tools: the tools too). Returns {name: seconds} for those built."""
     if log is None:
         def log(msg: str) -> None:
             print(msg, file=sys.stderr, flush=True)
     d = cache_dir()
     d.mkdir(parents=True, exist_ok=True)
     if shutil.which("go") is None:
-        if have_all() and not force:
+        if have_all(with_tools) and not force:
             log(f"[build] go not found; using the cached binaries in {d} as they are")
             return {}
         raise RuntimeError("the Go toolchain (`go`) is needed to build the control plane")
@@ -185,7 +197,7 @@ def build(force: bool = False, log=None) -> dict[str, float]:
         except BlockingIOError:
             log(f"[build] another build holds {d / '.build.lock'}; waiting")
             fcntl.flock(lockf, fcntl.LOCK_EX)
-        todo = components() if force else missing(gov)
+        todo = components(with_tools) if force else missing(gov, with_tools)
         if not todo:
             log(f"[build] all binaries present in {d}")
             return {}

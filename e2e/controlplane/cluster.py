@@ -897,6 +897,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build missing binaries into the cache")
     b.add_argument("--force", action="store_true", help="rebuild everything")
+    b.add_argument("--with-tools", action="store_true",
+                   help="also the tools only some tests need (build.tools(): kstatus, promtool, ...)")
     sub.add_parser("up", help="start the control plane (idempotent)")
     sub.add_parser("down", help="stop every process started by up")
     sub.add_parser("status", help="show processes and health")
@@ -906,7 +908,7 @@ def main(argv: list[str] | None = None) -> int:
     c = Cluster(args.run_dir)
     try:
         if args.cmd == "build":
-            build.build(force=args.force)
+            build.build(force=args.force, with_tools=args.with_tools)
         elif args.cmd == "up":
             c.up()
         elif args.cmd == "down":
