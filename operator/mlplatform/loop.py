@@ -6,7 +6,7 @@ import enum
 import logging
 import time
 
-from .cache import Change, ResourceKey, owner_key_of, RESOURCE_KINDS
+from .cache import RESOURCE_KINDS, Change, ResourceKey, owner_key_of
 from .controllers import RECONCILERS
 from .controllers.base import Context, InvalidSpec, report_invalid
 from .controllers.modeldeployment import dependents

@@ -10,16 +10,15 @@ from ..api.validation import validate_document
 from ..cache import Cache, ResourceKey
 from ..config import OperatorConfig
 from ..kube import CHILD_KINDS, FIELD_MANAGER, Kube, KubeError
+from ..labels import COMPONENT_LABEL, INTENT_HASH_ANNOTATION, short_hash
 from ..metrics import Metrics
 from ..render.common import Owner
-from ..labels import COMPONENT_LABEL, INTENT_HASH_ANNOTATION, short_hash
 from ..status.conditions import Cond, merge, now_iso, true_condition
 from ..status.events import condition_events
 from ..status.pods import pod_problem, pod_ready
 from ..workqueue import WorkQueue
 
 log = logging.getLogger("mlplatform")
-
 
 
 @dataclass
