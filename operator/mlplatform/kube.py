@@ -153,11 +153,14 @@ class Kube:
         if continue_token:
             query["continue"] = continue_token
         try:
-            return self._request("GET", _collection_path(api_version, plural, namespace), query=query) or {}
+            page = self._request("GET", _collection_path(api_version, plural, namespace), query=query)
         except KubeError as err:
             if err.status == 410:
                 raise WatchExpired(err.message) from err
             raise
+        if page is None:  # the kind is not served (CRDs not installed yet): not synced, retried
+            raise KubeError(404, f"{api_version} {plural} is not served by this API server", f"list {plural}")
+        return page
 
     def watch(self, api_version: str, plural: str, namespace: str | None, label_selector: str | None,
               resource_version: str, timeout_seconds: int) -> Iterator[dict]:

@@ -89,7 +89,6 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     informers = [Informer(kube, cache, watched, options.namespace, lambda change: enqueue(ctx, change),
                           options.resync_seconds, on_relist=metrics.count_relist)
                  for watched in WATCHED]
-    leading = threading.Event()
     may_run = threading.Event()  # synced and leading
     stop = threading.Event()
     exit_code = 0
@@ -112,7 +111,6 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
             informer.synced.wait()
         log.info("%s is leading: reconciling every resource in the cache", identity)
         metrics.leader.set(1)
-        leading.set()
         for kind in KINDS:
             for body in cache.resources(kind):
                 queue.add((kind, body["metadata"]["namespace"], body["metadata"]["name"]))
