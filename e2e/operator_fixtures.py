@@ -77,6 +77,31 @@ class Kubectl:
         return self.run("apply", "-n", namespace, "-f", "-", stdin=text, check=check)
 
 
+def service_account_kubeconfig(kubectl: Kubectl, admin_kubeconfig: str, namespace: str, account: str,
+                               path: Path, duration: str = "2h") -> Path:
+    """A kubeconfig that authenticates as ServiceAccount namespace/account, as the operator's pod would: a
+    bound token from `kubectl create token` (the TokenRequest API), the admin kubeconfig's server and CA,
+    no client certificate. Give it to Operator(kubeconfig=...) to run the operator with that account's RBAC."""
+    token = kubectl.run("create", "token", account, "-n", namespace, f"--duration={duration}").stdout.strip()
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    contexts = {c["name"]: c["context"] for c in admin["contexts"]}
+    cluster_name = contexts[admin["current-context"]]["cluster"]
+    cluster = next(c["cluster"] for c in admin["clusters"] if c["name"] == cluster_name)
+    user = f"system:serviceaccount:{namespace}:{account}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": cluster_name, "cluster": {k: v for k, v in cluster.items()
+                                                        if k in ("server", "certificate-authority",
+                                                                 "certificate-authority-data")}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": {"cluster": cluster_name, "user": user, "namespace": namespace}}],
+        "current-context": user,
+    }))
+    path.chmod(0o600)
+    return path
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,9 +1,11 @@
 """Install manifests: the kustomize base in manifests/ and the Helm chart in charts/mlplatform/.
 
 No cluster: every object is validated against the Kubernetes schemas (kubernetes-validate, strict),
-the ClusterRole is checked against what the operator calls, the leader-election Role against what
-kubernetes.leaderelection calls, and the Deployment's command line is parsed with the operator's own
-CLI parser. Both installs run two replicas with leader election (HA); the chart can run one without.
+the operator's ClusterRole (or, watching one namespace, its Role there) is checked to grant exactly
+what the operator calls, the leader-election Role against what kubernetes.leaderelection calls, the
+mlplatform-view/-edit roles against the built-in roles they aggregate into, and the Deployment's
+command line is parsed with the operator's own CLI parser. Both installs run two replicas with leader
+election (HA); the chart can run one without.
 The chart is rendered with a real `helm`, built from its Go module by charts/build-helm.sh (or given as
 MLPLATFORM_HELM); without one these tests fail.
 """
@@ -23,7 +25,9 @@ import yaml
 from mlplatform.api import GROUP, KINDS
 from mlplatform.cli import build_parser
 from mlplatform.config import OperatorConfig, load_config
+from mlplatform.kube import CHILD_KINDS
 from mlplatform.leader import LeaseSettings
+from mlplatform.operator_main import WATCHED
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"
@@ -36,33 +40,70 @@ RUN_AS_USER = 65532
 CRUD = {"get", "list", "watch", "create", "update", "patch", "delete"}
 PLURALS = sorted(kind.plural for kind in KINDS.values())
 
-# (apiGroup, resource) -> verbs the operator needs; why, in operator/mlplatform/kube.py and operator_main.py.
-REQUIRED_RULES: dict[tuple[str, str], set[str]] = {
-    **{(GROUP, plural): {"get", "list", "watch"} for plural in PLURALS},
-    **{(GROUP, f"{plural}/status"): {"get", "patch", "update"} for plural in PLURALS},
-    # ownerReferences with blockOwnerDeletion (OwnerReferencesPermissionEnforcement admission).
-    **{(GROUP, f"{plural}/finalizers"): {"update"} for plural in PLURALS},
-    ("", "configmaps"): CRUD,
-    ("", "services"): CRUD,
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "events"): {"get", "list", "watch", "create", "patch"},
-    ("", "persistentvolumeclaims"): {"get"},
-    ("apps", "deployments"): CRUD,
-    ("autoscaling", "horizontalpodautoscalers"): CRUD,
-    ("policy", "poddisruptionbudgets"): CRUD,
-    ("batch", "jobs"): CRUD,
-    ("batch", "cronjobs"): CRUD,
-    ("kueue.x-k8s.io", "localqueues"): {"get", "list", "watch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-}
-# Never granted: the spec of a custom resource is the user's; secrets are none of the operator's business.
+
+
+def _group(api_version: str) -> str:
+    return api_version.rpartition("/")[0]
+
+
+def _operator_rules() -> dict[tuple[str, str], set[str]]:
+    """(apiGroup, resource) -> exactly the verbs the operator's requests are authorized as, from the code:
+    operator/mlplatform/kube.py (the only module that calls the API server) and operator_main.WATCHED."""
+    rules: dict[tuple[str, str], set[str]] = {}
+
+    def grant(group: str, resource: str, *verbs: str) -> None:
+        rules.setdefault((group, resource), set()).update(verbs)
+
+    for watched in WATCHED:  # informer.py: list pages, then watch
+        grant(_group(watched.api_version), watched.plural, "list", "watch")
+    for (api_version, _), plural in CHILD_KINDS.items():
+        # Kube.apply / hand_over: server-side apply is a PATCH, authorized as create too when it creates.
+        # Kube.delete: prune.
+        grant(_group(api_version), plural, "create", "patch", "delete")
+    # Kube.get, through controllers.base.live_child: the absence of a Deployment or Job from the cache is
+    # confirmed before acting on it (modeldeployment.py, trainingjob.py).
+    grant("apps", "deployments", "get")
+    grant("batch", "jobs", "get")
+    for plural in PLURALS:
+        grant(GROUP, f"{plural}/status", "patch")  # Kube.patch_status: merge patch of /status
+        # Not a request: children carry ownerReferences with blockOwnerDeletion, which the
+        # OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift) allows only with this.
+        grant(GROUP, f"{plural}/finalizers", "update")
+    grant("", "persistentvolumeclaims", "get")  # Kube.get_pvc
+    grant("kueue.x-k8s.io", "localqueues", "get")  # Kube.local_queue_exists (Kueue's discovery: system:discovery)
+    grant("", "events", "list", "create")  # Kube.warning_events, Kube.post_event (core/v1 only)
+    return rules
+
+
+# (apiGroup, resource) -> the verbs the operator's role grants: these, no more, no fewer.
+OPERATOR_RULES = _operator_rules()
+# Never granted, whatever else changes: the spec of a custom resource is the user's; secrets, exec,
+# namespaces and the events.k8s.io API are none of the operator's business; and nothing that edits
+# RBAC or acts as someone else.
 FORBIDDEN_RULES: dict[tuple[str, str], set[str]] = {
     **{(GROUP, plural): {"create", "update", "patch", "delete", "deletecollection"} for plural in PLURALS},
+    **{(GROUP, f"{plural}/status"): {"get", "update"} for plural in PLURALS},
     ("", "secrets"): CRUD,
-    ("", "pods"): {"create", "update", "patch", "delete"},
+    ("", "pods"): {"get", "create", "update", "patch", "delete"},
+    ("", "pods/exec"): CRUD,
+    ("", "namespaces"): CRUD,
+    ("", "events"): {"get", "watch", "update", "patch", "delete"},
+    ("events.k8s.io", "events"): CRUD,
     # The leader-election Lease: a namespaced Role in the operator's namespace, never cluster-wide.
     ("coordination.k8s.io", "leases"): CRUD,
+    **{(group, plural): {"update"} for (group, plural) in
+       [(_group(api_version), plural) for (api_version, _), plural in CHILD_KINDS.items()]},
 }
+NEVER_VERBS = {"escalate", "bind", "impersonate", "deletecollection"}
+# The teams' roles, aggregated into the built-in ones (label -> built-in role).
+AGGREGATE_TO = "rbac.authorization.k8s.io/aggregate-to-"
+VIEW_ROLE, EDIT_ROLE = "mlplatform-view", "mlplatform-edit"
+READ = {"get", "list", "watch"}
+WRITE = {"create", "update", "patch", "delete", "deletecollection"}
+VIEW_RULES = {**{(GROUP, plural): READ for plural in PLURALS},
+              **{(GROUP, f"{plural}/status"): READ for plural in PLURALS}}
+EDIT_RULES = {**{(GROUP, plural): READ | WRITE for plural in PLURALS},
+              **{(GROUP, f"{plural}/status"): READ for plural in PLURALS}}
 # kubernetes.leaderelection's LeaseLock: read_namespaced_lease, create_namespaced_lease, replace_namespaced_lease.
 LEASE = ("coordination.k8s.io", "leases")
 LEASE_VERBS = {"get", "create", "update"}
@@ -115,16 +156,75 @@ def granted(role: dict) -> dict[tuple[str, str], set[str]]:
     return verbs_by_resource
 
 
-def check_cluster_role(role: dict) -> None:
+def check_operator_role(role: dict) -> None:
+    """The operator's ClusterRole (or Role) grants exactly OPERATOR_RULES: what it calls, nothing else."""
+    what = f"{role['kind']} {role['metadata']['name']}"
     have = granted(role)
-    missing = {key: sorted(verbs - have.get(key, set())) for key, verbs in REQUIRED_RULES.items()
-               if verbs - have.get(key, set())}
-    assert not missing, f"ClusterRole {role['metadata']['name']} lacks {missing}"
     extra = {key: sorted(have.get(key, set()) & verbs) for key, verbs in FORBIDDEN_RULES.items()
              if have.get(key, set()) & verbs}
-    assert not extra, f"ClusterRole {role['metadata']['name']} grants too much: {extra}"
-    unexpected = sorted(set(have) - set(REQUIRED_RULES))
-    assert not unexpected, f"resources granted that the operator does not use: {unexpected}"
+    assert not extra, f"{what} grants what the operator must never have: {extra}"
+    never = {key: sorted(verbs & NEVER_VERBS) for key, verbs in have.items() if verbs & NEVER_VERBS}
+    assert not never, f"{what} grants {never}"
+    missing = {key: sorted(verbs - have.get(key, set())) for key, verbs in OPERATOR_RULES.items()
+               if verbs - have.get(key, set())}
+    assert not missing, f"{what} lacks {missing}"
+    unused = {key: sorted(verbs - OPERATOR_RULES.get(key, set())) for key, verbs in have.items()
+              if verbs - OPERATOR_RULES.get(key, set())}
+    assert not unused, f"{what} grants verbs the operator does not use: {unused}"
+
+
+def check_aggregated_roles(objects: list[dict], expected: bool = True) -> None:
+    """mlplatform-view (into view) and mlplatform-edit (into edit and admin): the teams' access to the kinds."""
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"
+             and any(key.startswith(AGGREGATE_TO) for key in o["metadata"].get("labels", {}))}
+    if not expected:
+        assert not roles, f"aggregated roles rendered: {sorted(roles)}"
+        return
+    assert sorted(roles) == [EDIT_ROLE, VIEW_ROLE]
+    for name, rules, into in ((VIEW_ROLE, VIEW_RULES, {"view"}), (EDIT_ROLE, EDIT_RULES, {"edit", "admin"})):
+        role = roles[name]
+        labels = {k.removeprefix(AGGREGATE_TO): v for k, v in role["metadata"]["labels"].items()
+                  if k.startswith(AGGREGATE_TO)}
+        assert labels == {target: "true" for target in into}, f"{name} aggregates into {labels}"
+        assert "aggregationRule" not in role
+        assert granted(role) == rules, f"{name}: {granted(role)}"
+    bound = [o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")
+             and o["roleRef"]["name"] in roles]
+    assert not bound, "the aggregated roles reach users through the built-in roles, not bindings of ours"
+
+
+def operator_binding(objects: list[dict], account: dict, namespace: str, watch_namespace: str | None) -> dict:
+    """The binding of the operator's account to its rules, and the role it binds: a ClusterRoleBinding to a
+    ClusterRole, or with a watched namespace a RoleBinding to a Role in that namespace (nothing cluster-wide).
+    Returns that role, after checking the binding and that nothing else is bound to the account but the
+    lease Role."""
+    subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": namespace}
+    bindings = [o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")
+                and subject in o.get("subjects", [])]
+    assert all(o["subjects"] == [subject] for o in bindings), "bindings of the operator name only its account"
+    lease_roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in objects if r["kind"] == "Role"
+                   and r["rules"] and all(rule["resources"] == [LEASE[1]] for rule in r["rules"])}
+    ours = [b for b in bindings if (b["metadata"].get("namespace"), b["roleRef"]["name"]) not in lease_roles]
+    assert len(ours) == 1, f"expected one binding of the operator's rules, found {[b['metadata'] for b in ours]}"
+    [binding] = ours
+    if watch_namespace is None:
+        assert binding["kind"] == "ClusterRoleBinding"
+        ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole"}
+        role = only([o for o in objects if o["kind"] == "ClusterRole"
+                     and o["metadata"]["name"] == binding["roleRef"]["name"]], "ClusterRole")
+    else:
+        assert binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] == watch_namespace
+        ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role"}
+        role = only([o for o in objects if o["kind"] == "Role" and o["metadata"]["namespace"] == watch_namespace
+                     and o["metadata"]["name"] == binding["roleRef"]["name"]], "Role")
+        cluster_wide = [o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRoleBinding"]
+        assert not cluster_wide, f"watching one namespace, yet cluster-wide bindings: {cluster_wide}"
+        operator_cluster_roles = [o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"
+                                  and o["metadata"]["name"] not in (VIEW_ROLE, EDIT_ROLE)]
+        assert not operator_cluster_roles, f"watching one namespace, yet ClusterRoles {operator_cluster_roles}"
+    assert binding["roleRef"] == {**ref, "name": role["metadata"]["name"]}
+    check_operator_role(role)
+    return role
 
 
 def _port_number(container: dict, port) -> int:
@@ -137,8 +237,11 @@ def _port_number(container: dict, port) -> int:
 
 def check_lease_role(objects: list[dict], args, account: dict, namespace: str) -> None:
     """The Role grants get/create/update on the Lease the operator campaigns for, and nothing else."""
-    role = only(objects, "Role")
-    binding = only(objects, "RoleBinding")
+    role = only([o for o in objects if o["kind"] == "Role" and o["metadata"]["namespace"] == namespace
+                 and o["metadata"]["name"].endswith("-leader-election")], "Role")
+    binding = only([o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["kind"] == "Role"
+                    and o["roleRef"]["name"] == role["metadata"]["name"]
+                    and o["metadata"]["namespace"] == namespace], "RoleBinding")
     assert role["metadata"]["namespace"] == namespace == binding["metadata"]["namespace"]
     verbs: set[str] = set()
     named_verbs: set[str] = set()  # verbs that reach the lease by name: unrestricted, or restricted to it
@@ -183,18 +286,10 @@ def check_install(objects: list[dict], namespace: str = NAMESPACE, *, leader_ele
     replicas = (2 if leader_election else 1) if replicas is None else replicas
     deployment = only(objects, "Deployment")
     account = only(objects, "ServiceAccount")
-    role = only(objects, "ClusterRole")
-    binding = only(objects, "ClusterRoleBinding")
     service = only(objects, "Service")
     config_maps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
     for obj in (deployment, account, service, *config_maps.values()):
         assert obj["metadata"]["namespace"] == namespace, obj["metadata"]
-
-    check_cluster_role(role)
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
-                                    "namespace": namespace}]
 
     spec = deployment["spec"]
     assert spec["replicas"] == replicas, f"replicas: {spec['replicas']}, expected {replicas}"
@@ -218,6 +313,9 @@ def check_install(objects: list[dict], namespace: str = NAMESPACE, *, leader_ele
     args = build_parser().parse_args(command[1:])
     assert args.func.__name__ == "cmd_run"
     assert args.bind_address == "0.0.0.0", "in a pod the endpoints must listen on all addresses"
+    # RBAC: all namespaces -> ClusterRole; --namespace -> a Role there, nothing cluster-wide.
+    operator_binding(objects, account, namespace, args.namespace)
+    check_aggregated_roles(objects)
 
     # Leader election: the identity and the Lease's namespace come from the downward API.
     env = {e["name"]: e for e in container.get("env", [])}
@@ -225,7 +323,8 @@ def check_install(objects: list[dict], namespace: str = NAMESPACE, *, leader_ele
         assert env.get(name, {}).get("valueFrom") == {"fieldRef": {"fieldPath": field}}, \
             f"env {name} must come from the downward API ({field}): {env.get(name)}"
     assert args.leader_elect is leader_election, f"--leader-elect: {args.leader_elect}, expected {leader_election}"
-    roles = [o for o in objects if o["kind"] in ("Role", "RoleBinding")]
+    roles = [o for o in objects if o["kind"] in ("Role", "RoleBinding")
+             and o["metadata"]["name"].endswith("-leader-election")]
     if leader_election:
         assert args.leader_elect_namespace in (None, namespace), "the Lease is in the operator's namespace"
         assert LeaseSettings(args.leader_elect_lease_name, namespace, args.leader_elect_lease_duration,
@@ -310,8 +409,8 @@ MANIFEST_OBJECTS = manifest_objects()
 
 def test_manifests_exist():
     kinds = sorted(obj["kind"] for _, obj in MANIFEST_OBJECTS)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Namespace",
-                     "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    assert kinds == ["ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+                     "Namespace", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]
 
 
 @pytest.mark.parametrize("source, obj", MANIFEST_OBJECTS, ids=[s for s, _ in MANIFEST_OBJECTS])
@@ -344,6 +443,28 @@ def test_kustomize_build_matches_the_files():
     built = [o for _, o in load_stream(out.stdout, "kustomize")]
     assert sorted(o["kind"] for o in built) == sorted(o["kind"] for _, o in MANIFEST_OBJECTS)
     check_install(built)
+
+
+def test_kustomize_watch_namespace_component(tmp_path):
+    """manifests/watch-namespace: the operator's rules as a Role in the watched namespace, nothing cluster-wide."""
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl not installed: the files themselves are checked above")
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({  # kustomize wants relative paths
+        "resources": [os.path.relpath(MANIFESTS, overlay)],
+        "components": [os.path.relpath(MANIFESTS / "watch-namespace", overlay)]}))
+    out = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    built = [o for _, o in load_stream(out.stdout, "kustomize")]
+    for obj in built:
+        validate_object(obj)
+    args, _, _ = check_install(built)
+    assert args.namespace == "team-a"
+    role = only([o for o in built if o["kind"] == "Role" and o["metadata"]["namespace"] == "team-a"], "Role")
+    assert role["rules"] == only([o for _, o in MANIFEST_OBJECTS if o["kind"] == "ClusterRole"
+                                  and o["metadata"]["name"] == "mlplatform-operator"], "ClusterRole")["rules"]
 
 
 # ---------------------------------------------------------------- Helm chart
@@ -449,11 +570,53 @@ def test_chart_defaults_install_the_operator(helm, tmp_path):
     assert not [o for o in objects if o["kind"] == "ServiceMonitor"], "no ServiceMonitor unless enabled"
 
 
+def cluster_role(objects: list[dict], name: str) -> dict:
+    return only([o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == name], "ClusterRole")
+
+
 def test_chart_rbac_is_the_manifests_rbac(helm):
     chart = render(helm)
     manifests = [o for _, o in MANIFEST_OBJECTS]
-    assert granted(only(chart, "ClusterRole")) == granted(only(manifests, "ClusterRole"))
+    assert cluster_role(chart, "mlplatform-operator")["rules"] == \
+        cluster_role(manifests, "mlplatform-operator")["rules"]
+    for name in (VIEW_ROLE, EDIT_ROLE):
+        chart_role, manifest_role = cluster_role(chart, name), cluster_role(manifests, name)
+        assert chart_role["rules"] == manifest_role["rules"], name
+        labels = [{k: v for k, v in r["metadata"]["labels"].items() if k.startswith(AGGREGATE_TO)}
+                  for r in (chart_role, manifest_role)]
+        assert labels[0] == labels[1], name
     assert only(chart, "Role")["rules"] == only(manifests, "Role")["rules"], "same lease, same grants"
+
+
+@pytest.mark.parametrize("watch", ["team-a", NAMESPACE], ids=["other-namespace", "release-namespace"])
+def test_chart_watch_namespace_grants_a_role_there_only(helm, watch):
+    objects = render(helm, "--set", f"watchNamespace={watch}")
+    args, _, _ = check_install(objects)  # the Role in `watch`, no ClusterRoleBinding, the lease Role
+    assert args.namespace == watch
+    role = only([o for o in objects if o["kind"] == "Role" and o["metadata"]["namespace"] == watch
+                 and not o["metadata"]["name"].endswith("-leader-election")], "Role")
+    assert role["metadata"]["name"] == "mlplatform-operator"
+    assert role["rules"] == cluster_role(render(helm), "mlplatform-operator")["rules"], "the same rules, namespaced"
+    assert sorted(o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole") == [EDIT_ROLE, VIEW_ROLE]
+    # Without leader election: the operator's Role only.
+    objects = render(helm, "--set", f"watchNamespace={watch}", *NO_LEADER_ELECTION)
+    check_install(objects, leader_election=False)
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] in ("Role", "RoleBinding")] == \
+        [("Role", "mlplatform-operator"), ("RoleBinding", "mlplatform-operator")]
+
+
+def test_chart_rbac_options(helm):
+    objects = render(helm, "--set", "rbac.aggregateClusterRoles=false")
+    check_aggregated_roles(objects, expected=False)
+    assert cluster_role(objects, "mlplatform-operator")
+    rbac_kinds = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    for values in (["--set", "rbac.create=false"], ["--set", "rbac.create=false", "--set", "watchNamespace=team-a"]):
+        objects = render(helm, *values)
+        assert not [o for o in objects if o["kind"] in rbac_kinds], f"{values}: no RBAC at all"
+    # Another release name: the teams' roles follow the chart's name (nameOverride), the operator's the release.
+    objects = render(helm, "--set", "nameOverride=ml", release="ml", namespace="platform")
+    for name in ("ml-operator", "ml-view", "ml-edit"):
+        assert cluster_role(objects, name)
 
 
 def test_chart_defaults_are_the_manifests_ha_shape(helm):
@@ -556,7 +719,7 @@ def test_anti_affinity_options(helm):
 
 
 def test_watch_namespace_adds_the_namespace_flag(helm):
-    args, _, _ = check_install(render(helm, "--set", "watchNamespace=team-a"))
+    args, _, _ = check_install(render(helm, "--set", "watchNamespace=team-a"))  # and a Role in team-a only
     assert args.namespace == "team-a"
 
 

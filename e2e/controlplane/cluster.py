@@ -526,6 +526,10 @@ AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived, ResponseStarted]
 rules:
+# ServiceAccounts of mlplatform-system, the install's namespace: the operator authenticated as the
+# chart's ServiceAccount (e2e/test_rbac.py). Every request, reads too, so that no 403 goes unseen.
+- level: Metadata
+  userGroups: ["system:serviceaccounts:mlplatform-system"]
 - level: None
   verbs: [get, list, watch]
 - level: None

@@ -1,0 +1,59 @@
+{{/*
+The operator's rules: exactly the requests operator/mlplatform/kube.py makes, verb by verb.
+Rendered into the ClusterRole (all namespaces) or, with watchNamespace, into a Role in that
+namespace. Keep in step with manifests/clusterrole.yaml (tests/test_install_manifests.py checks
+both against the calls). The leader-election Lease is not here: role.yaml grants it in the release
+namespace only. Kueue's discovery document (GET /apis/kueue.x-k8s.io/v1beta1) needs no rule: the
+built-in system:discovery role grants it to every authenticated client.
+*/}}
+{{- define "mlplatform.operatorRules" -}}
+# The custom resources: listed and watched (the cache), never written except their status.
+- apiGroups: ["mlplatform.dev"]
+  resources: ["featureviews", "modeldeployments", "trainingjobs"]
+  verbs: ["list", "watch"]
+# Status: a merge patch of the status subresource, written only when it changed.
+- apiGroups: ["mlplatform.dev"]
+  resources: ["featureviews/status", "modeldeployments/status", "trainingjobs/status"]
+  verbs: ["patch"]
+# Children carry ownerReferences with blockOwnerDeletion: clusters that run the
+# OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift) require this.
+- apiGroups: ["mlplatform.dev"]
+  resources: ["featureviews/finalizers", "modeldeployments/finalizers", "trainingjobs/finalizers"]
+  verbs: ["update"]
+# Children: listed and watched by label, server-side applied (a PATCH; one that creates the object
+# is also authorized as create), pruned (delete). Deployments and Jobs are also read by name: their
+# absence from the cache is confirmed before acting on it.
+- apiGroups: [""]
+  resources: ["configmaps", "services"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# Read-only: the children's pods (watched, for status), a model's PersistentVolumeClaim, a
+# TrainingJob's Kueue LocalQueue.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"]
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["localqueues"]
+  verbs: ["get"]
+# Events (core/v1): the warnings of pods are listed, events on the custom resources are created.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list", "create"]
+{{- end }}
