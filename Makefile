@@ -18,7 +18,7 @@ include e2e/cluster.mk
 # The kubectl built with the local control plane when there is one, else the one on PATH.
 KUBECTL ?= $(shell k="$$($(CLUSTER_PY) $(CLUSTER_PY_SCRIPT) bin-dir)/kubectl"; [ -x "$$k" ] && echo "$$k" || command -v kubectl)
 
-.PHONY: install run dev dev-down test test-unit test-e2e crds crds-check bench bench-memory
+.PHONY: install run dev dev-down test test-unit test-e2e crds crds-check docs docs-check bench bench-memory
 
 install: ## CRDs into the cluster of KUBECONFIG
 	$(KUBECTL) apply --server-side --force-conflicts -f crds/
@@ -40,7 +40,13 @@ crds: $(STAMP) ## regenerate crds/ (and the chart's copy) from the API models
 crds-check: $(STAMP)
 	$(VENV)/bin/mlplatform crds --check
 
-test: $(STAMP) crds-check ## unit and e2e tests; builds and starts the local control plane if needed
+docs: $(STAMP) ## regenerate docs/api.md from the API models
+	$(VENV)/bin/mlplatform docs
+
+docs-check: $(STAMP)
+	$(VENV)/bin/mlplatform docs --check
+
+test: $(STAMP) crds-check docs-check ## unit and e2e tests; builds and starts the local control plane if needed
 	$(PY) e2e/controlplane/cluster.py build --with-tools
 	$(PY) -m pytest tests e2e -v --durations=15
 
@@ -58,3 +64,7 @@ bench: $(STAMP) ## seconds from apply to Ready per kind, operator memory and API
 bench-memory: $(STAMP) ## operator RSS with N (default 1000) ModelDeployments, cache trimmed vs whole objects
 	$(PY) e2e/controlplane/cluster.py build
 	$(PY) e2e/bench_memory.py $(if $(N),--n $(N))
+
+record-cr-states: $(STAMP) ## re-record tests/fixtures/cr_states/ (custom resource states for the Argo CD health tests)
+	$(PY) e2e/controlplane/cluster.py build
+	$(PY) e2e/record_cr_states.py

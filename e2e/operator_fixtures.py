@@ -65,9 +65,10 @@ class Kubectl:
         self.binary = kubectl_binary()
         self.env = {**os.environ, "KUBECONFIG": kubeconfig}
 
-    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, *args: str, stdin: str | None = None, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess:
         result = subprocess.run([self.binary, *args], input=stdin, capture_output=True, text=True, env=self.env,
-                                timeout=60)
+                                timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
         return result

@@ -387,7 +387,7 @@ def test_suspend_scales_a_model_to_zero_and_holds_a_run(operator, kubectl, custo
     wait_for(lambda: get_cr(custom, "TrainingJob", namespace, "held").get("status", {}).get("phase") == "Suspended",
              what="run suspended")
     kubectl.apply(resource("TrainingJob", "held", {"image": "python:3.12", "suspend": False}), namespace)
-    body = wait_condition(wait_for, custom, "TrainingJob", namespace, "held", "Ready", "True", timeout=60)
+    body = wait_condition(wait_for, custom, "TrainingJob", namespace, "held", "Ready", "True", "Succeeded", timeout=60)
     assert body["status"]["run"] == 1  # suspend does not start a new run
 
 

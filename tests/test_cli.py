@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kubernetes_validate
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,3 +93,124 @@ def test_render_with_a_config_file(tmp_path):
     config.write_text("runtimes: {vllm: {port: 0}}\n")
     bad = mlplatform("render", "-f", "examples/modeldeployment-gpu-vllm.yaml", "--config", str(config))
     assert bad.returncode == 2 and "runtimes.vllm.image" in bad.stderr and "runtimes.vllm.port" in bad.stderr
+
+
+# ---------------------------------------------------------------- validate on a GitOps folder
+
+# kubernetes-validate is a test extra: the CLI schema-checks plain Kubernetes objects with it when installed.
+SCHEMA = f"Kubernetes {'.'.join(kubernetes_validate.latest_version().split('.')[:2])} schema"
+
+GITOPS_OTHERS = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: risk}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: team-settings, namespace: risk}
+data: {owner: risk-ml}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: ml-examples, namespace: argocd}
+spec: {project: default}
+---
+apiVersion: sagemaker.services.k8s.aws/v1alpha1
+kind: TrainingJob
+metadata: {name: not-ours, namespace: risk}
+spec: {trainingJobName: x}
+"""
+
+
+def gitops_folder(tmp_path: Path) -> Path:
+    """examples/ as a GitOps folder holds them: our kinds beside Namespaces, other objects and kustomize files."""
+    folder = tmp_path / "gitops"
+    (folder / "apps").mkdir(parents=True)
+    for example in sorted((ROOT / "examples").glob("*.yaml")):
+        (folder / "apps" / example.name).write_text(example.read_text())
+    (folder / "namespaces.yaml").write_text(GITOPS_OTHERS)
+    (folder / "kustomization.yaml").write_text("resources:\n- namespaces.yaml\n- apps/\n")  # no apiVersion/kind
+    return folder
+
+
+def test_validate_a_gitops_folder_validates_ours_and_passes_over_the_rest(tmp_path):
+    folder = gitops_folder(tmp_path)
+    result = mlplatform("validate", "-f", str(folder))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(list((ROOT / "examples").glob("*.yaml"))) and all(": valid" in line for line in lines)
+    assert "Namespace" not in result.stdout and "skipped" not in result.stdout, "others are listed only with -v"
+
+
+def test_validate_verbose_lists_every_other_document_in_order(tmp_path):
+    folder = gitops_folder(tmp_path)
+    result = mlplatform("validate", "-v", "-f", str(folder))
+    assert result.returncode == 0, result.stderr
+    others = [line for line in result.stdout.splitlines() if "/apps/" not in line]
+    assert others == [
+        f"{folder}/kustomization.yaml#1: skipped (kustomize configuration)",
+        f"{folder}/namespaces.yaml#1 Namespace/risk: valid ({SCHEMA})",
+        f"{folder}/namespaces.yaml#2 ConfigMap/team-settings: valid ({SCHEMA})",
+        f"{folder}/namespaces.yaml#3 Application/ml-examples: skipped (argoproj.io/v1alpha1 Application: "
+        "not an mlplatform.dev kind, and not a built-in Kubernetes kind)",
+        f"{folder}/namespaces.yaml#4 TrainingJob/not-ours: skipped (sagemaker.services.k8s.aws/v1alpha1 TrainingJob: "
+        "not an mlplatform.dev kind, and not a built-in Kubernetes kind)",
+    ]
+
+
+def test_validate_schema_checks_plain_kubernetes_objects_when_kubernetes_validate_is_installed(tmp_path):
+    folder = gitops_folder(tmp_path)
+    (folder / "namespaces.yaml").write_text(GITOPS_OTHERS.replace("data: {owner: risk-ml}", "dat: {owner: risk-ml}"))
+    result = mlplatform("validate", "-f", str(folder))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{folder}/namespaces.yaml#2 ConfigMap/team-settings: Additional properties are not allowed "
+        f"('dat' was unexpected) ({SCHEMA})"]
+
+
+def test_validate_without_kubernetes_validate_passes_the_others_over(tmp_path, monkeypatch, capsys):
+    from mlplatform import cli
+
+    monkeypatch.setattr(cli, "_kubernetes_validate", lambda: None)  # it is a test extra, not a dependency
+    folder = gitops_folder(tmp_path)
+    (folder / "namespaces.yaml").write_text(GITOPS_OTHERS.replace("data: {owner: risk-ml}", "dat: {owner: risk-ml}"))
+    assert cli.main(["validate", "-v", "-f", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert (f"{folder}/namespaces.yaml#2 ConfigMap/team-settings: skipped (v1 ConfigMap: not an mlplatform.dev kind; "
+            "install kubernetes-validate to schema-check it)") in out
+
+
+def test_validate_still_refuses_a_document_that_is_no_kubernetes_object(tmp_path):
+    folder = gitops_folder(tmp_path)
+    (folder / "stray.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: ok}\n---\n"
+                                       "metadata: {name: half}\nspec: {replicas: 1}\n---\nkind: Namespace\n")
+    result = mlplatform("validate", "-f", str(folder))
+    assert result.returncode == 1 and result.stdout == ""
+    missing = "required field is missing: every document must be a Kubernetes object"
+    assert result.stderr.splitlines() == [
+        f"{folder}/stray.yaml#2 ?/half: apiVersion: {missing}",
+        f"{folder}/stray.yaml#2 ?/half: kind: {missing}",
+        f"{folder}/stray.yaml#3 Namespace/?: apiVersion: {missing}",
+    ]
+
+
+def test_validate_takes_our_kind_in_a_wrong_group_for_ours(tmp_path):
+    """A typo in our apiVersion must not make a ModelDeployment pass unchecked as 'someone else's'."""
+    bad = tmp_path / "typo.yaml"
+    bad.write_text((ROOT / "examples/modeldeployment-sklearn-cpu.yaml").read_text()
+                   .replace("mlplatform.dev/v1alpha1", "mlplatform/v1alpha1") + "---\n" +
+                   (ROOT / "examples/trainingjob-cpu.yaml").read_text().replace("mlplatform.dev/v1alpha1", "v1"))
+    result = mlplatform("validate", "-f", str(bad))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"{bad}#1 ModelDeployment/") and lines[0].endswith(
+        "apiVersion: found 'mlplatform/v1alpha1'; allowed: 'mlplatform.dev/v1alpha1'")
+    assert lines[1] == f"{bad}#2 TrainingJob/fraud-train: apiVersion: found 'v1'; allowed: 'mlplatform.dev/v1alpha1'"
+
+
+def test_render_of_a_gitops_folder_renders_ours_only(tmp_path):
+    folder = gitops_folder(tmp_path)
+    result = mlplatform("render", "-f", str(folder))
+    assert result.returncode == 0, result.stderr
+    kinds = {d["kind"] for d in yaml.safe_load_all(result.stdout) if d}
+    assert "Namespace" not in kinds and "Application" not in kinds and {"Deployment", "Job"} <= kinds

@@ -81,3 +81,17 @@ def test_crds_check_fails_when_a_file_is_stale(tmp_path):
     assert f"{first}: differs from the models" in result.stderr
     assert "mlplatform.dev_oldkinds.yaml: no longer generated" in result.stderr
     assert subprocess.run(cli[:-2] + ["--output-dir", str(ROOT / "crds")], capture_output=True).returncode == 0
+
+
+def test_status_defaults_observed_generation_to_zero():
+    """A resource the operator has not acted on must read InProgress in kstatus (generation 1, observed 0),
+    not Current: the API server defaults an absent status to {observedGeneration: 0} on every read."""
+    for kind in KINDS.values():
+        root = crd_for(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        status = root["properties"]["status"]
+        assert status["default"] == {}, kind.kind
+        assert status["properties"]["observedGeneration"] == {
+            **status["properties"]["observedGeneration"], "type": "integer", "default": 0}, kind.kind
+        # The only defaults in the schema: the spec carries none (the models' defaults are the operator's).
+        defaults = [path for path, node in _walk(root) if "default" in node]
+        assert defaults == ["$.status", "$.status.observedGeneration"], (kind.kind, defaults)

@@ -143,11 +143,35 @@ def test_training_job_outcomes_resolve_or_stall_the_model():
     assert no_output.stalled and no_output.condition.reason == "TrainingJobHasNoOutput"
 
 
+def kstatus_of(report) -> dict:
+    """What kstatus reads: Ready, Reconciling and Stalled."""
+    return {c.type: (c.status, c.reason) for c in report.conditions if c.type in ("Ready", "Reconciling", "Stalled")}
+
+
 def test_suspended_and_invalid_model_deployments():
     suspended = model_deployment_report(md_observed(suspended=True, deployment=deployment(0, 0, 0)))
     assert suspended.phase == "Suspended" and suspended.desired_replicas == 0
+    # Suspended as asked: Ready (kstatus Current), neither converging nor stalled.
+    assert kstatus_of(suspended) == {"Ready": (True, "Suspended"), "Reconciling": (False, "Reconciled"),
+                                     "Stalled": (False, "NotStalled")}
     invalid = model_deployment_report(md_observed(render_error="spec.resources.gpu.type: found 'x'"))
     assert invalid.phase == "Stalled" and ready_of(invalid).reason == "InvalidSpec"
+    assert kstatus_of(invalid)["Stalled"] == (True, "InvalidSpec") and kstatus_of(invalid)["Reconciling"][0] is False
+    # An invalid spec stays Stalled when suspended too: resuming could not help.
+    invalid_suspended = model_deployment_report(md_observed(suspended=True, render_error="bad"))
+    assert kstatus_of(invalid_suspended)["Stalled"] == (True, "InvalidSpec")
+
+
+def test_suspended_model_deployment_does_not_wait_for_its_training_job():
+    waiting = resolve_model(None, "train", {"status": {"phase": "Running", "run": 1}})
+    report = model_deployment_report(md_observed(suspended=True, resolution=waiting, deployment=None))
+    assert report.phase == "Suspended" and kstatus_of(report)["Ready"] == (True, "Suspended")
+    assert next(c for c in report.conditions if c.type == "ModelResolved").reason == "WaitingForTrainingJob"
+    # A TrainingJob that failed stalls the deployment, suspended or not: only a change helps.
+    failed = resolve_model(None, "train", {"status": {"phase": "Failed", "run": 1}})
+    stalled = model_deployment_report(md_observed(suspended=True, resolution=failed, deployment=None))
+    assert stalled.phase == "Stalled" and kstatus_of(stalled)["Stalled"] == (True, "TrainingJobFailed")
+    assert kstatus_of(stalled)["Ready"][0] is False
 
 
 # --- TrainingJob -----------------------------------------------------------------------------
@@ -206,6 +230,24 @@ def test_training_job_report_records_runs_and_artifacts():
                      "Failed": False}
 
 
+def test_a_held_run_is_ready_as_suspended_and_a_failed_run_stalls():
+    plan = plan_run({}, "h1", False)
+    held = run_state(job(suspend=True), [], 1, True, None, None, None)
+    report = training_job_report({}, plan, "h1", 1, held, "s3://m/run-1/", "t-1")
+    assert report.status["phase"] == "Suspended" and "artifactUri" not in report.status
+    assert kstatus_of(report) == {"Ready": (True, "Suspended"), "Reconciling": (False, "Reconciled"),
+                                  "Stalled": (False, "NotStalled")}
+    running = run_state(job(active=1, ready=1), [], 1, False, None, None, None)
+    report = training_job_report({}, plan, "h1", 1, running, None, "t-1")
+    assert kstatus_of(report) == {"Ready": (False, "WorkersRunning"), "Reconciling": (True, "WorkersRunning"),
+                                  "Stalled": (False, "NotStalled")}
+    failed = run_state(job(("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")),
+                       [], 1, True, None, None, None)  # failed before it was suspended: still failed
+    report = training_job_report({}, plan, "h1", 1, failed, None, "t-1")
+    assert kstatus_of(report) == {"Ready": (False, "BackoffLimitExceeded"), "Reconciling": (False, "Reconciled"),
+                                  "Stalled": (True, "BackoffLimitExceeded")}
+
+
 def test_run_history_is_bounded():
     status = {}
     for run in range(1, 15):
@@ -260,6 +302,7 @@ def test_feature_view_materialization_states():
     report = feature_view_report({"materializationSpecHash": "h1"}, fv_observed(spec_hash="h2",
                                  materialization_jobs=[running]), NOW)
     assert conds(report)["Materialized"] == (False, "Materializing") and report.phase == "Materializing"
+    assert conds(report)["Reconciling"] == (True, "Materializing") and conds(report)["Stalled"][0] is False
     failed = {**running, "status": {"conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]}}
     report = feature_view_report({}, fv_observed(spec_hash="h2", materialization_jobs=[failed]), NOW)
     assert conds(report)["Materialized"] == (False, "MaterializationFailed") and report.phase == "Failed"
@@ -282,3 +325,77 @@ def test_status_messages_do_not_change_with_time():
     first = feature_view_report(previous, fv_observed(), NOW)
     second = feature_view_report(previous, fv_observed(), NOW + timedelta(minutes=5))
     assert first.conditions == second.conditions
+
+
+def failed_job(name="fv-materialize-h2", spec_hash="h2", at="2026-11-25T11:10:00Z") -> dict:
+    return {"metadata": {"name": name, "creationTimestamp": "2026-11-25T11:00:00Z",
+                         "annotations": {"mlplatform.dev/materialization-spec-hash": spec_hash}},
+            "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                       "message": "Job has reached the specified backoff limit",
+                                       "lastTransitionTime": at}]}}
+
+
+def scheduled(name: str, created: str, completed: str) -> dict:
+    return {"metadata": {"name": name, "creationTimestamp": created},
+            "status": {"completionTime": completed, "conditions": [{"type": "Complete", "status": "True"}]}}
+
+
+def test_failed_materialization_stalls_until_a_later_scheduled_one_succeeds():
+    previous = {"lastMaterializedAt": "2026-11-25T10:00:00Z", "materializationSpecHash": "h1"}
+    report = feature_view_report(previous, fv_observed(spec_hash="h2", materialization_jobs=[failed_job()]), NOW)
+    stalled = next(c for c in report.conditions if c.type == "Stalled")
+    assert report.phase == "Failed" and stalled.status is True and stalled.reason == "MaterializationFailed"
+    assert "backoff limit" in stalled.message
+    assert "a later successful scheduled materialization or a spec change clears it" in stalled.message
+    assert conds(report)["Reconciling"] == (False, "Reconciled") and conds(report)["Ready"][0] is False
+    assert report.status["materializationSpecHash"] == "h1"
+    # A scheduled Job that started before the failure may have run the previous spec: still stalled.
+    before = scheduled("fv-materialize-29000", "2026-11-25T11:05:00Z", "2026-11-25T11:12:00Z")
+    report = feature_view_report(previous, fv_observed(spec_hash="h2", materialization_jobs=[failed_job(), before]),
+                                 NOW)
+    assert conds(report)["Stalled"] == (True, "MaterializationFailed")
+    assert report.status["lastMaterializedAt"] == "2026-11-25T11:12:00Z"  # it did materialize, though
+    # One created after the failure ran this spec: its success clears the failure, for good.
+    after = scheduled("fv-materialize-29001", "2026-11-25T11:30:00Z", "2026-11-25T11:31:00Z")
+    jobs = [failed_job(), before, after]
+    report = feature_view_report(previous, fv_observed(spec_hash="h2", materialization_jobs=jobs), NOW)
+    assert conds(report)["Stalled"] == (False, "NotStalled") and conds(report)["Ready"] == (True, "Serving")
+    assert conds(report)["Materialized"] == (True, "Materialized") and report.phase == "Ready"
+    assert report.status["materializationSpecHash"] == "h2"
+    later = feature_view_report(report.status, fv_observed(spec_hash="h2", materialization_jobs=[failed_job()]), NOW)
+    assert conds(later)["Ready"] == (True, "Serving")
+
+
+def test_failed_materialization_is_cleared_by_a_spec_change():
+    previous = {"lastMaterializedAt": "2026-11-25T10:00:00Z", "materializationSpecHash": "h1"}
+    retry = {"metadata": {"name": "fv-materialize-h3", "annotations": {
+        "mlplatform.dev/materialization-spec-hash": "h3"}}, "status": {"active": 1}}
+    report = feature_view_report(previous, fv_observed(spec_hash="h3", materialization_jobs=[failed_job(), retry]), NOW)
+    assert conds(report)["Stalled"] == (False, "NotStalled") and conds(report)["Reconciling"] == (True, "Materializing")
+
+
+def test_stalled_message_of_suspended_and_offline_views():
+    suspended = feature_view_report({}, fv_observed(spec_hash="h2", suspended=True,
+                                                    materialization_jobs=[failed_job()]), NOW)
+    assert "scheduled materialization (suspended now: spec.suspend is true) or a spec change clears it" in \
+        next(c for c in suspended.conditions if c.type == "Stalled").message
+    offline = feature_view_report({}, fv_observed(spec_hash="h2", online=False, server=None,
+                                                  materialization_jobs=[failed_job()]), NOW)
+    stalled = next(c for c in offline.conditions if c.type == "Stalled")
+    assert stalled.status and stalled.message.endswith("a spec change clears it (an offline-only view has no "
+                                                       "scheduled materialization)")
+
+
+def test_suspending_is_announced_once_and_resuming_as_progress():
+    from mlplatform.status.events import condition_events
+
+    def md(ready: tuple[str, str], reconciling: str = "False") -> list[dict]:
+        return [{"type": "Ready", "status": ready[0], "reason": ready[1], "message": "m"},
+                {"type": "Reconciling", "status": reconciling, "reason": "r", "message": ""},
+                {"type": "Stalled", "status": "False", "reason": "NotStalled", "message": ""}]
+    serving, suspended = md(("True", "AllReplicasAvailable")), md(("True", "Suspended"))
+    assert [(e.type, e.reason) for e in condition_events(None, suspended)] == [("Normal", "Suspended")]
+    assert [(e.type, e.reason) for e in condition_events(serving, suspended)] == [("Normal", "Suspended")]
+    assert condition_events(suspended, suspended) == []
+    resumed = md(("False", "RollingOut"), "True")
+    assert [(e.type, e.reason) for e in condition_events(suspended, resumed)] == [("Normal", "RollingOut")]

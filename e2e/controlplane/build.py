@@ -65,6 +65,10 @@ def tools() -> list[Component]:
     `make test` runs, and not by `make cluster` / `make dev`. One Component per tool; its wrapper
     module lives in go/<module_dir>."""
     return [
+        Component("kstatus", "mlplatform.dev/kstatus", "cli-utils", f"sigs.k8s.io/cli-utils@{versions.CLI_UTILS}"),
+        Component("promtool", "github.com/prometheus/prometheus/cmd/promtool", "prometheus",
+                  f"github.com/prometheus/prometheus@{versions.PROMETHEUS}",
+                  (f"-X github.com/prometheus/common/version.Version={versions.PROMETHEUS_RELEASE}",)),
     ]
 
 

@@ -123,7 +123,8 @@ class NodeSpec:
 
 
 NODES: list[NodeSpec] = (
-    [NodeSpec(f"kwok-cpu-{i}", 32, "128Gi", "cpu-32", ip=f"10.240.0.{10 + i}")
+    # 400 pods per CPU node (kubelet's default is 110): room for scale benchmarks of 1,000 models.
+    [NodeSpec(f"kwok-cpu-{i}", 32, "128Gi", "cpu-32", pods=400, ip=f"10.240.0.{10 + i}")
      for i in range(3)]
     + [NodeSpec(f"kwok-h100-{i}", 96, "1000Gi", "gpu-h100x8", 8, "NVIDIA-H100-80GB-HBM3",
                 ip=f"10.240.0.{20 + i}") for i in range(4)]

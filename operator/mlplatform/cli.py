@@ -1,16 +1,17 @@
-"""`mlplatform`: crds, validate, render, run."""
+"""`mlplatform`: crds, docs, validate, render, run."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
+from .api import GROUP, KINDS
 from .api.validation import Problem, Resource, validate_document
 from .config import ConfigError, load_config
 
@@ -53,40 +54,135 @@ def read_documents(target: str) -> Iterator[Document]:
         yield from _read_stream(file.read_text(), str(file))
 
 
-def _validated(targets: list[str]) -> tuple[list[tuple[Document, Resource]], list[str]]:
-    resources, errors = [], []
+# Files that configure kustomize rather than hold Kubernetes objects (kustomize's own names for them).
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+@dataclass
+class Validated:
+    resources: list[tuple[Document, Resource]] = field(default_factory=list)  # ours, valid
+    errors: list[str] = field(default_factory=list)
+    # In document order: ("valid", line) for ours, ("other", line) for what is not ours (verbose only).
+    report: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _is_ours(body: dict) -> bool:
+    """Our group (any version: a wrong version is reported), or our kind with no group or a near-miss
+    one (v1, mlplatform/v1alpha1): reported too. Other groups' kinds, even with our names, are not ours."""
+    group = body["apiVersion"].rpartition("/")[0]
+    return group == GROUP or (body["kind"] in KINDS and (group == "" or group.startswith("mlplatform")))
+
+
+def _missing_type(body: dict) -> list[Problem]:
+    problems = []
+    for key, example in (("apiVersion", "v1 or mlplatform.dev/v1alpha1"), ("kind", "Namespace or ModelDeployment")):
+        value = body.get(key)
+        if value is None:
+            problems.append(Problem(key, "required field is missing: every document must be a Kubernetes object"))
+        elif not isinstance(value, str) or not value:
+            problems.append(Problem(key, f"found {value!r}; allowed: a string such as {example}"))
+    return problems
+
+
+def _passed_over(doc: Document) -> tuple[str | None, str]:
+    """(error, note) for an object that is not ours: passed over."""
+    return None, f"skipped ({doc.body['apiVersion']} {doc.body['kind']}: not an {GROUP} kind)"
+
+
+def _validated(targets: list[str], check_other=_passed_over) -> Validated:
+    """Our documents validated into resources; other objects given to check_other; kustomization files
+    skipped; a document that is no Kubernetes object (no apiVersion or kind) is an error."""
+    out = Validated()
     for target in targets:
         try:
             documents = list(read_documents(target))
         except FileNotFoundError as exc:
-            errors.append(str(exc))
+            out.errors.append(str(exc))
             continue
         for doc in documents:
             if isinstance(doc.body, Exception):
-                errors.append(f"{doc.source}: not YAML: {doc.body}")
+                out.errors.append(f"{doc.source}: not YAML: {doc.body}")
                 continue
+            if isinstance(doc.body, dict):
+                if Path(doc.source.rpartition("#")[0]).name in KUSTOMIZATION_FILES:
+                    out.report.append(("other", f"{doc.source}: skipped (kustomize configuration)"))
+                    continue
+                missing = _missing_type(doc.body)
+                if missing:
+                    out.errors += [_problem_line(doc, problem) for problem in missing]
+                    continue
+                if not _is_ours(doc.body):
+                    error, note = check_other(doc)
+                    if error:
+                        out.errors.append(f"{doc.source} {_what(doc)}: {error}")
+                    else:
+                        out.report.append(("other", f"{doc.source} {_what(doc)}: {note}"))
+                    continue
             resource, problems = validate_document(doc.body)
-            errors += [_problem_line(doc, problem) for problem in problems]
+            out.errors += [_problem_line(doc, problem) for problem in problems]
             if resource:
-                resources.append((doc, resource))
-    return resources, errors
+                out.resources.append((doc, resource))
+                out.report.append(("valid", f"{doc.source} {resource.kind}/{resource.name}: valid"))
+    return out
 
 
 def _problem_line(doc: Document, problem: Problem) -> str:
+    return f"{doc.source} {_what(doc)}: {problem}"
+
+
+def _what(doc: Document) -> str:
     body = doc.body if isinstance(doc.body, dict) else {}
     name = (body.get("metadata") or {}).get("name") if isinstance(body.get("metadata"), dict) else None
-    what = f"{body.get('kind', '?')}/{name or '?'}"
-    return f"{doc.source} {what}: {problem}"
+    return f"{body.get('kind') or '?'}/{name or '?'}"
+
+
+def _kubernetes_validate():
+    """kubernetes-validate when installed (a test extra, not a dependency of the CLI), else None."""
+    try:
+        import kubernetes_validate
+    except ImportError:
+        return None
+    return kubernetes_validate
+
+
+def _schema_checker():
+    """check_other for `validate`: an object that is not ours is checked against the Kubernetes schemas
+    (strict: unknown fields refused, as kubectl does) when kubernetes-validate is installed and knows its
+    kind; else passed over."""
+    checker = None
+    loaded = False
+
+    def check(doc: Document) -> tuple[str | None, str]:
+        nonlocal checker, loaded
+        if not loaded:  # imported on the first object that is not ours only
+            checker, loaded = _kubernetes_validate(), True
+        body = doc.body
+        what = f"{body['apiVersion']} {body['kind']}"
+        if checker is None:
+            return None, f"skipped ({what}: not an {GROUP} kind; install kubernetes-validate to schema-check it)"
+        try:
+            checked = checker.validate(body, checker.latest_version(), strict=True)
+        except checker.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            return f"{path + ': ' if path else ''}{exc.message} (Kubernetes {exc.version} schema)", ""
+        except checker.SchemaNotFoundError:
+            return None, f"skipped ({what}: not an {GROUP} kind, and not a built-in Kubernetes kind)"
+        except Exception as exc:  # noqa: BLE001 - a problem of the checker's schemas is not the document's
+            return None, f"skipped ({what}: kubernetes-validate could not check it: {getattr(exc, 'message', exc)})"
+        return None, f"valid (Kubernetes {checked} schema)"
+
+    return check
 
 
 def cmd_validate(args) -> int:
-    resources, errors = _validated(args.filename)
-    for line in errors:
+    result = _validated(args.filename, _schema_checker())
+    for line in result.errors:
         print(line, file=sys.stderr)
-    if errors:
+    if result.errors:
         return 1
-    for doc, resource in resources:
-        print(f"{doc.source} {resource.kind}/{resource.name}: valid")
+    for what, line in result.report:
+        if what == "valid" or args.verbose:
+            print(line)
     return 0
 
 
@@ -113,7 +209,8 @@ def cmd_render(args) -> int:
 
     config = _load_config_or_exit(args.config)
     artifacts = _parse_artifacts(args.artifact)
-    resources, errors = _validated(args.filename)
+    validated = _validated(args.filename)
+    resources, errors = validated.resources, validated.errors
     outputs = []
     for doc, resource in resources:
         try:
@@ -132,6 +229,23 @@ def cmd_render(args) -> int:
     if errors:
         return 1  # nothing half-rendered: a reviewer sees either all children or the problems
     sys.stdout.write("---\n".join(outputs))
+    return 0
+
+
+def cmd_docs(args) -> int:
+    from . import docs
+
+    path = Path(args.output)
+    if args.check:
+        problems = docs.stale(path)
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            print("API docs are stale: run `mlplatform docs` (make docs) and commit the result", file=sys.stderr)
+            return 1
+        print(f"{path} is up to date")
+        return 0
+    print(f"wrote {docs.write(path)}")
     return 0
 
 
@@ -199,8 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", action="append", help="directory to write (repeatable; default crds/ and the chart's)")
     p.set_defaults(func=cmd_crds)
 
-    p = sub.add_parser("validate", help="check manifests against the v1alpha1 API")
+    p = sub.add_parser("docs", help="generate docs/api.md from the API models")
+    p.add_argument("--check", action="store_true", help="exit non-zero when the committed docs/api.md is stale")
+    p.add_argument("--output", default="docs/api.md", help="file to write or check (default docs/api.md)")
+    p.set_defaults(func=cmd_docs)
+
+    p = sub.add_parser("validate", help="check manifests against the v1alpha1 API", description=(
+        f"Validate the {GROUP} documents of files or folders (e.g. a GitOps folder). Other Kubernetes documents "
+        "are schema-checked when kubernetes-validate is installed and knows the kind, else passed over; "
+        "kustomization.yaml files are skipped. A document without apiVersion or kind is an error."))
     p.add_argument("-f", "--filename", action="append", required=True, help="FILE, DIR or - (repeatable)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also list the documents that are not ours: schema-checked or skipped")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("render", help="print the child objects the operator will apply")

@@ -72,11 +72,21 @@ def _missing_descriptions(node: Any, path: str = "") -> list[str]:
     return missing
 
 
+def _default_observed_generation(status_schema: dict[str, Any]) -> None:
+    """A resource the operator has not acted on yet reads status.observedGeneration 0 (defaulted by the API
+    server on every read, the create and apply responses included): kstatus (Flux) and Argo CD then see
+    generation 1 not yet observed, i.e. InProgress, instead of Current for a resource without status.
+    Defaults are not stored, so a manifest and `kubectl diff` never show them."""
+    status_schema["default"] = {}
+    status_schema["properties"]["observedGeneration"]["default"] = 0
+
+
 def crd_for(kind: Kind) -> dict[str, Any]:
     spec_and_kind = object_schema(kind.model)
     spec_schema = spec_and_kind["properties"]["spec"]
     status_schema = object_schema(kind.status_model)
     status_schema["description"] = f"Observed state of the {kind.kind}, written by the operator."
+    _default_observed_generation(status_schema)
     missing = _missing_descriptions(spec_schema, "spec") + _missing_descriptions(status_schema, "status")
     if missing:
         raise ValueError(f"{kind.kind}: fields without a description: {', '.join(missing)}")

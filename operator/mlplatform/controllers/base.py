@@ -163,7 +163,8 @@ def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, 
     merged = merge(previous.get("conditions"), conditions, generation, now_iso())
     new = {k: v for k, v in {**fields, "observedGeneration": generation, "phase": phase, "conditions": merged}.items()
            if v is not None}
-    ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], phase)
+    ready = next((c.get("status") == "True" for c in merged if c.get("type") == "Ready"), None)
+    ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], phase, ready)
     if new == previous:
         return False
     patch = {**new, **{k: None for k in previous if k not in new}}

@@ -16,6 +16,7 @@ from ..render.featureview import (
     render_feature_view,
     server_name,
 )
+from ..status.conditions import parse_time
 from ..status.featureview import FeatureViewObserved, feature_view_report
 from .base import (
     Context,
@@ -61,4 +62,7 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     report = feature_view_report(previous, observed, now)
     if report.wake_at is not None:
         ctx.queue.add(key, delay=(report.wake_at - now).total_seconds())
+    ctx.metrics.set_feature_view(owner.namespace, owner.name, online=observed.online,
+                                 last_materialized=parse_time(report.status["lastMaterializedAt"]),
+                                 max_staleness_seconds=observed.max_staleness_seconds)
     write_status(ctx, KIND, body, report.status, report.phase, report.conditions)

@@ -56,6 +56,8 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
         render_error=render_error,
     )
     report = model_deployment_report(observed)
+    ctx.metrics.set_model_deployment(namespace, owner.name, ready_replicas=report.ready_replicas,
+                                     desired_replicas=report.desired_replicas)
     write_status(ctx, KIND, body, {
         "modelUri": resolution.uri,
         "trainingJobRun": resolution.run,

@@ -54,4 +54,5 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
                       warning_events_if_needed(ctx, owner.namespace, pods))
     report = training_job_report(previous, plan, spec_hash, owner.generation or 1, state,
                                  artifact_uri(spec, plan.run), name)
+    ctx.metrics.set_training_job(owner.namespace, owner.name, runs=report.status["runs"])
     write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions)

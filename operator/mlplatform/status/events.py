@@ -52,6 +52,8 @@ def _announce(old: dict | None, new: dict) -> str | None:
         return None
     if old.get("reason") != new.get("reason") and trouble:
         return "Warning"  # e.g. still not Ready, but now because the container crashes
+    if new["type"] == "Ready" and new.get("reason") == "Suspended" and old.get("reason") != "Suspended":
+        return "Normal"  # Ready as before, but now because it is suspended (scaled to zero, run held)
     return None
 
 

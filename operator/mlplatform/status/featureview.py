@@ -46,10 +46,18 @@ def _hash_of(job: dict) -> str | None:
     return ((job.get("metadata") or {}).get("annotations") or {}).get(MATERIALIZATION_SPEC_HASH_ANNOTATION)
 
 
+def _failed_at(job: dict) -> str:
+    return (_failed(job) or {}).get("lastTransitionTime") or ""
+
+
 def feature_view_report(previous: dict, obs: FeatureViewObserved, now: datetime) -> FeatureViewReport:
     last = previous.get("lastMaterializedAt")
     last_job = previous.get("lastMaterializationJob")
     done_hash = previous.get("materializationSpecHash")
+    current_jobs = [j for j in obs.materialization_jobs if _hash_of(j) == obs.spec_hash]
+    # The on-change Job of this spec failed: a scheduled Job created after that failure ran this same spec
+    # (the CronJob and the Feast repo were applied with the on-change Job), so its success clears the failure.
+    failed_since = max((t for j in current_jobs if (t := _failed_at(j))), default=None)
     for job in obs.materialization_jobs:
         finished = _succeeded_at(job)
         if finished is None:
@@ -58,7 +66,9 @@ def feature_view_report(previous: dict, obs: FeatureViewObserved, now: datetime)
             last, last_job = finished, job["metadata"]["name"]
         if _hash_of(job) == obs.spec_hash:
             done_hash = obs.spec_hash
-    current_jobs = [j for j in obs.materialization_jobs if _hash_of(j) == obs.spec_hash]
+        elif (failed_since is not None and _hash_of(job) is None
+              and (job["metadata"].get("creationTimestamp") or "") >= failed_since):
+            done_hash = obs.spec_hash
 
     verb = "Materialized" if obs.online else "Registered"
     if done_hash == obs.spec_hash:
@@ -118,7 +128,13 @@ def feature_view_report(previous: dict, obs: FeatureViewObserved, now: datetime)
     failed_now = materialized.reason == "MaterializationFailed"
     phase = ("Stale" if ready.status and not fresh.status else "Ready") if ready.status else \
         ("Failed" if failed_now else ("Materializing" if not materialized.status else "Progressing"))
-    conditions = kstatus(ready, converging=not ready.status and not failed_now) + [materialized, fresh]
+    # A failed materialization is not retried by the operator: Stalled (kstatus: Failed) until a scheduled
+    # materialization succeeds or the spec changes (a new on-change Job).
+    clears = ("a later successful scheduled materialization"
+              + (" (suspended now: spec.suspend is true)" if obs.suspended else "") + " or a spec change clears it"
+              if obs.online else "a spec change clears it (an offline-only view has no scheduled materialization)")
+    stalled = Cond("Stalled", True, "MaterializationFailed", f"{materialized.message}; {clears}") if failed_now else None
+    conditions = kstatus(ready, converging=not ready.status and not failed_now, stalled=stalled) + [materialized, fresh]
     status = {
         "lastMaterializedAt": last,
         "lastMaterializationJob": last_job,

@@ -66,14 +66,17 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
     if obs.render_error:
         cond = Cond("Ready", False, "InvalidSpec", obs.render_error)
         return report("Stalled", cond, False, Cond("Stalled", True, "InvalidSpec", obs.render_error))
+    if obs.resolution.uri is None and obs.resolution.stalled:
+        c = obs.resolution.condition
+        return report("Stalled", Cond("Ready", False, c.reason, c.message), False,
+                      Cond("Stalled", True, c.reason, c.message))
+    if obs.suspended:
+        # Suspended is a state asked for, and reached: Ready (reason Suspended), so that kstatus (Flux) reads
+        # Current and a GitOps sync of a suspended resource completes; Argo CD shows it as Suspended.
+        return report("Suspended", Cond("Ready", True, "Suspended", "spec.suspend is true: scaled to zero"), False)
     if obs.resolution.uri is None:
         c = obs.resolution.condition
-        ready_cond = Cond("Ready", False, c.reason, c.message)
-        if obs.resolution.stalled:
-            return report("Stalled", ready_cond, False, Cond("Stalled", True, c.reason, c.message))
-        return report("WaitingForTrainingJob", ready_cond, True)
-    if obs.suspended:
-        return report("Suspended", Cond("Ready", False, "Suspended", "spec.suspend is true: scaled to zero"), False)
+        return report("WaitingForTrainingJob", Cond("Ready", False, c.reason, c.message), True)
     if obs.deployment is None:
         return report("Progressing", Cond("Ready", False, "Creating", "Deployment not created yet"), True)
     done, _, _ = _rollout_done(obs.deployment, desired)

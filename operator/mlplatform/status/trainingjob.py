@@ -137,6 +137,11 @@ def training_job_report(previous: dict, plan: RunPlan, spec_hash: str, generatio
         else None
     if phase == "Succeeded":
         ready = Cond("Ready", True, "Succeeded", f"run {plan.run} succeeded" + (f": {artifact_uri}" if artifact_uri else ""))
+    elif phase == "Suspended":
+        # A held run is a state asked for, and reached: Ready (reason Suspended), so that kstatus (Flux) reads
+        # Current. Nothing reads a TrainingJob's Ready as "has an artifact": ModelDeployments follow
+        # status.artifactUri and phase.
+        ready = Cond("Ready", True, "Suspended", f"run {plan.run} is held: {state.message}")
     else:
         ready = Cond("Ready", False, state.reason, state.message)
     conditions = kstatus(ready, converging=running, stalled=stalled) + [
