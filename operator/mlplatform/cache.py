@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Iterable
 
 from .labels import LAST_APPLIED_ANNOTATION, OWNER_LABEL
 
@@ -101,7 +102,7 @@ class Cache:
             self._unindex(kind, key, body)
         return Change(kind, body, True)
 
-    def replace(self, kind: str, objects: list[dict]) -> list[Change]:
+    def replace(self, kind: str, objects: Iterable[dict]) -> list[Change]:
         """A full listing of one kind replaces what was stored: objects gone from it are dropped (a watch
         gap sends no DELETED for them). Returns what appeared, changed or went away."""
         fresh = {}

@@ -10,7 +10,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from .cache import Cache, Change
 from .kube import Kube, WatchExpired
@@ -70,24 +70,30 @@ class Informer:
                 self._stop.wait(delay)
 
     def _relist(self, reason: str) -> str:
-        w = self.watched
-        items, token, version = [], None, ""
-        while True:
-            page = self.kube.list_page(w.api_version, w.plural, self.namespace, w.label_selector, token,
-                                       LIST_PAGE_SIZE)
-            for item in page.get("items") or []:
-                items.append({"apiVersion": w.api_version, "kind": w.kind, **item})
-            token = (page.get("metadata") or {}).get("continue")
-            version = (page.get("metadata") or {}).get("resourceVersion", version)
-            if not token:
-                break
-        changes = self.cache.replace(w.kind, items)
-        self.on_relist(w.kind, reason)
-        log.debug("listed %d %s (%s), %d changes", len(items), w.plural, reason, len(changes))
+        listing = {"version": ""}
+        changes = self.cache.replace(self.watched.kind, self._pages(listing))
+        self.on_relist(self.watched.kind, reason)
+        log.debug("listed %s (%s): %d changes", self.watched.plural, reason, len(changes))
         for change in changes:
             self.on_change(change)
         self.synced.set()
-        return version
+        return listing["version"]
+
+    def _pages(self, listing: dict) -> Iterator[dict]:
+        """The listing's objects, a page at a time, so that the cache trims each page before the next
+        is read (a restart over thousands of pods never holds them all untrimmed)."""
+        w = self.watched
+        token = None
+        while True:
+            page = self.kube.list_page(w.api_version, w.plural, self.namespace, w.label_selector, token,
+                                       LIST_PAGE_SIZE)
+            meta = page.get("metadata") or {}
+            listing["version"] = meta.get("resourceVersion", listing["version"])
+            for item in page.get("items") or []:
+                yield {"apiVersion": w.api_version, "kind": w.kind, **item}
+            token = meta.get("continue")
+            if not token:
+                return
 
     def _watch_until_resync(self, version: str) -> str:
         """Watch from version, re-watching from the last version seen after each server timeout or
