@@ -19,23 +19,26 @@ class AuditLog:
     def offset(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
 
-    def writes(self, since: int, namespace: str, agent: str = OPERATOR_AGENT) -> list[dict]:
-        """Completed write requests into namespace by clients whose user agent starts with agent
-        (Lease renewals excluded: they are how leader election works, not reconciling)."""
+    def events(self, since: int) -> list[dict]:
+        """Every request recorded after the byte offset since."""
         with open(self.path, "rb") as f:
             f.seek(since)
             lines = f.read().splitlines()
         found = []
         for line in lines:
             try:
-                event = json.loads(line)
+                found.append(json.loads(line))
             except ValueError:
                 continue  # a line being written
-            ref = event.get("objectRef") or {}
-            if (event.get("verb") in WRITE_VERBS and (event.get("userAgent") or "").startswith(agent)
-                    and ref.get("namespace") == namespace and ref.get("resource") != "leases"):
-                found.append(event)
         return found
+
+    def writes(self, since: int, namespace: str, agent: str = OPERATOR_AGENT) -> list[dict]:
+        """Completed write requests into namespace by clients whose user agent starts with agent
+        (Lease renewals excluded: they are how leader election works, not reconciling)."""
+        return [event for event in self.events(since)
+                if event.get("verb") in WRITE_VERBS and (event.get("userAgent") or "").startswith(agent)
+                and (event.get("objectRef") or {}).get("namespace") == namespace
+                and (event.get("objectRef") or {}).get("resource") != "leases"]
 
 
 def summary(writes: list[dict]) -> dict[str, int]:

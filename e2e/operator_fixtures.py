@@ -199,6 +199,25 @@ def operator_config(tmp_path_factory) -> Path:
     return config
 
 
+@pytest.fixture(scope="module")
+def local_cluster():
+    """The local control plane, for tests that read its audit log or restart its kube-apiserver; its
+    audit policy brought up to date first (a cluster started by an older checkout keeps running)."""
+    if os.environ.get("E2E_KUBECONFIG"):
+        pytest.skip("needs the local control plane: its audit log and control of its processes")
+    import cluster  # e2e/controlplane/cluster.py
+
+    handle = cluster.Cluster()
+    policy = handle.run / "audit-policy.yaml"
+    if (policy.read_text() if policy.exists() else "") != cluster.AUDIT_POLICY:
+        cluster.write_audit_policy(handle.run)
+        seconds = handle.restart_apiserver()
+        print(f"restarted kube-apiserver with the current audit policy ({seconds:.1f}s)")
+    if not handle.audit_log.exists():
+        pytest.fail(f"no audit log at {handle.audit_log}")
+    return handle
+
+
 _session_operator: list[Operator] = []
 
 
@@ -246,3 +265,16 @@ def resource(kind: str, name: str, spec: dict, annotations: dict | None = None) 
     if annotations:
         meta["annotations"] = annotations
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": meta, "spec": spec}
+
+
+def feature_view_spec(**extra) -> dict:
+    """A FeatureView spec the tests vary; a key given as None is left out."""
+    spec = {
+        "entities": [{"name": "driver", "joinKey": "driver_id", "valueType": "INT64"}],
+        "features": [{"name": "conv_rate", "dtype": "FLOAT32"}],
+        "source": {"path": "s3://features/driver.parquet", "timestampField": "event_timestamp"},
+        "freshness": {"maxStaleness": "1h"},
+        "serving": {"replicas": 1},
+    }
+    spec.update(extra)
+    return {k: v for k, v in spec.items() if v is not None}

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(ROOT / "e2e"))
 
-from operator_fixtures import E2E_OPERATOR_CONFIG, GROUP, PLURALS, Kubectl, Operator, resource  # noqa: E402
+from operator_fixtures import E2E_OPERATOR_CONFIG, GROUP, PLURALS, Kubectl, Operator, feature_view_spec, resource  # noqa: E402
 
 OUT = ROOT / "tests" / "fixtures" / "cr_states"
 NAMESPACE = "cr-states"
@@ -48,18 +48,6 @@ CPU_MODEL = {
 TRAINING = {"image": "python:3.12", "command": ["python", "train.py"], "resources": {"cpu": "2", "memory": "4Gi"},
             "output": {"uri": "s3://models/churn"}}
 RARE = "0 0 1 1 *"  # a schedule that does not fire while recording: freshness runs out undisturbed
-
-
-def feature_view(**extra) -> dict:
-    spec = {
-        "entities": [{"name": "driver", "joinKey": "driver_id", "valueType": "INT64"}],
-        "features": [{"name": "conv_rate", "dtype": "FLOAT32"}],
-        "source": {"path": "s3://features/driver.parquet", "timestampField": "event_timestamp"},
-        "freshness": {"maxStaleness": "1h"},
-        "serving": {"replicas": 1},
-    }
-    spec.update(extra)
-    return {k: v for k, v in spec.items() if v is not None}  # None: leave the field out
 
 
 # ------------------------------------------------------------------ predicates on a body
@@ -128,12 +116,12 @@ MD, TJ, FV = "ModelDeployment", "TrainingJob", "FeatureView"
 # Applied before the operator runs (recorded as `created`), edited after it stopped (`spec-edited`).
 CHURN = Recipe(MD, "churn", CPU_MODEL, steps=[Step(is_cond("Ready", "True"), "ready")])
 TRAIN = Recipe(TJ, "train", TRAINING, steps=[Step(in_phase("Succeeded"), "succeeded")])
-DRIVERS = Recipe(FV, "drivers", feature_view(), steps=[Step(both(is_cond("Ready", "True"), is_cond("Fresh", "True")), "ready")])
+DRIVERS = Recipe(FV, "drivers", feature_view_spec(), steps=[Step(both(is_cond("Ready", "True"), is_cond("Fresh", "True")), "ready")])
 UNOBSERVED = [CHURN, TRAIN, DRIVERS]
 ROLLING = Recipe(MD, "rolling", CPU_MODEL)
 ROLLING.steps = [Step(is_cond("Ready", "True"), then=reapply(ROLLING, {"mlplatform.dev/kwok-crashloop": "true"})),
                  Step(in_phase("Degraded"), "degraded")]
-FV_SUSPENDED = Recipe(FV, "paused", feature_view(suspend=True, freshness={"maxStaleness": "20s"},
+FV_SUSPENDED = Recipe(FV, "paused", feature_view_spec(suspend=True, freshness={"maxStaleness": "20s"},
                                                  materialization={"schedule": RARE}),
                       steps=[Step(both(is_cond("Ready", "True"), is_cond("Fresh", "True")), "suspended"),
                              Step(is_cond("Fresh", "False", "Stale"), "suspended-stale", timeout=90)])
@@ -176,16 +164,16 @@ RECIPES: list[Recipe] = UNOBSERVED + [
     Recipe(TJ, "too-big", {"image": "python:3.12", "resources": {"cpu": "1", "memory": "1Gi", "gpu": {"count": 16}}},
            steps=[Step(is_cond("Ready", "False", "Unschedulable"), "unschedulable")]),
 
-    Recipe(FV, "slow", feature_view(), {"mlplatform.dev/kwok-complete-after": SLOW},
+    Recipe(FV, "slow", feature_view_spec(), {"mlplatform.dev/kwok-complete-after": SLOW},
            steps=[Step(in_phase("Materializing"), "materializing")]),
-    Recipe(FV, "failing", feature_view(online=False, serving=None),
+    Recipe(FV, "failing", feature_view_spec(online=False, serving=None),
            {"mlplatform.dev/kwok-fail": "true", "mlplatform.dev/kwok-complete-after": "1s"},
            steps=[Step(is_cond("Materialized", "False", "MaterializationFailed"), "failed", timeout=240)],
            delete_when_done=True),
-    Recipe(FV, "fleeting", feature_view(freshness={"maxStaleness": "20s"}, materialization={"schedule": RARE}),
+    Recipe(FV, "fleeting", feature_view_spec(freshness={"maxStaleness": "20s"}, materialization={"schedule": RARE}),
            steps=[Step(is_cond("Fresh", "False", "Stale"), "stale", timeout=150)]),
     FV_SUSPENDED,
-    Recipe(FV, "crashing", feature_view(), {"mlplatform.dev/kwok-crashloop": "true"},
+    Recipe(FV, "crashing", feature_view_spec(), {"mlplatform.dev/kwok-crashloop": "true"},
            steps=[Step(is_cond("Ready", "False", "CrashLoopBackOff"), "crashloop")]),
 ]
 

@@ -30,6 +30,7 @@ from operator_fixtures import (  # noqa: F401
     custom,
     get_cr,
     kubectl,
+    local_cluster,
     no_session_operator,
     operator_config,
     resource,
@@ -47,19 +48,6 @@ AUTOSCALED_MODEL = {**{k: v for k, v in CPU_MODEL.items() if k != "replicas"},
                     "autoscaling": {"minReplicas": 1, "maxReplicas": 10, "targets": {"cpuUtilization": 80}}}
 LEASE = ("--leader-elect-lease-duration", "8", "--leader-elect-renew-deadline", "5",
          "--leader-elect-retry-period", "1")
-
-
-@pytest.fixture(scope="module")
-def local_cluster():
-    if os.environ.get("E2E_KUBECONFIG"):
-        pytest.skip("needs the local control plane: its audit log and restarting its kube-apiserver")
-    import cluster  # e2e/controlplane/cluster.py
-
-    handle = cluster.Cluster()
-    if not handle.audit_log.exists():
-        pytest.fail(f"no audit log at {handle.audit_log}: the running control plane predates it; "
-                    "restart it with `make cluster-down cluster`")
-    return handle
 
 
 @pytest.fixture

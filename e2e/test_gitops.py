@@ -32,6 +32,7 @@ from operator_fixtures import (  # noqa: F401
     condition,
     crds,
     custom,
+    feature_view_spec,
     get_cr,
     kubectl,
     operator,
@@ -53,18 +54,6 @@ TRAINING = {"image": "python:3.12", "args": ["--epochs", "1"], "resources": {"cp
             "backoffLimit": 0, "output": {"uri": "s3://models/gitops/"}}
 FROM_TRAINING = {"model": {"fromTrainingJob": "x"}, "runtime": {"preset": "xgboost"}, "replicas": 1}
 UNKNOWN_GPU = {"cpu": "1", "memory": "1Gi", "gpu": {"count": 1, "type": "nvidia-b999"}}
-
-
-def feature_view_spec(**extra) -> dict:
-    spec = {
-        "entities": [{"name": "driver", "joinKey": "driver_id", "valueType": "INT64"}],
-        "features": [{"name": "conv_rate", "dtype": "FLOAT32"}],
-        "source": {"path": "s3://features/driver.parquet", "timestampField": "event_timestamp"},
-        "freshness": {"maxStaleness": "1h"},
-        "serving": {"replicas": 1},
-    }
-    spec.update(extra)
-    return spec
 
 
 # --- our reading of a status, and the expected kstatus verdict --------------------------------------------

@@ -7,7 +7,9 @@ import time
 
 from kubernetes.client.rest import ApiException
 
-from operator_fixtures import condition, crds, custom, get_cr, kubectl, operator, operator_config, resource  # noqa: F401
+from operator_fixtures import (  # noqa: F401
+    condition, crds, custom, feature_view_spec, get_cr, kubectl, operator, operator_config, resource,
+)
 
 CPU_MODEL = {
     "model": {"uri": "s3://models/churn/v3/", "format": "sklearn"},
@@ -15,18 +17,6 @@ CPU_MODEL = {
     "resources": {"cpu": "500m", "memory": "1Gi"},
     "replicas": 2,
 }
-
-
-def feature_view_spec(**extra) -> dict:
-    spec = {
-        "entities": [{"name": "driver", "joinKey": "driver_id", "valueType": "INT64"}],
-        "features": [{"name": "conv_rate", "dtype": "FLOAT32"}],
-        "source": {"path": "s3://features/driver.parquet", "timestampField": "event_timestamp"},
-        "freshness": {"maxStaleness": "1h"},
-        "serving": {"replicas": 1},
-    }
-    spec.update(extra)
-    return spec
 
 
 def wait_condition(wait_for, custom, kind, namespace, name, type_, status, reason=None, timeout=60):

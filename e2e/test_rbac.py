@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from audit import AuditLog
 from operator_fixtures import (  # noqa: F401
     GROUP,
     ROOT,
@@ -29,8 +30,10 @@ from operator_fixtures import (  # noqa: F401
     condition,
     crds,
     custom,
+    feature_view_spec,
     get_cr,
     kubectl,
+    local_cluster,
     no_session_operator,
     operator_config,
     resource,
@@ -46,8 +49,6 @@ RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
 # The chart with quicker lease timings: a second operator of this module takes the Lease sooner.
 CHART_VALUES = ("--set", "leaderElection.leaseDuration=8", "--set", "leaderElection.renewDeadline=5",
                 "--set", "leaderElection.retryPeriod=1")
-# The audit policy rule of e2e/controlplane/cluster.py that records this account's requests.
-AUDITED_GROUP = f"system:serviceaccounts:{INSTALL_NAMESPACE}"
 NEVER_VERBS = {"*", "escalate", "bind", "impersonate"}
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
@@ -57,37 +58,11 @@ CPU_MODEL = {
     "resources": {"cpu": "100m", "memory": "128Mi"},
 }
 AUTOSCALED = {**CPU_MODEL, "autoscaling": {"minReplicas": 2, "maxReplicas": 4, "targets": {"cpuUtilization": 70}}}
-FEATURE_VIEW = {
-    "entities": [{"name": "driver", "joinKey": "driver_id", "valueType": "INT64"}],
-    "features": [{"name": "conv_rate", "dtype": "FLOAT32"}],
-    "source": {"path": "s3://features/driver.parquet", "timestampField": "event_timestamp"},
-    "freshness": {"maxStaleness": "1h"},
-    "serving": {"replicas": 1},
-}
 TRAINING = {"image": "python:3.12", "command": ["python", "train.py"], "resources": {"cpu": "1", "memory": "1Gi"},
             "output": {"uri": "s3://models/rbac"}}
 
 
 # ---------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def local_cluster():
-    if os.environ.get("E2E_KUBECONFIG"):
-        pytest.skip("needs the local control plane: it installs the chart's cluster-wide RBAC (mlplatform-operator, "
-                    "mlplatform-view/-edit) and reads the API server's audit log")
-    import cluster  # e2e/controlplane/cluster.py
-
-    handle = cluster.Cluster()
-    policy = handle.run / "audit-policy.yaml"
-    if AUDITED_GROUP not in (policy.read_text() if policy.exists() else ""):
-        # Started before the audit policy recorded this account: the same flags, the current policy.
-        cluster.write_audit_policy(handle.run)
-        seconds = handle.restart_apiserver()
-        print(f"restarted kube-apiserver with the current audit policy ({seconds:.1f}s)")
-    if not handle.audit_log.exists():
-        pytest.fail(f"no audit log at {handle.audit_log}")
-    return handle
-
 
 @pytest.fixture(scope="module")
 def helm() -> tuple[str, dict]:
@@ -194,18 +169,8 @@ def run_as_service_account(kubeconfig, kubectl, operator_config, namespace, requ
 
 def audit_events(local_cluster, since: int, username: str = USER) -> list[dict]:
     """Every request of username the API server recorded since the byte offset (the policy records them all)."""
-    with open(local_cluster.audit_log, "rb") as f:
-        f.seek(since)
-        lines = f.read().splitlines()
-    events = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # a line being written
-        if (event.get("user") or {}).get("username") == username:
-            events.append(event)
-    return events
+    return [e for e in AuditLog(local_cluster.audit_log).events(since)
+            if (e.get("user") or {}).get("username") == username]
 
 
 def request_kind(event: dict) -> str:
@@ -326,7 +291,7 @@ def test_the_chart_service_account_runs_the_core_scenarios_without_a_403(
     assert "Kueue is not installed" in condition(body, "Stalled")["message"]
 
     # A FeatureView to Ready: ConfigMap, materialization Job, CronJob, serving Deployment and Service.
-    kubectl.apply(resource("FeatureView", "drivers", FEATURE_VIEW), namespace)
+    kubectl.apply(resource("FeatureView", "drivers", feature_view_spec()), namespace)
     wait_condition(wait_for, custom, "FeatureView", namespace, "drivers", "Ready", "True")
     assert batch_v1.read_namespaced_cron_job("drivers-materialize", namespace)
     assert core_v1.read_namespaced_config_map("drivers-feast-repo", namespace)
