@@ -45,6 +45,7 @@ class Component:
     module_dir: str    # wrapper module directory under go/
     version: str       # pinned version (for the stamp)
     ldflags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # go build -tags
 
 
 def _kube_ldflags() -> tuple[str, ...]:
@@ -68,7 +69,9 @@ def tools() -> list[Component]:
         Component("kstatus", "mlplatform.dev/kstatus", "cli-utils", f"sigs.k8s.io/cli-utils@{versions.CLI_UTILS}"),
         Component("promtool", "github.com/prometheus/prometheus/cmd/promtool", "prometheus",
                   f"github.com/prometheus/prometheus@{versions.PROMETHEUS}",
-                  (f"-X github.com/prometheus/common/version.Version={versions.PROMETHEUS_RELEASE}",)),
+                  (f"-X github.com/prometheus/common/version.Version={versions.PROMETHEUS_RELEASE}",),
+                  # Without the service-discovery plugins (cloud SDKs): most of the build, unused by rules tests.
+                  tags=("remove_all_sd",)),
     ]
 
 
@@ -93,8 +96,10 @@ def go_version() -> str:
 
 
 def _stamp(c: Component, gov: str) -> str:
-    return json.dumps({"module": c.version, "package": c.package, "go": gov,
-                       "ldflags": list(c.ldflags)}, sort_keys=True)
+    stamp = {"module": c.version, "package": c.package, "go": gov, "ldflags": list(c.ldflags)}
+    if c.tags:
+        stamp["tags"] = list(c.tags)
+    return json.dumps(stamp, sort_keys=True)
 
 
 def binary_path(name: str) -> Path:
@@ -149,7 +154,8 @@ def _go_env() -> dict[str, str]:
 def _build_one(c: Component, out: Path, log) -> float:
     ldflags = " ".join(("-s", "-w") + c.ldflags)
     tmp = out.with_name(f".{c.name}.tmp{os.getpid()}")
-    cmd = ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), c.package]
+    tags = ["-tags", ",".join(c.tags)] if c.tags else []
+    cmd = ["go", "build", "-trimpath", *tags, "-ldflags", ldflags, "-o", str(tmp), c.package]
     start = time.monotonic()
     log(f"[build] {c.name}: go build {c.package} ({c.version})")
     proc = subprocess.Popen(cmd, cwd=GO_DIR / c.module_dir, env=_go_env(),
