@@ -187,6 +187,22 @@ def test_only_the_leader_writes_and_a_standby_takes_over_after_a_kill(start_oper
     assert metric(standby, "mlplatform_leader") == 1
 
 
+def test_a_leader_stopped_cleanly_hands_over_without_waiting_out_the_lease(start_operator, kubectl, custom,
+                                                                           namespace, wait_for):
+    lease = ("--leader-elect", "--leader-elect-namespace", namespace, *LEASE)
+    leader = start_operator("clean-a", *lease)
+    wait_for(lambda: metric(leader, "mlplatform_leader") == 1, timeout=30, what="a leader")
+    standby = start_operator("clean-b", *lease)
+    leader.stop()  # SIGTERM, as a rolling update does: the workers stop, then the lease is released
+    stopped_at = time.monotonic()
+    wait_for(lambda: metric(standby, "mlplatform_leader") == 1, timeout=8, interval=0.1,
+             what="the standby leading before the 8 s lease ran out")
+    takeover = time.monotonic() - stopped_at
+    print(f"\nleader stopped cleanly: the standby led {takeover:.1f}s later (lease 8 s, retry 1 s)")
+    kubectl.apply(resource("ModelDeployment", "after", CPU_MODEL), namespace)
+    wait_for(lambda: all_ready(custom, namespace, expected=1), timeout=30, what="a model Ready under the new leader")
+
+
 CHAOS_MODELS = 60
 CHAOS_JOBS = 10
 CHAOS_KILLS = 10

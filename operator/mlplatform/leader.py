@@ -36,7 +36,10 @@ class LeaseSettings:
 
 class _GuardedLeaseLock(LeaseLock):
     """LeaseLock catches only ApiException: a refused connection (API server restarting) would end the
-    election thread, and a leader would go on without renewing. Every failure here is a failed attempt."""
+    election thread, and a leader would go on without renewing. Every failure here is a failed attempt.
+    Once released, it takes no lease again (the process is stopping)."""
+
+    released = False
 
     def get(self, name, namespace):
         try:
@@ -46,6 +49,8 @@ class _GuardedLeaseLock(LeaseLock):
             return False, err
 
     def create(self, name, namespace, election_record):
+        if self.released:
+            return False
         try:
             return super().create(name, namespace, election_record)
         except Exception as err:  # noqa: BLE001
@@ -53,6 +58,8 @@ class _GuardedLeaseLock(LeaseLock):
             return False
 
     def update(self, name, namespace, updated_record):
+        if self.released:
+            return False
         try:
             return super().update(name, namespace, updated_record)
         except Exception as err:  # noqa: BLE001
@@ -65,7 +72,7 @@ class LeaderElector:
 
     def __init__(self, api_client: kubernetes.client.ApiClient, settings: LeaseSettings, identity: str,
                  on_started: Callable[[], None], on_stopped: Callable[[], None]):
-        lock = _GuardedLeaseLock(settings.name, settings.namespace, identity)
+        self._lock = lock = _GuardedLeaseLock(settings.name, settings.namespace, identity)
         lock.api_instance = kubernetes.client.CoordinationV1Api(api_client)  # ours, not the global default client
         config = electionconfig.Config(lock, settings.lease_duration, settings.renew_deadline,
                                        settings.retry_period, on_started, on_stopped)
@@ -74,3 +81,21 @@ class LeaderElector:
 
     def start(self) -> None:
         self.thread.start()
+
+    def release(self) -> bool:
+        """On a clean stop: clear the holder of a lease we hold, so that a standby takes it at its next
+        attempt instead of waiting out the lease duration (the library has no release of its own; a lease
+        without holder is one it takes at once). Returns whether it released."""
+        lock = self._lock
+        lock.released = True
+        try:
+            lease = lock.api_instance.read_namespaced_lease(lock.name, lock.namespace)
+            if lease.spec is None or lease.spec.holder_identity != lock.identity:
+                return False
+            lease.spec.holder_identity = None
+            lock.api_instance.replace_namespaced_lease(lock.name, lock.namespace, lease)  # resourceVersion-checked
+        except Exception as err:  # noqa: BLE001 - the lease then simply expires
+            log.warning("releasing lease %s/%s failed: %s", lock.namespace, lock.name, err)
+            return False
+        log.info("released lease %s/%s", lock.namespace, lock.name)
+        return True

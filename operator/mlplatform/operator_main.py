@@ -124,6 +124,7 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
         exit_code = 1
         stop.set()
 
+    elector = None
     if options.leader_election:
         elector = LeaderElector(api_client, options.leader_election, identity, start_leading, stop_leading)
         elector.start()
@@ -151,4 +152,6 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
             informer.stop()
         for thread in threads:
             thread.join(timeout=5)
+        if elector is not None and may_run.is_set():
+            elector.release()  # after the workers stopped: the next leader never overlaps our writes
     return exit_code
