@@ -260,6 +260,16 @@ def condition(body: dict, type_: str) -> dict:
     return next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
 
 
+def wait_condition(wait_for, custom, kind, namespace, name, type_, status, reason=None, timeout=60):
+    def check():
+        body = get_cr(custom, kind, namespace, name)
+        cond = condition(body, type_)
+        if cond.get("status") == status and (reason is None or cond.get("reason") == reason):
+            return body
+        return None
+    return wait_for(check, timeout=timeout, what=f"{kind} {name} {type_}={status} {reason or ''}")
+
+
 def resource(kind: str, name: str, spec: dict, annotations: dict | None = None) -> dict:
     meta: dict = {"name": name}
     if annotations:

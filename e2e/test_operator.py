@@ -9,6 +9,7 @@ from kubernetes.client.rest import ApiException
 
 from operator_fixtures import (  # noqa: F401
     condition, crds, custom, feature_view_spec, get_cr, kubectl, operator, operator_config, resource,
+    wait_condition,
 )
 
 CPU_MODEL = {
@@ -17,16 +18,6 @@ CPU_MODEL = {
     "resources": {"cpu": "500m", "memory": "1Gi"},
     "replicas": 2,
 }
-
-
-def wait_condition(wait_for, custom, kind, namespace, name, type_, status, reason=None, timeout=60):
-    def check():
-        body = get_cr(custom, kind, namespace, name)
-        cond = condition(body, type_)
-        if cond.get("status") == status and (reason is None or cond.get("reason") == reason):
-            return body
-        return None
-    return wait_for(check, timeout=timeout, what=f"{kind} {name} {type_}={status} {reason or ''}")
 
 
 def owned_by(obj, uid: str) -> bool:

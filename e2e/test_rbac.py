@@ -38,6 +38,7 @@ from operator_fixtures import (  # noqa: F401
     operator_config,
     resource,
     service_account_kubeconfig,
+    wait_condition,
 )
 
 pytestmark = pytest.mark.usefixtures("crds", "no_session_operator")
@@ -49,6 +50,7 @@ RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
 # The chart with quicker lease timings: a second operator of this module takes the Lease sooner.
 CHART_VALUES = ("--set", "leaderElection.leaseDuration=8", "--set", "leaderElection.renewDeadline=5",
                 "--set", "leaderElection.retryPeriod=1")
+WAIT = 90  # seconds for a condition: the chart's leader election comes first
 NEVER_VERBS = {"*", "escalate", "bind", "impersonate"}
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
@@ -244,16 +246,6 @@ def can_i(kubectl, verb: str, resource: str, namespace: str, user: str, subresou
     return answer == "yes"
 
 
-def wait_condition(wait_for, custom, kind, namespace, name, type_, status, reason=None, timeout=90):
-    def check():
-        body = get_cr(custom, kind, namespace, name)
-        cond = condition(body, type_)
-        if cond.get("status") == status and (reason is None or cond.get("reason") == reason):
-            return body
-        return None
-    return wait_for(check, timeout=timeout, what=f"{kind} {name} {type_}={status} {reason or ''}")
-
-
 def replicas_managers(deployment) -> set[str]:
     return {f.manager for f in deployment.metadata.managed_fields or [] if '"f:replicas"' in json.dumps(f.fields_v1)}
 
@@ -274,7 +266,7 @@ def test_the_chart_service_account_runs_the_core_scenarios_without_a_403(
     # start late, so the operator reads their warning events meanwhile.
     kubectl.apply(resource("ModelDeployment", "scorer", AUTOSCALED, {"mlplatform.dev/kwok-start-after": "3s"}),
                   namespace)
-    body = wait_condition(wait_for, custom, "ModelDeployment", namespace, "scorer", "Ready", "True")
+    body = wait_condition(wait_for, custom, "ModelDeployment", namespace, "scorer", "Ready", "True", timeout=WAIT)
     assert body["status"]["replicaSummary"] == "2/2"
     hpa = kubectl.run("get", "hpa", "scorer", "-n", namespace, "-o", "json")
     assert json.loads(hpa.stdout)["spec"]["minReplicas"] == 2
@@ -285,21 +277,22 @@ def test_the_chart_service_account_runs_the_core_scenarios_without_a_403(
     # A TrainingJob to Succeeded; one waiting on a queue (Kueue's discovery document, not installed here).
     kubectl.apply(resource("TrainingJob", "train", TRAINING), namespace)
     kubectl.apply(resource("TrainingJob", "queued", {**TRAINING, "queueName": "team-a"}), namespace)
-    body = wait_condition(wait_for, custom, "TrainingJob", namespace, "train", "Succeeded", "True")
+    body = wait_condition(wait_for, custom, "TrainingJob", namespace, "train", "Succeeded", "True", timeout=WAIT)
     assert body["status"]["phase"] == "Succeeded" and body["status"]["artifactUri"] == "s3://models/rbac/run-1/"
-    body = wait_condition(wait_for, custom, "TrainingJob", namespace, "queued", "Stalled", "True")
+    body = wait_condition(wait_for, custom, "TrainingJob", namespace, "queued", "Stalled", "True", timeout=WAIT)
     assert "Kueue is not installed" in condition(body, "Stalled")["message"]
 
     # A FeatureView to Ready: ConfigMap, materialization Job, CronJob, serving Deployment and Service.
     kubectl.apply(resource("FeatureView", "drivers", feature_view_spec()), namespace)
-    wait_condition(wait_for, custom, "FeatureView", namespace, "drivers", "Ready", "True")
+    wait_condition(wait_for, custom, "FeatureView", namespace, "drivers", "Ready", "True", timeout=WAIT)
     assert batch_v1.read_namespaced_cron_job("drivers-materialize", namespace)
     assert core_v1.read_namespaced_config_map("drivers-feast-repo", namespace)
 
     # A model on a claim that does not exist: the operator reads the PersistentVolumeClaim.
     kubectl.apply(resource("ModelDeployment", "on-claim", {**CPU_MODEL, "replicas": 1,
                                                            "model": {"uri": "pvc://model-store/churn/v3"}}), namespace)
-    wait_condition(wait_for, custom, "ModelDeployment", namespace, "on-claim", "Ready", "False", "ClaimNotFound")
+    wait_condition(wait_for, custom, "ModelDeployment", namespace, "on-claim", "Ready", "False", "ClaimNotFound",
+                   timeout=WAIT)
 
     # Drift is put back: an edited image, a deleted Service.
     kubectl.run("set", "image", "deployment/scorer", "-n", namespace, "server=evil/image:1")
@@ -315,7 +308,7 @@ def test_the_chart_service_account_runs_the_core_scenarios_without_a_403(
              timeout=30, what="HPA pruned")
     wait_for(lambda: get_cr(custom, "ModelDeployment", namespace, "scorer")["status"]["observedGeneration"] == 2,
              what="generation 2 reconciled")
-    wait_condition(wait_for, custom, "ModelDeployment", namespace, "scorer", "Ready", "True")
+    wait_condition(wait_for, custom, "ModelDeployment", namespace, "scorer", "Ready", "True", timeout=WAIT)
 
     # Events posted on the custom resources.
     events = core_v1.list_namespaced_event(namespace).items
@@ -376,8 +369,8 @@ def test_watching_one_namespace_needs_a_role_there_only(chart_install, run_as_se
 
     kubectl.apply(resource("ModelDeployment", "fixed", {**CPU_MODEL, "replicas": 2}), namespace)
     kubectl.apply(resource("TrainingJob", "train", TRAINING), namespace)
-    wait_condition(wait_for, custom, "ModelDeployment", namespace, "fixed", "Ready", "True")
-    wait_condition(wait_for, custom, "TrainingJob", namespace, "train", "Succeeded", "True")
+    wait_condition(wait_for, custom, "ModelDeployment", namespace, "fixed", "Ready", "True", timeout=WAIT)
+    wait_condition(wait_for, custom, "TrainingJob", namespace, "train", "Succeeded", "True", timeout=WAIT)
     assert kubectl.run("get", "pdb", "fixed", "-n", namespace).returncode == 0
 
     time.sleep(1)

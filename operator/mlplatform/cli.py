@@ -232,19 +232,24 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _report_staleness(problems: list[str], stale_message: str, fresh_message: str) -> int:
+    """`--check` of a generated file: exit 1 listing what is stale, else 0."""
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        print(stale_message, file=sys.stderr)
+        return 1
+    print(fresh_message)
+    return 0
+
+
 def cmd_docs(args) -> int:
     from . import docs
 
     path = Path(args.output)
     if args.check:
-        problems = docs.stale(path)
-        for line in problems:
-            print(line, file=sys.stderr)
-        if problems:
-            print("API docs are stale: run `mlplatform docs` (make docs) and commit the result", file=sys.stderr)
-            return 1
-        print(f"{path} is up to date")
-        return 0
+        return _report_staleness(docs.stale(path), "API docs are stale: run `mlplatform docs` (make docs) and commit "
+                                 "the result", f"{path} is up to date")
     print(f"wrote {docs.write(path)}")
     return 0
 
@@ -254,14 +259,8 @@ def cmd_crds(args) -> int:
 
     directories = [Path(d) for d in args.output_dir] if args.output_dir else DEFAULT_CRD_DIRS
     if args.check:
-        problems = crds.stale(directories)
-        for line in problems:
-            print(line, file=sys.stderr)
-        if problems:
-            print("CRDs are stale: run `mlplatform crds` and commit the result", file=sys.stderr)
-            return 1
-        print("CRDs are up to date")
-        return 0
+        return _report_staleness(crds.stale(directories), "CRDs are stale: run `mlplatform crds` and commit the "
+                                 "result", "CRDs are up to date")
     for path in crds.write(directories):
         print(f"wrote {path}")
     return 0
