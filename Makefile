@@ -57,8 +57,15 @@ test-e2e: $(STAMP)
 	$(PY) e2e/controlplane/cluster.py build --with-tools
 	$(PY) -m pytest e2e -v
 
-bench: $(STAMP) ## seconds from apply to Ready per kind, operator memory and API traffic
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+BENCH_N ?= 1000
+bench: $(BENCH_STAMP) ## BENCH_N (default 1000) ModelDeployments through the operator vs the direct-apply floor; seconds to Ready per kind
 	$(PY) e2e/controlplane/cluster.py build
+	$(PY) e2e/bench_scale.py --n $(BENCH_N) $(if $(BENCH_MEMORY_N),--memory-n $(BENCH_MEMORY_N))
 	$(PY) e2e/bench_operator.py
 
 bench-memory: $(STAMP) ## operator RSS with N (default 1000) ModelDeployments, cache trimmed vs whole objects

@@ -10,6 +10,7 @@
 #   make cluster-bench     cold build time, warm start time, cache size, RSS
 #
 # CLUSTER_DIR=/path selects another run folder (default .run/cluster).
+# CPU_NODES=N simulates N CPU nodes of 400 pods (default 3); on a running cluster it adds the missing ones.
 
 CLUSTER_PY_SCRIPT := e2e/controlplane/cluster.py
 # Commands that need only the standard library also work before `make venv`.
@@ -23,7 +24,7 @@ cluster-build:
 
 cluster: $(STAMP)
 	$(PY) $(CLUSTER_PY_SCRIPT) build
-	$(PY) $(CLUSTER_PY_SCRIPT) $(CLUSTER_ARGS) up
+	$(PY) $(CLUSTER_PY_SCRIPT) $(CLUSTER_ARGS) up $(if $(CPU_NODES),--cpu-nodes $(CPU_NODES))
 
 kubeconfig:
 	@$(CLUSTER_PY) $(CLUSTER_PY_SCRIPT) $(CLUSTER_ARGS) kubeconfig

@@ -122,14 +122,36 @@ class NodeSpec:
         }
 
 
-NODES: list[NodeSpec] = (
-    # 400 pods per CPU node (kubelet's default is 110): room for scale benchmarks of 1,000 models.
-    [NodeSpec(f"kwok-cpu-{i}", 32, "128Gi", "cpu-32", pods=400, ip=f"10.240.0.{10 + i}")
-     for i in range(3)]
-    + [NodeSpec(f"kwok-h100-{i}", 96, "1000Gi", "gpu-h100x8", 8, "NVIDIA-H100-80GB-HBM3",
-                ip=f"10.240.0.{20 + i}") for i in range(4)]
-    + [NodeSpec("kwok-l4-0", 48, "192Gi", "gpu-l4x4", 4, "NVIDIA-L4", ip="10.240.0.30")]
-)
+DEFAULT_CPU_NODES = 3
+MAX_CPU_NODES = 500
+
+
+def cpu_node(i: int) -> NodeSpec:
+    # 400 pods per CPU node (kubelet's default is 110): room for scale benchmarks.
+    return NodeSpec(f"kwok-cpu-{i}", 32, "128Gi", "cpu-32", pods=400, ip=f"10.241.{i // 250}.{10 + i % 250}")
+
+
+def node_specs(cpu_nodes: int = DEFAULT_CPU_NODES) -> list[NodeSpec]:
+    """The simulated nodes: cpu_nodes CPU nodes, 4 H100 nodes (8 GPUs each), 1 L4 node (4 GPUs)."""
+    return ([cpu_node(i) for i in range(cpu_nodes)]
+            + [NodeSpec(f"kwok-h100-{i}", 96, "1000Gi", "gpu-h100x8", 8, "NVIDIA-H100-80GB-HBM3",
+                        ip=f"10.240.0.{20 + i}") for i in range(4)]
+            + [NodeSpec("kwok-l4-0", 48, "192Gi", "gpu-l4x4", 4, "NVIDIA-L4", ip="10.240.0.30")])
+
+
+
+def cpu_nodes_wanted(requested: int | None) -> int | None:
+    """--cpu-nodes, else MLPLATFORM_CPU_NODES (make cluster CPU_NODES=N), else None (keep what runs)."""
+    raw = requested if requested is not None else os.environ.get("MLPLATFORM_CPU_NODES") or None
+    if raw is None:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ClusterError(f"CPU_NODES: found {raw!r}; allowed: a whole number from 1 to {MAX_CPU_NODES}") from None
+    if not 1 <= n <= MAX_CPU_NODES:
+        raise ClusterError(f"CPU_NODES: found {n}; allowed: 1 to {MAX_CPU_NODES}")
+    return n
 
 
 # --------------------------------------------------------------------------- PKI
@@ -332,6 +354,7 @@ class Proc:
     pid: int
     exe: str
     start_time: str | None
+    argv: list[str] = field(default_factory=list)  # to restart it alone with the same flags
 
     def alive(self) -> bool:
         """True while this very process (not a recycled PID) is running."""
@@ -342,7 +365,7 @@ class Proc:
 
     def to_json(self) -> dict:
         return {"name": self.name, "pid": self.pid, "exe": self.exe,
-                "start_time": self.start_time}
+                "start_time": self.start_time, "argv": self.argv}
 
 
 @dataclass
@@ -351,6 +374,7 @@ class State:
     bin_dir: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
+    cpu_nodes: int = DEFAULT_CPU_NODES
 
     @property
     def path(self) -> Path:
@@ -366,6 +390,7 @@ class State:
         st.bin_dir = data.get("bin_dir", "")
         st.ports = {k: int(v) for k, v in data.get("ports", {}).items()}
         st.procs = {p["name"]: Proc(**p) for p in data.get("procs", [])}
+        st.cpu_nodes = int(data.get("cpu_nodes", DEFAULT_CPU_NODES))
         return st
 
     def save(self) -> None:
@@ -375,6 +400,7 @@ class State:
             "bin_dir": self.bin_dir,
             "ports": self.ports,
             "procs": [self.procs[n].to_json() for n in ORDER if n in self.procs],
+            "cpu_nodes": self.cpu_nodes,
         }, indent=2) + "\n")
         os.replace(tmp, self.path)
         pids = self.run / "pids"
@@ -409,7 +435,7 @@ def start_process(st: State, name: str, argv: list[str]) -> Proc:
         if _proc_exe(p.pid) == argv[0] or p.poll() is not None:
             break
         time.sleep(0.01)
-    proc = Proc(name, p.pid, argv[0], _proc_start_time(p.pid))
+    proc = Proc(name, p.pid, argv[0], _proc_start_time(p.pid), list(argv))
     st.procs[name] = proc
     st.save()
     # The Popen object is dropped without wait(); reap it later if it dies while we wait.
@@ -587,22 +613,34 @@ class Cluster:
         return self._running(State.load(self.run))
 
     # up -----------------------------------------------------------------
-    def up(self, build_missing: bool = True) -> Path:
+    def up(self, build_missing: bool = True, cpu_nodes: int | None = None) -> Path:
+        """Start the cluster, or keep the running one: a component found dead is restarted alone
+        (etcd's data kept); cpu_nodes (or MLPLATFORM_CPU_NODES) adds CPU nodes to a running cluster."""
         t0 = time.monotonic()
+        wanted_cpu_nodes = cpu_nodes_wanted(cpu_nodes)
         with self.lock():
             st = State.load(self.run)
-            if self._running(st):
+            dead = [n for n in ORDER if n in st.procs and not st.procs[n].alive()]
+            if dead and len(dead) < len(st.procs) and all(st.procs[n].argv for n in dead):
+                log(f"{', '.join(dead)} not running; restarting {'it' if len(dead) == 1 else 'them'} "
+                    "with the same flags (etcd's data kept)")
+                self._restart(st, dead)
+            if not dead and self._running(st):
                 log(f"already running (apiserver https://127.0.0.1:{st.ports['apiserver']}); "
                     f"kubeconfig {self.kubeconfig}")
+            if self._running(st) and all(p.alive() for p in st.procs.values()):
+                if wanted_cpu_nodes is not None and wanted_cpu_nodes > st.cpu_nodes:
+                    self._add_cpu_nodes(st, wanted_cpu_nodes, t0)
                 return self.kubeconfig
             if any(p.alive() for p in st.procs.values()):
-                log("found a partly running cluster; stopping it first")
+                log("found a partly running cluster that cannot be restarted in place; stopping it first")
                 self._down(st)
             if not build.have_all():
                 if not build_missing:
                     raise ClusterError(f"binaries missing in {build.cache_dir()}; run build")
                 build.build(log=lambda m: print(m, file=sys.stderr, flush=True))
-            st = State(self.run, bin_dir=str(build.cache_dir()))
+            st = State(self.run, bin_dir=str(build.cache_dir()),
+                       cpu_nodes=wanted_cpu_nodes or DEFAULT_CPU_NODES)
             try:
                 self._up(st, t0)
             except BaseException:
@@ -700,6 +738,9 @@ class Cluster:
             "--audit-log-format=json",
             "--audit-log-maxsize=200",
             "--audit-log-maxbackup=1",
+            # On SIGTERM, stop waiting for open watches after 2 s (the default waits for the
+            # HTTP server's 60 s shutdown timeout: longer than a node's grace period).
+            "--shutdown-watch-termination-grace-period=2s",
             "--profiling=false",
             "--v=0",
         ])
@@ -754,46 +795,23 @@ class Cluster:
             f"--node-ip={KWOK_NODE_IP}",
             "--node-lease-duration-seconds=40",
         ])
-        ins = _insecure_ctx()
         all_procs = list(ORDER)
-        wait_for("kube-controller-manager /healthz",
-                 lambda: http_ok(f"https://127.0.0.1:{P['controller-manager']}/healthz", ctx=ins),
-                 60, st, all_procs)
-        step("kube-controller-manager healthy")
-        wait_for("kube-scheduler /healthz",
-                 lambda: http_ok(f"https://127.0.0.1:{P['scheduler']}/healthz", ctx=ins),
-                 60, st, all_procs)
-        step("kube-scheduler healthy")
-        wait_for("kwok /healthz", lambda: http_ok(f"http://127.0.0.1:{P['kwok']}/healthz"),
-                 60, st, all_procs)
-        step("kwok healthy")
+        checks = self._health_checks(st)
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            wait_for(f"{name} healthy", checks[name], 60, st, all_procs)
+            step(f"{name} healthy")
 
-        for n in NODES:
-            status, body = api.request("POST", "/api/v1/nodes", n.manifest())
-            if status not in (201, 409):
-                raise ClusterError(f"creating node {n.name}: HTTP {status}: {body}")
-        step(f"created {len(NODES)} simulated nodes")
+        nodes = node_specs(st.cpu_nodes)
+        self._create_nodes(api, nodes)
+        step(f"created {len(nodes)} simulated nodes ({st.cpu_nodes} CPU)")
 
         def sa_exists() -> bool:
             return api.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
         wait_for("the default service account", sa_exists, 60, st, all_procs)
         step("default service account exists")
 
-        names = {n.name for n in NODES}
-
-        def nodes_ready() -> bool:
-            status, body = api.request("GET", "/api/v1/nodes")
-            if status != 200:
-                return False
-            ready = set()
-            for item in body["items"]:
-                conds = {c["type"]: c["status"] for c in item.get("status", {}).get("conditions", [])}
-                taints = {t["key"] for t in item.get("spec", {}).get("taints", []) or []}
-                if conds.get("Ready") == "True" and "node.kubernetes.io/not-ready" not in taints:
-                    ready.add(item["metadata"]["name"])
-            return names <= ready
-        wait_for("nodes Ready", nodes_ready, 90, st, all_procs, interval=0.5)
-        step(f"{len(NODES)} nodes Ready")
+        self._wait_nodes_ready(st, nodes, 90)
+        step(f"{len(nodes)} nodes Ready")
 
         probe = f"mlplatform-probe-{uuid.uuid4().hex[:6]}"
         pod = {
@@ -816,6 +834,60 @@ class Cluster:
         step("probe pod Running (scheduled and started by kwok)")
         log(f"cluster up in {time.monotonic() - t0:.1f}s: {server}")
         log(f"kubeconfig: {self.kubeconfig}")
+
+    def _health_checks(self, st: State) -> dict:
+        """name -> a check that is true once that component serves."""
+        P, ins = st.ports, _insecure_ctx()
+        api = Api(self.run, P["apiserver"])
+        return {
+            "etcd": lambda: http_ok(f"http://127.0.0.1:{P['etcd-client']}/health"),
+            "kube-apiserver": lambda: api.request("GET", "/readyz")[0] == 200,
+            "kube-controller-manager": lambda: http_ok(f"https://127.0.0.1:{P['controller-manager']}/healthz",
+                                                       ctx=ins),
+            "kube-scheduler": lambda: http_ok(f"https://127.0.0.1:{P['scheduler']}/healthz", ctx=ins),
+            "kwok": lambda: http_ok(f"http://127.0.0.1:{P['kwok']}/healthz"),
+        }
+
+    def _restart(self, st: State, dead: list[str]) -> None:
+        """Start the dead components again with their recorded flags, in start order."""
+        checks = self._health_checks(st)
+        for name in ORDER:
+            if name in dead:
+                start_process(st, name, st.procs[name].argv)
+                wait_for(f"{name} healthy", checks[name], 120, st, [name])
+                log(f"restarted {name} (pid {st.procs[name].pid})")
+        self._wait_nodes_ready(st, node_specs(st.cpu_nodes), 120)
+
+    @staticmethod
+    def _create_nodes(api: "Api", nodes: list[NodeSpec]) -> None:
+        for n in nodes:
+            status, body = api.request("POST", "/api/v1/nodes", n.manifest())
+            if status not in (201, 409):
+                raise ClusterError(f"creating node {n.name}: HTTP {status}: {body}")
+
+    def _wait_nodes_ready(self, st: State, nodes: list[NodeSpec], timeout: float) -> None:
+        api, names = Api(self.run, st.ports["apiserver"]), {n.name for n in nodes}
+
+        def nodes_ready() -> bool:
+            status, body = api.request("GET", "/api/v1/nodes")
+            if status != 200:
+                return False
+            ready = set()
+            for item in body["items"]:
+                conds = {c["type"]: c["status"] for c in item.get("status", {}).get("conditions", [])}
+                taints = {t["key"] for t in item.get("spec", {}).get("taints", []) or []}
+                if conds.get("Ready") == "True" and "node.kubernetes.io/not-ready" not in taints:
+                    ready.add(item["metadata"]["name"])
+            return names <= ready
+        wait_for("nodes Ready", nodes_ready, timeout, st, list(ORDER), interval=0.5)
+
+    def _add_cpu_nodes(self, st: State, cpu_nodes: int, t0: float) -> None:
+        added = [cpu_node(i) for i in range(st.cpu_nodes, cpu_nodes)]
+        self._create_nodes(Api(self.run, st.ports["apiserver"]), added)
+        st.cpu_nodes = cpu_nodes
+        st.save()
+        self._wait_nodes_ready(st, added, 120)
+        log(f"added {len(added)} CPU nodes ({cpu_nodes} in all) in {time.monotonic() - t0:.1f}s")
 
     # down ---------------------------------------------------------------
     def down(self) -> None:
@@ -904,7 +976,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--force", action="store_true", help="rebuild everything")
     b.add_argument("--with-tools", action="store_true",
                    help="also the tools only some tests need (build.tools(): kstatus, promtool, ...)")
-    sub.add_parser("up", help="start the control plane (idempotent)")
+    up = sub.add_parser("up", help="start the control plane (idempotent; restarts a dead component alone)")
+    up.add_argument("--cpu-nodes", type=int, help=f"simulated CPU nodes, 400 pods each (default "
+                    f"{DEFAULT_CPU_NODES}, env MLPLATFORM_CPU_NODES; a running cluster gets the missing ones)")
     sub.add_parser("down", help="stop every process started by up")
     sub.add_parser("status", help="show processes and health")
     sub.add_parser("kubeconfig", help="print the admin kubeconfig path")
@@ -915,7 +989,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "build":
             build.build(force=args.force, with_tools=args.with_tools)
         elif args.cmd == "up":
-            c.up()
+            c.up(cpu_nodes=args.cpu_nodes)
         elif args.cmd == "down":
             c.down()
         elif args.cmd == "status":
