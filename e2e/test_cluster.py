@@ -371,3 +371,63 @@ def test_failing_component_is_reported_and_others_stopped(tmp_path, monkeypatch,
             if argv0.startswith(str(fake_bin)) and st not in "ZX":
                 leftovers.append((proc.name, argv0))
     assert not leftovers, f"components of the failed start still running: {leftovers}"
+
+
+@pytest.mark.skipif(bool(os.environ.get("E2E_KUBECONFIG")),
+                    reason="exercises the local control plane's own start/stop")
+def test_dead_component_restarted_alone_nodes_added_and_recovered(tmp_path, kubeconfig):
+    """On a second cluster: `up` restarts only what died (etcd's data kept), adds CPU nodes on request,
+    kube-apiserver exits within seconds of SIGTERM with a watch open, and kwok brings a node marked
+    Unknown (as the node controller does after an outage) back to Ready."""
+    import signal
+    import subprocess
+
+    import cluster
+
+    c = cluster.Cluster(tmp_path / "restart-cluster")
+    try:
+        c.up()
+        api = cluster.Api(c.run, cluster.State.load(c.run).ports["apiserver"])
+        marker = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}, "data": {"k": "v"}}
+        assert api.request("POST", "/api/v1/namespaces/default/configmaps", marker)[0] == 201
+        before = cluster.State.load(c.run).procs
+        watcher = subprocess.Popen([c.bin("kubectl"), "--kubeconfig", str(c.kubeconfig), "get", "pods", "-A", "-w"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        t0 = time.monotonic()
+        os.kill(before["kube-apiserver"].pid, signal.SIGTERM)
+        while before["kube-apiserver"].alive() and time.monotonic() - t0 < 30:
+            time.sleep(0.1)
+        assert time.monotonic() - t0 < 10, "kube-apiserver took longer than 10 s to exit on SIGTERM"
+        watcher.kill()
+        os.kill(before["kwok"].pid, signal.SIGKILL)
+        time.sleep(0.5)
+
+        c.up(cpu_nodes=5)
+        after = cluster.State.load(c.run).procs
+        for name in ("etcd", "kube-controller-manager", "kube-scheduler"):
+            assert after[name].pid == before[name].pid, f"{name} was restarted although it ran"
+        for name in ("kube-apiserver", "kwok"):
+            assert after[name].pid != before[name].pid and after[name].alive(), name
+        status, kept = api.request("GET", "/api/v1/namespaces/default/configmaps/kept")
+        assert status == 200 and kept["data"] == {"k": "v"}, "etcd's data was not kept"
+        status, nodes = api.request("GET", "/api/v1/nodes")
+        cpu = sorted(n["metadata"]["name"] for n in nodes["items"] if n["metadata"]["name"].startswith("kwok-cpu-"))
+        assert cpu == [f"kwok-cpu-{i}" for i in range(5)]
+        assert cluster.State.load(c.run).cpu_nodes == 5
+
+        unknown = {"status": {"conditions": [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                                              "message": "Kubelet stopped posting node status."}]}}
+        status, _ = api.request("PATCH", "/api/v1/nodes/kwok-cpu-4/status", unknown)
+        assert status == 200
+
+        def ready(name: str) -> bool:
+            _, node = api.request("GET", f"/api/v1/nodes/{name}")
+            return any(cond["type"] == "Ready" and cond["status"] == "True" for cond in node["status"]["conditions"])
+
+        deadline = time.monotonic() + 30
+        while not ready("kwok-cpu-4") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ready("kwok-cpu-4"), "kwok did not bring the node back to Ready"
+    finally:
+        c.down()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 
@@ -123,6 +124,35 @@ def test_trim_keeps_pods_without_their_spec():
     assert trimmed["status"] == pod["status"]
     assert trimmed["metadata"]["labels"] == {OWNER_LABEL: "modeldeployment.scorer"}
     assert trim("Pod", obj("Pod", "bare", 1), MANAGERS)["status"] == {}
+
+
+def test_trim_keeps_of_a_pod_status_what_the_pod_checks_read():
+    waiting = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}
+    last = {"terminated": {"exitCode": 3, "reason": "Error", "message": '{"auc": 0.9}'}}
+    status = {"phase": "Running", "hostIP": "10.0.0.1", "podIPs": [{"ip": "10.244.0.9"}], "qosClass": "Burstable",
+              "startTime": "2026-11-28T10:00:00Z",
+              "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}],
+              "containerStatuses": [{"name": "server", "ready": False, "restartCount": 2, "state": waiting,
+                                     "lastState": last, "image": "x:1", "imageID": "sha256:abc",
+                                     "containerID": "kwok://1", "volumeMounts": [{"name": "m", "mountPath": "/m"}]}],
+              "initContainerStatuses": [{"name": "storage-initializer", "ready": True, "restartCount": 0,
+                                         "state": {"terminated": {"exitCode": 0}}, "image": "y:1"}]}
+    kept = trim("Pod", obj("Pod", "p", 1, "modeldeployment.scorer", status=status), MANAGERS)["status"]
+    assert kept == {"phase": "Running", "startTime": "2026-11-28T10:00:00Z", "conditions": status["conditions"],
+                    "containerStatuses": [{"name": "server", "ready": False, "restartCount": 2, "state": waiting,
+                                           "lastState": last}],
+                    "initContainerStatuses": [{"name": "storage-initializer", "ready": True, "restartCount": 0,
+                                               "state": {"terminated": {"exitCode": 0}}}]}
+
+
+def test_trimmed_objects_share_their_keys_and_short_strings():
+    """Two objects decoded from the API (json.loads makes new str objects each time) share them once cached."""
+    text = json.dumps(obj("Service", "a", 1, "modeldeployment.scorer", status={"loadBalancer": {}}))
+    first, second = (trim("Service", json.loads(text), MANAGERS) for _ in range(2))
+    assert json.loads(text)["metadata"]["labels"][OWNER_LABEL] is not json.loads(text)["metadata"]["labels"][OWNER_LABEL]
+    assert first == second
+    assert next(iter(first["metadata"]["labels"])) is next(iter(second["metadata"]["labels"]))
+    assert first["metadata"]["labels"][OWNER_LABEL] is second["metadata"]["labels"][OWNER_LABEL]
 
 
 def test_children_are_indexed_by_the_owner_label():

@@ -488,7 +488,7 @@ class Api:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base + path, data=data, method=method)
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            req.add_header("Content-Type", "application/merge-patch+json" if method == "PATCH" else "application/json")
         req.add_header("Accept", "application/json")
         try:
             with urllib.request.urlopen(req, context=self.ctx, timeout=timeout) as r:

@@ -2,11 +2,14 @@
 so a reconcile reads children without listing them from the API server.
 
 Objects are stored trimmed to what decisions read (see `trim`): managedFields only as far as our own
-field manager's top-level spec fields, no kubectl last-applied copy, pods without their spec.
+field manager's top-level spec fields, no kubectl last-applied copy, pods without their spec and with the
+status fields the pod checks read; and compacted: every map key and short string is one shared
+interned object (thousands of objects repeat the same keys, label values and condition words).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -22,6 +25,30 @@ RESOURCE_KINDS = {"featureview": "FeatureView", "modeldeployment": "ModelDeploym
 _OWNERSHIP_READ_FOR = ("Deployment", "Job")
 _KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
                   "deletionTimestamp", "labels", "annotations", "ownerReferences")
+# What status/pods.py and the run reports read of a pod's status (addresses, images, QoS are not read).
+_KEPT_POD_STATUS = ("phase", "reason", "message", "conditions", "containerStatuses", "initContainerStatuses",
+                    "startTime")
+_KEPT_CONTAINER_STATUS = ("name", "ready", "started", "restartCount", "state", "lastState")
+_INTERNED_MAX_LEN = 64
+
+
+def compact(value):
+    """The same value with every map key and short string interned: one shared str per distinct text."""
+    if isinstance(value, dict):
+        return {sys.intern(k): compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= _INTERNED_MAX_LEN:
+        return sys.intern(value)
+    return value
+
+
+def _pod_status(status: dict) -> dict:
+    kept = {k: status[k] for k in _KEPT_POD_STATUS if k in status}
+    for field in ("containerStatuses", "initContainerStatuses"):
+        if field in kept:
+            kept[field] = [{k: c[k] for k in _KEPT_CONTAINER_STATUS if k in c} for c in kept[field]]
+    return kept
 
 
 def owner_key_of(child: dict) -> ResourceKey | None:
@@ -47,8 +74,8 @@ def trim(kind: str, obj: dict, managers: tuple[str, ...]) -> dict:
              "fieldsV1": {"f:spec": {field: {} for field in ((entry.get("fieldsV1") or {}).get("f:spec") or {})}}}
             for entry in meta.get("managedFields") or [] if entry.get("manager") in managers]
     if kind == "Pod":
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": kept, "status": obj.get("status") or {}}
-    return {**{k: v for k, v in obj.items() if k != "metadata"}, "metadata": kept}
+        return compact({"apiVersion": "v1", "kind": "Pod", "metadata": kept, "status": _pod_status(obj.get("status") or {})})
+    return compact({**{k: v for k, v in obj.items() if k != "metadata"}, "metadata": kept})
 
 
 def _version(obj: dict) -> int | None:
