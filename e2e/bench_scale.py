@@ -2,7 +2,8 @@
 
     make bench BENCH_N=1000      (or: .venv/bin/python e2e/bench_scale.py --n 1000)
 
-On the local control plane (given enough simulated CPU nodes for every pod of the run):
+On a fresh local control plane of its own (.run/bench-cluster, with enough simulated CPU nodes for every
+pod of the run; stopped at the end unless --keep-cluster):
   1. floor: the N ModelDeployments rendered with `mlplatform render` and their children applied directly
      by one `kubectl apply --server-side` (no operator involved); Ready = the Deployment available.
   2. operator: the same N ModelDeployments applied (one `kubectl apply`) and reconciled by the operator;
@@ -42,9 +43,10 @@ sys.path.insert(0, str(ROOT / "e2e"))
 
 import cluster  # noqa: E402
 from audit import AuditLog, summary  # noqa: E402
-from operator_fixtures import E2E_OPERATOR_CONFIG, Kubectl, Operator, resource, stop_dev_operator  # noqa: E402
+from operator_fixtures import E2E_OPERATOR_CONFIG, Kubectl, Operator, resource  # noqa: E402
 
 OUT = ROOT / ".run" / "bench"
+CONFIG = OUT / "operator-config.yaml"
 MODEL = {"model": {"uri": "s3://models/m/"}, "runtime": {"preset": "sklearn"},
          "resources": {"cpu": "100m", "memory": "256Mi"}, "replicas": 2}
 RATE_MODEL = {**MODEL, "replicas": 1}
@@ -113,14 +115,6 @@ class Bench:
         st = cluster.State.load(local.run)
         self.admin = cluster.Api(local.run, st.ports["apiserver"])
         self.audit = AuditLog(local.audit_log)
-
-    def delete_leftover_namespaces(self) -> None:
-        """Namespaces of an earlier bench, deleted and waited for: their clean-up would count as writes."""
-        out = self.kubectl.run("get", "namespaces", "-o", "name").stdout.split()
-        leftover = [n for n in out if n.startswith("namespace/bench-")]
-        if leftover:
-            print(f"deleting {len(leftover)} namespaces of an earlier bench first")
-            self.kubectl.run("delete", *leftover, "--timeout=600s", timeout=700)
 
     def apiserver_writes(self) -> Counter:
         status, text = self.admin.request("GET", "/metrics", timeout=30)
@@ -198,10 +192,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def rendered_children(models: list[dict], namespace: str) -> list[dict]:
-    """`mlplatform render` of the ModelDeployments: the objects the operator would apply."""
+    """`mlplatform render` of the ModelDeployments with the operator's configuration: the objects the
+    operator would apply."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump_all(models, f)
-    out = subprocess.run([sys.executable, "-m", "mlplatform.cli", "render", "-f", f.name],
+    out = subprocess.run([sys.executable, "-m", "mlplatform.cli", "render", "-f", f.name, "--config", str(CONFIG)],
                          check=True, capture_output=True, text=True).stdout
     objects = [d for d in yaml.safe_load_all(out) if d]
     for obj in objects:
@@ -304,24 +299,24 @@ def plot(phases: list[Phase], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N") or 1000), help="ModelDeployments per burst")
-    parser.add_argument("--rate", type=float, default=20.0, help="arrivals per second in the steady-rate phase")
+    parser.add_argument("--rate", type=float, default=20.0, help="arrivals per second in the steady-rate phase (0: skip)")
     parser.add_argument("--rate-seconds", type=float, default=60.0)
     parser.add_argument("--memory-n", type=int, default=int(os.environ.get("BENCH_MEMORY_N") or 5000),
                         help="resources in the operator's namespace for the memory figure (0: skip)")
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--restart-seconds", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=1800.0, help="per phase, seconds")
+    parser.add_argument("--keep-cluster", action="store_true", help="leave .run/bench-cluster running afterwards")
     args = parser.parse_args()
     rate_n = int(args.rate * args.rate_seconds)
     pods = 2 * args.n * MODEL["replicas"] + 2 * rate_n + 1
-    local = cluster.Cluster()
+    local = cluster.Cluster(ROOT / ".run" / "bench-cluster")
+    local.down()  # a fresh etcd: nothing of an earlier run is deleted or counted during this one
     kubeconfig = str(local.up(cpu_nodes=max(cluster.DEFAULT_CPU_NODES, math.ceil(pods / PODS_PER_NODE) + 1)))
     bench = Bench(kubeconfig, local)
     bench.kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    stop_dev_operator()
-    bench.delete_leftover_namespaces()
     OUT.mkdir(parents=True, exist_ok=True)
-    config = OUT / "operator-config.yaml"
+    config = CONFIG
     # The storage initializer's default 1Gi request would not fit thousands of pods on the simulated nodes.
     config.write_text(yaml.safe_dump({**E2E_OPERATOR_CONFIG, "storageInitializer": {"memory": "64Mi", "cpu": "10m"}}))
     floor_ns, ours_ns = bench.create_namespace("bench-floor"), bench.create_namespace("bench-op")
@@ -355,18 +350,8 @@ def main() -> int:
                        restart_operator_writes=summary(bench.audit.writes(audit_offset, ours_ns)),
                        restart_cpu_s=round(cpu_seconds(operator.process.pid), 1))
 
-        print(f"\nsteady arrival: {args.rate:g} ModelDeployments/s for {args.rate_seconds:g}s (1 replica each):")
-        rate_names = [f"r{i:05d}" for i in range(rate_n)]
-        rate_children = rendered_children(models(rate_names, floor_ns, RATE_MODEL), floor_ns)
-        by_name: dict[str, list[dict]] = {n: [] for n in rate_names}
-        for obj in rate_children:
-            by_name[obj["metadata"]["name"]].append(obj)
-        floor_rate = at_rate(bench, "floor", rate_names, floor_ns, by_name, "Deployment", args.rate, args.timeout)
-        ours_rate = at_rate(bench, "operator", rate_names, ours_ns,
-                            {m["metadata"]["name"]: [m] for m in models(rate_names, ours_ns, RATE_MODEL)},
-                            "ModelDeployment", args.rate, args.timeout)
-        figures.update(rate={"rate": args.rate, "seconds": args.rate_seconds,
-                             "floor": floor_rate.summary(), "operator": ours_rate.summary()})
+        if rate_n:
+            figures["rate"] = steady_rate(bench, args, rate_n, floor_ns, ours_ns)
 
         if args.memory_n:
             figures["memory"] = memory(bench, operator, config, kubeconfig, ours_ns, args.memory_n, args.n + rate_n)
@@ -374,9 +359,24 @@ def main() -> int:
         report(figures, floor, ours)
     finally:
         operator.stop()
-        for ns in (floor_ns, ours_ns):
-            bench.kubectl.run("delete", "namespace", ns, "--wait=false", check=False)
+        if not args.keep_cluster:
+            local.down()
     return 0
+
+
+def steady_rate(bench: Bench, args, rate_n: int, floor_ns: str, ours_ns: str) -> dict:
+    print(f"\nsteady arrival: {args.rate:g} ModelDeployments/s for {args.rate_seconds:g}s (1 replica each):")
+    rate_names = [f"r{i:05d}" for i in range(rate_n)]
+    rate_children = rendered_children(models(rate_names, floor_ns, RATE_MODEL), floor_ns)
+    by_name: dict[str, list[dict]] = {n: [] for n in rate_names}
+    for obj in rate_children:
+        by_name[obj["metadata"]["name"]].append(obj)
+    floor_rate = at_rate(bench, "floor", rate_names, floor_ns, by_name, "Deployment", args.rate, args.timeout)
+    ours_rate = at_rate(bench, "operator", rate_names, ours_ns,
+                        {m["metadata"]["name"]: [m] for m in models(rate_names, ours_ns, RATE_MODEL)},
+                        "ModelDeployment", args.rate, args.timeout)
+    return {"rate": args.rate, "seconds": args.rate_seconds,
+            "floor": floor_rate.summary(), "operator": ours_rate.summary()}
 
 
 def _flat(counts: Counter):

@@ -84,6 +84,9 @@ class FakeKube:
         meta = obj.setdefault("metadata", {})
         meta.setdefault("uid", self._next_uid())
         meta.setdefault("generation", 1)
+        before = self.objects.get(key)
+        if before is not None and before.get("spec") != obj.get("spec"):  # as the API server does
+            meta["generation"] = before["metadata"].get("generation", 1) + 1
         meta.setdefault("creationTimestamp", CREATION_TIMESTAMP)
         meta["resourceVersion"] = self._next_version()
         if owners is None and meta.get("managedFields"):

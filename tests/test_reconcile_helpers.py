@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from mlplatform.labels import INTENT_HASH_ANNOTATION
-from mlplatform.controllers.base import controlled_by, is_subset, up_to_date, with_intent_hash
+from datetime import datetime, timedelta, timezone
+
+from mlplatform.controllers.base import (
+    EVENTS_AFTER_PENDING_SECONDS,
+    controlled_by,
+    is_subset,
+    up_to_date,
+    warning_events_if_needed,
+    with_intent_hash,
+)
+from mlplatform.labels import INTENT_HASH_ANNOTATION, OWNER_LABEL
+
+from .fake_kube import FakeKube, make_context
 
 
 def test_subset_sees_changed_fields_but_not_server_defaults():
@@ -31,3 +42,38 @@ def test_controlled_by_needs_the_controller_reference_with_that_uid():
     assert controlled_by(child, "u1") and not controlled_by(child, "u2")
     cron_made = {"metadata": {"ownerReferences": [{"uid": "cron", "controller": True}]}}
     assert not controlled_by(cron_made, "u1")
+
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def pending_pod(name: str, age_seconds: float, **status) -> dict:
+    created = (NOW - timedelta(seconds=age_seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"metadata": {"name": name, "namespace": "team", "creationTimestamp": created,
+                         "labels": {OWNER_LABEL: "modeldeployment.scorer"}},
+            "status": {"phase": "Pending", **status}}
+
+
+def test_events_are_read_only_for_pods_pending_for_a_while_and_the_owner_is_looked_at_again_then():
+    kube, clock = FakeKube(), [100.0]
+    ctx = make_context(kube, clock=lambda: clock[0])
+    young, old = pending_pod("young", 3), pending_pod("old", EVENTS_AFTER_PENDING_SECONDS + 1)
+    assert warning_events_if_needed(ctx, "team", [young], now=NOW) == {}
+    assert kube.called("warning_events") == []
+    clock[0] += EVENTS_AFTER_PENDING_SECONDS - 3 - 0.5
+    assert ctx.queue.get(timeout=0) is None
+    clock[0] += 0.5
+    assert ctx.queue.get(timeout=0) == ("ModelDeployment", "team", "scorer")
+
+    warning_events_if_needed(ctx, "team", [young, old], now=NOW)
+    assert [c.detail for c in kube.called("warning_events")] == [["old"]]
+
+
+def test_no_events_are_read_for_running_or_explained_pods():
+    kube = FakeKube()
+    ctx = make_context(kube)
+    unschedulable = pending_pod("unschedulable", 60, conditions=[{"type": "PodScheduled", "status": "False",
+                                                                  "reason": "Unschedulable", "message": "no fit"}])
+    running = {**pending_pod("running", 60), "status": {"phase": "Running"}}
+    assert warning_events_if_needed(ctx, "team", [unschedulable, running], now=NOW) == {}
+    assert kube.called("warning_events") == []

@@ -551,6 +551,56 @@ def test_a_drifted_child_is_applied_again_and_nothing_else():
     assert restored["spec"]["template"]["spec"]["containers"][0]["image"] == "kserve/sklearnserver:v0.15.2"
 
 
+@pytest.fixture
+def renders(monkeypatch) -> list[str]:
+    """Names of the ModelDeployments rendered, as the reconciler calls the renderer."""
+    from mlplatform.controllers import modeldeployment
+
+    rendered: list[str] = []
+
+    def counting(owner, *args, **kwargs):
+        rendered.append(owner.name)
+        return render_model_deployment(owner, *args, **kwargs)
+    monkeypatch.setattr(modeldeployment, "render_model_deployment", counting)
+    return rendered
+
+
+def test_children_as_last_applied_are_not_rendered_again(renders):
+    h = converged(FIXED)
+    assert renders == ["scorer"]
+    h.kube.update("apps/v1", "Deployment", NS, "scorer", manager="kube-controller-manager",
+                  status={"replicas": 3, "readyReplicas": 1, "updatedReplicas": 3, "observedGeneration": 1})
+    h.sync()
+    h.reconcile(current(h, FIXED))
+    assert renders == ["scorer"], "a status change of a child needs no render"
+    assert [c.method for c in h.kube.writes()] == ["patch_status"]
+
+
+@pytest.mark.parametrize("change", ["child spec edited", "child deleted", "resource annotated", "resource edited"])
+def test_a_changed_input_or_child_is_rendered_and_applied_again(renders, change):
+    h = converged(FIXED)
+    body = current(h, FIXED)
+    if change == "child spec edited":
+        live = h.kube.stored("apps/v1", "Deployment", NS, "scorer")
+        live["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:1"
+        h.kube.put(live)
+    elif change == "child deleted":
+        h.kube.delete("v1", "Service", NS, "scorer")
+    elif change == "resource annotated":
+        body = {**body, "metadata": {**body["metadata"], "annotations": {"team": "risk"}}}
+        h.kube.put(body)
+    else:
+        body = {**body, "spec": {**body["spec"], "replicas": 4}, "metadata": {**body["metadata"], "generation": 2}}
+        h.kube.put(body)
+    h.sync()
+    h.kube.calls.clear()
+    h.reconcile(current(h, body))
+    assert renders == ["scorer", "scorer"]
+    if change in ("child spec edited", "child deleted", "resource edited"):
+        assert [c.kind for c in h.kube.called("apply")] == [{"child spec edited": "Deployment", "child deleted": "Service",
+                                                              "resource edited": "Deployment"}[change]]
+
+
 def test_admitted_job_missing_from_a_fresh_cache_is_not_suspended_again():
     before = converged(QUEUED)
     kube = before.kube

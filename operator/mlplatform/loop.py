@@ -71,6 +71,7 @@ def enqueue(ctx: Context, change: Change) -> None:
         if change.deleted:
             ctx.queue.discard(key)
             ctx.metrics.forget(*key)
+            ctx.applied.forget(key)
         else:
             ctx.queue.add(key)
         if change.kind in ("FeatureView", "TrainingJob"):

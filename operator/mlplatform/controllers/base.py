@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ..api.validation import validate_document
-from ..cache import Cache, ResourceKey
+from ..cache import Cache, ResourceKey, owner_key_of
 from ..config import OperatorConfig
 from ..kube import CHILD_KINDS, FIELD_MANAGER, Kube, KubeError
 from ..labels import COMPONENT_LABEL, INTENT_HASH_ANNOTATION, short_hash
@@ -17,6 +18,7 @@ from ..status.conditions import Cond, merge, now_iso, true_condition
 from ..status.events import condition_events
 from ..status.pods import pod_problem, pod_ready
 from ..workqueue import WorkQueue
+from .applied import AppliedChildren
 
 log = logging.getLogger("mlplatform")
 
@@ -28,6 +30,7 @@ class Context:
     config: OperatorConfig
     queue: WorkQueue
     metrics: Metrics
+    applied: AppliedChildren = field(default_factory=AppliedChildren)
 
 
 class InvalidSpec(ValueError):
@@ -147,11 +150,33 @@ def pods_of(ctx: Context, key: ResourceKey, component: str, extra_labels: dict[s
             if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
 
 
-def warning_events_if_needed(ctx: Context, namespace: str, pods: list[dict]) -> dict[str, list[dict]]:
-    """Events are read only for pods that are neither Ready nor explained by their own status."""
-    unexplained = [p["metadata"]["name"] for p in pods if pod_problem(p) is None and not pod_ready(p)
-                   and (p.get("status") or {}).get("phase") in (None, "Pending")]
-    return ctx.kube.warning_events(namespace, unexplained) if unexplained else {}
+# A pod starting normally is Pending for seconds: its events are looked at only once it has been Pending
+# this long (a List per reconcile for every starting pod was a round trip on each of a burst's reconciles).
+EVENTS_AFTER_PENDING_SECONDS = 10.0
+
+
+def warning_events_if_needed(ctx: Context, namespace: str, pods: list[dict],
+                             now: datetime | None = None) -> dict[str, list[dict]]:
+    """Events are read only for pods that are neither Ready nor explained by their own status, and have been
+    Pending for EVENTS_AFTER_PENDING_SECONDS; the owner of a younger one is looked at again when it is due."""
+    now = now or datetime.now(timezone.utc)
+    overdue: list[str] = []
+    for pod in pods:
+        if pod_problem(pod) is not None or pod_ready(pod) or (pod.get("status") or {}).get("phase") not in (None, "Pending"):
+            continue
+        pending_for = _age_seconds(pod, now)
+        if pending_for >= EVENTS_AFTER_PENDING_SECONDS:
+            overdue.append(pod["metadata"]["name"])
+        elif (owner := owner_key_of(pod)) is not None:
+            ctx.queue.add(owner, delay=EVENTS_AFTER_PENDING_SECONDS - pending_for)
+    return ctx.kube.warning_events(namespace, overdue) if overdue else {}
+
+
+def _age_seconds(obj: dict, now: datetime) -> float:
+    created = (obj.get("metadata") or {}).get("creationTimestamp")
+    if not created:
+        return float("inf")
+    return (now - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
 
 
 def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, conditions: list[Cond]) -> bool:

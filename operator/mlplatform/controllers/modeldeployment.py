@@ -8,6 +8,7 @@ from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployme
 from ..status.dependencies import features_condition, resolve_model
 from ..status.modeldeployment import ModelDeploymentObserved, model_deployment_report
 from ..status.pods import PodProblem
+from .applied import render_inputs
 from .base import (
     Context,
     apply_children,
@@ -32,13 +33,17 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     resolution = resolve_model(spec.model.uri, spec.model.from_training_job, training_job)
     views = {name: ctx.cache.resource(("FeatureView", namespace, name)) for name in spec.features or []}
     render_error = None
-    try:
-        rendered = render_model_deployment(owner, spec, ctx.config, resolution.uri)
-    except RenderError as err:
-        render_error = str(err)
-    else:
-        _apply(ctx, key, owner, spec, rendered.objects, autoscaled=resolution.uri is not None
-               and spec.autoscaling is not None and not spec.suspend)
+    inputs = render_inputs(owner, resolution.uri)
+    if not ctx.applied.unchanged(key, inputs, ctx.cache):
+        try:
+            rendered = render_model_deployment(owner, spec, ctx.config, resolution.uri)
+        except RenderError as err:
+            render_error = str(err)
+            ctx.applied.forget(key)
+        else:
+            _apply(ctx, key, owner, spec, rendered.objects, autoscaled=resolution.uri is not None
+                   and spec.autoscaling is not None and not spec.suspend)
+            ctx.applied.record(key, inputs, rendered.objects, ctx.cache)
 
     deployment = ctx.cache.child(key, "Deployment", owner.name)
     pods = pods_of(ctx, key, COMPONENT)

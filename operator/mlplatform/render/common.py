@@ -30,6 +30,7 @@ _templates = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,
+    auto_reload=False,  # templates ship with the package: no stat() of the file on every render
 )
 
 
