@@ -26,6 +26,7 @@ from .common import (
     service_host,
 )
 from .featureview import feature_server_url
+from .gateway import http_route
 
 MODEL_DIR = "/mnt/models"
 MODEL_VOLUME = "model"
@@ -183,6 +184,8 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
         ports=[{"name": port_name, "port": SERVICE_PORT, "targetPort": port_name, "protocol": "TCP",
                 "appProtocol": "kubernetes.io/h2c" if port_name == "grpc" else "http"}],
     ))
+    if spec.gateway:
+        out.objects.append(http_route(owner, spec.gateway, COMPONENT, SERVICE_PORT, None))
     if model_uri is None:
         out.notes.append(
             f"Deployment and HorizontalPodAutoscaler withheld: spec.model.fromTrainingJob "
