@@ -198,7 +198,7 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
     replicas = 0 if suspended else (None if autoscaled else (spec.replicas if spec.replicas is not None else 1))
     rollout = {"maxSurge": "25%", "maxUnavailable": 0}
     if spec.rollout:
-        rollout.update(spec.rollout.to_api())
+        rollout.update({k: v for k, v in spec.rollout.to_api().items() if k != "canary"})
     out.objects.append(render_template(
         "deployment.yaml.j2",
         metadata=metadata(owner, owner.name, COMPONENT),
