@@ -103,9 +103,14 @@ def test_promotion_follows_the_newest_qualifying_run_and_names_the_skipped():
 
 def test_no_qualifying_run():
     r = resolve_promoted("train", tj_with_runs((1, "Succeeded", {"auc": 0.5, "loss": 0.2}), (2, "Succeeded", None)), BOUNDS)
-    assert r.uri is None and not r.stalled
+    assert r.uri is None and r.stalled  # the TrainingJob finished: only an edit (of it or the bounds) helps
     assert r.condition.reason == "NoQualifyingRun"
     assert "run 2 skipped: auc not recorded; run 1 skipped: auc 0.5 < min 0.9" in r.condition.message
+
+
+def test_no_qualifying_run_while_a_newer_run_goes_is_not_stalled():
+    r = resolve_promoted("train", tj_with_runs((1, "Succeeded", {"auc": 0.5, "loss": 0.2}), (2, "Running", None)), BOUNDS)
+    assert r.condition.reason == "NoQualifyingRun" and not r.stalled
 
 
 def test_no_succeeded_run_yet_waits_as_without_bounds():
@@ -141,7 +146,11 @@ def test_route_condition(obj, status, reason, text):
 
 
 def test_route_condition_without_the_gateway_api():
-    assert route_condition(None, "team", gateway_api_installed=False).reason == "GatewayAPINotInstalled"
+    cond = route_condition(None, "team", gateway_api_installed=False)
+    assert cond.reason == "GatewayAPINotInstalled"
+    phase, out = with_route("Ready", [Cond("Ready", True, "AllReplicasAvailable"), Cond("Stalled", False, "NotStalled")],
+                            cond)
+    assert phase == "Stalled" and [c.status for c in out[:2]] == [False, True]
 
 
 def test_a_refused_route_makes_a_ready_resource_not_ready():

@@ -154,6 +154,15 @@ def warning_events_if_needed(ctx: Context, namespace: str, pods: list[dict]) -> 
     return ctx.kube.warning_events(namespace, unexplained) if unexplained else {}
 
 
+def merge_patch(previous: dict, new: dict) -> dict:
+    """The JSON merge patch from previous to new: keys gone are nulled, at every depth (status.rollout)."""
+    patch = {k: None for k in previous if k not in new}
+    for k, v in new.items():
+        old = previous.get(k)
+        patch[k] = merge_patch(old, v) if isinstance(v, dict) and isinstance(old, dict) else v
+    return patch
+
+
 def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, conditions: list[Cond]) -> bool:
     """Patch status only when it changed; announce condition changes as the event policy says.
     Returns whether it wrote."""
@@ -167,7 +176,7 @@ def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, 
     ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], phase, ready)
     if new == previous:
         return False
-    patch = {**new, **{k: None for k in previous if k not in new}}
+    patch = merge_patch(previous, new)
     updated = ctx.kube.patch_status(kind, meta["namespace"], meta["name"], patch)
     ctx.metrics.status_writes.labels(kind).inc()
     if updated is not None:

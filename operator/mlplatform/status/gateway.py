@@ -50,4 +50,7 @@ def with_route(phase: str, conditions: list[Cond], route: Cond | None) -> tuple[
     if route.status is False and ready is not None and ready.status:
         out = [Cond("Ready", False, route.reason, route.message) if c is ready else c for c in out]
         phase = "Degraded"
+        if route.reason == "GatewayAPINotInstalled":  # like KueueNotInstalled: no progress without a change
+            out = [Cond("Stalled", True, route.reason, route.message) if c.type == "Stalled" else c for c in out]
+            phase = "Stalled"
     return phase, out

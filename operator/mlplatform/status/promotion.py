@@ -42,6 +42,10 @@ def resolve_promoted(training_job_name: str, training_job: dict | None, bounds: 
             "ModelResolved", True, "TrainingJobSucceeded",
             f"run {record['run']} of TrainingJob {training_job_name} meets every promotion bound: "
             f"{record['artifactUri']}{note}"))
+    # Stalled once the TrainingJob has finished its current run: only a new run (a TrainingJob edit) or other
+    # bounds can change the verdict. While a run is going, it may still qualify.
+    finished = ((training_job or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed")
     return ModelResolution(None, None, Cond(
         "ModelResolved", False, "NoQualifyingRun",
-        f"no succeeded run of TrainingJob {training_job_name} meets model.promotion: {'; '.join(skipped)}"))
+        f"no succeeded run of TrainingJob {training_job_name} meets model.promotion: {'; '.join(skipped)}"),
+        stalled=finished)
