@@ -44,9 +44,13 @@ MODEL_URI_ANNOTATION = "mlplatform.dev/model-uri"
 
 
 @pytest.fixture(scope="module")
-def gateway_crds(kubeconfig, kubectl):
-    gateway_api.install(kubectl.binary, kubeconfig)
-    return gateway_api.fetch()
+def gateway_crds(kubectl, crds):
+    """The crds fixture installs the Gateway API standard CRDs too: served, at the pinned version."""
+    crd = json.loads(kubectl.run("get", "crd", "httproutes.gateway.networking.k8s.io", "-o", "json").stdout)
+    annotations = crd["metadata"]["annotations"]
+    assert annotations["gateway.networking.k8s.io/bundle-version"] == gateway_api.versions.GATEWAY_API
+    assert annotations["gateway.networking.k8s.io/channel"] == "standard"
+    return crd
 
 
 @pytest.fixture(scope="module")
