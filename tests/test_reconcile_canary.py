@@ -103,7 +103,7 @@ def test_progress_deadline_aborts_keeps_stable_ready_and_warns():
     h = start({})
     edit(h, "s3://models/churn/v4/", 2, replicas=4, rollout=CANARY)
     canary = deployment(h, "scorer-canary")
-    canary["status"] = {"conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+    canary["status"] = {"observedGeneration": canary["metadata"].get("generation", 1), "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                                         "message": 'ReplicaSet "scorer-canary-1" has timed out progressing.'}]}
     h.add(canary)
     h.kube.calls.clear()

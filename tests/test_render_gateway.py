@@ -132,3 +132,5 @@ def test_canary_readiness_and_progress_deadline():
     canary["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                                        "message": 'ReplicaSet "scorer-canary-1" has timed out progressing.'}]
     assert "timed out" in progress_deadline_exceeded(canary)
+    canary["metadata"]["generation"] = 2  # edited: the verdict was about the previous template
+    assert progress_deadline_exceeded(canary) is None

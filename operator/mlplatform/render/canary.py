@@ -83,7 +83,11 @@ def canary_ready(deployment: dict | None, desired_hash: str) -> bool:
 
 
 def progress_deadline_exceeded(deployment: dict | None) -> str | None:
-    """The Deployment controller's verdict: condition Progressing False, reason ProgressDeadlineExceeded."""
+    """The Deployment controller's verdict: condition Progressing False, reason ProgressDeadlineExceeded, about
+    the current generation (an edited canary keeps the old verdict until the controller has seen the edit)."""
+    status = (deployment or {}).get("status") or {}
+    if status.get("observedGeneration", 0) < ((deployment or {}).get("metadata") or {}).get("generation", 0):
+        return None
     for cond in ((deployment or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Progressing" and cond.get("status") == "False" \
                 and cond.get("reason") == "ProgressDeadlineExceeded":
