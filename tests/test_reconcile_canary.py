@@ -92,11 +92,20 @@ def test_a_model_change_walks_the_steps_with_route_weights_and_promotes():
     assert route_weights(h) == [("scorer", 1)]
 
 
-def test_without_a_gateway_the_replicas_split():
+def test_without_a_gateway_the_pods_split_and_the_stable_stays_ready():
     h = start({})
+    h.kube.calls.clear()
     edit(h, "s3://models/churn/v4/", 2, replicas=4, rollout=CANARY)
-    assert (deployment(h, "scorer")["spec"]["replicas"], deployment(h, "scorer-canary")["spec"]["replicas"]) == (3, 1)
+    # The stable Deployment is not touched at all (its generation moves with any annotation change).
+    assert [c.name for c in h.kube.calls if c.method == "apply"] == ["scorer-canary"]
+    # The stable Deployment keeps its size (Ready does not flicker); 1 canary pod of 5 ~ 10%.
+    assert (deployment(h, "scorer")["spec"]["replicas"], deployment(h, "scorer-canary")["spec"]["replicas"]) == (4, 1)
     assert h.kube.stored("v1", "Service", NS, "scorer-canary") is None
+    conditions = {c["type"]: c for c in body(h)["status"]["conditions"]}
+    assert conditions["Ready"]["status"] == "True" and conditions["RolloutAborted"]["status"] == "False"
+    ready(h, "scorer-canary")
+    h.reconcile(body(h))
+    assert deployment(h, "scorer-canary")["spec"]["replicas"] == 4  # 50%: 4 of 8
 
 
 def test_progress_deadline_aborts_keeps_stable_ready_and_warns():
@@ -112,8 +121,6 @@ def test_progress_deadline_aborts_keeps_stable_ready_and_warns():
     assert (status["phase"], status["canaryWeight"], status["reason"]) == ("Aborted", 0, "ProgressDeadlineExceeded")
     assert deployment(h, "scorer-canary") is None
     assert deployment(h, "scorer")["spec"]["replicas"] == 4 and uri(deployment(h, "scorer")) == "s3://models/churn/v3/"
-    ready(h, "scorer")  # back to 4 replicas
-    h.reconcile(body(h))
     conditions = {c["type"]: c for c in body(h)["status"]["conditions"]}
     assert conditions["Ready"]["status"] == "True"
     assert (conditions["RolloutAborted"]["status"], conditions["RolloutAborted"]["reason"]) == \

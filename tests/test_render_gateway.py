@@ -99,17 +99,18 @@ def test_canary_deployment_runs_the_new_template_under_its_own_selector(exact):
         assert service["metadata"]["name"] == "scorer-canary" and service["spec"]["selector"] == selector
 
 
-def test_stable_deployment_keeps_the_live_template_and_drops_replicas_under_an_hpa():
+def test_stable_deployment_keeps_the_live_template_and_its_size():
     old = _deployment()
     new = copy.deepcopy(old)
     new["spec"]["template"]["metadata"]["annotations"]["mlplatform.dev/model-uri"] = "s3://m/fraud/v13/"
     live = copy.deepcopy(old)
     live["spec"]["template"]["metadata"]["creationTimestamp"] = None
-    stable = stable_deployment(new, live, "h-old", 3)
+    stable = stable_deployment(new, live, "h-old")
     kubernetes_validate.validate(stable, K8S_VERSION, strict=True)
     assert stable["spec"]["template"] == old["spec"]["template"]
-    assert stable["spec"]["replicas"] == 3 and stable["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION] == "h-old"
-    assert "replicas" not in stable_deployment(new, live, "h-old", None)["spec"]
+    assert stable["spec"]["replicas"] == 4 and stable["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION] == "h-old"
+    del new["spec"]["replicas"]  # autoscaled: the HPA owns the size
+    assert "replicas" not in stable_deployment(new, live, "h-old")["spec"]
 
 
 def test_template_hash_moves_with_the_template_only():

@@ -12,7 +12,6 @@ from mlplatform.rollout import (
     RolloutInputs,
     canary_replicas,
     plan_rollout,
-    stable_replicas,
     without_canary,
 )
 
@@ -145,15 +144,16 @@ def test_without_canary_ends_a_running_one_and_keeps_others():
     assert without_canary(running(1)).status["phase"] == "Promoted"
 
 
-@pytest.mark.parametrize("total,weight,exact,canary,stable", [
-    (10, 10, False, 1, 9),
-    (10, 50, False, 5, 5),
-    (4, 10, False, 1, 3),
-    (1, 10, False, 1, 1),       # never zero stable pods
-    (10, 10, True, 1, 10),      # with a Gateway the route splits: the stable keeps the whole total
-    (3, 50, True, 2, 3),
-    (10, 0, False, 0, 10),
+@pytest.mark.parametrize("total,weight,exact,canary", [
+    (10, 10, True, 1),      # a Gateway splits exactly: capacity for the share
+    (10, 50, True, 5),
+    (3, 50, True, 2),
+    (10, 10, False, 1),     # the Service splits by pods: 1 of 11 ~ 10%
+    (10, 50, False, 10),    # 10 of 20
+    (2, 25, False, 1),      # 1 of 3
+    (4, 10, False, 1),      # never zero while the canary runs
+    (9, 25, False, 3),      # 3 of 12 = 25%
+    (10, 0, False, 0),
 ])
-def test_replica_split(total, weight, exact, canary, stable):
-    assert canary_replicas(total, weight) == canary
-    assert stable_replicas(total, weight, exact) == stable
+def test_canary_replicas(total, weight, exact, canary):
+    assert canary_replicas(total, weight, exact) == canary

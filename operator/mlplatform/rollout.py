@@ -146,14 +146,12 @@ def without_canary(previous: dict | None) -> RolloutDecision:
     return RolloutDecision(True, False, 0, previous)
 
 
-def canary_replicas(total: int, weight: int) -> int:
-    """Canary pods for a weight: its share of the total, at least one while the canary runs."""
-    return max(1, math.ceil(total * weight / 100)) if weight > 0 else 0
-
-
-def stable_replicas(total: int, weight: int, exact_weights: bool) -> int:
-    """Stable pods during a canary. With a Gateway the route splits traffic exactly, so the stable Deployment
-    keeps the whole total; without one the Service splits by pod count, so the stable side gives way."""
-    if exact_weights or weight <= 0:
-        return total
-    return max(total - canary_replicas(total, weight), 1)
+def canary_replicas(total: int, weight: int, exact_weights: bool) -> int:
+    """Canary pods for a weight; the stable Deployment keeps its size (`total`, or the HPA's) throughout.
+    With a Gateway the route splits traffic exactly: the canary gets capacity for its share, ceil(total*w/100).
+    Without one the shared Service splits by pod count: round(total*w/(100-w)) canary pods make w% of all pods.
+    At least one pod while the canary runs."""
+    if weight <= 0:
+        return 0
+    share = total * weight / 100 if exact_weights else total * weight / (100 - weight)
+    return max(1, math.ceil(share) if exact_weights else round(share))

@@ -88,7 +88,9 @@ def with_intent_hash(obj: dict) -> dict:
     """The intent, annotated with its own hash: a later intent that drops a field differs from it even
     though it is still a subset of the live object."""
     meta = obj["metadata"]
-    annotations = {**(meta.get("annotations") or {}), INTENT_HASH_ANNOTATION: short_hash(obj)}
+    annotations = meta.get("annotations") or {}
+    # A hash given already stands: the intent is the live object's unchanged (a canary's stable Deployment).
+    annotations = {**annotations, INTENT_HASH_ANNOTATION: annotations.get(INTENT_HASH_ANNOTATION) or short_hash(obj)}
     return {**obj, "metadata": {**meta, "annotations": annotations}}
 
 

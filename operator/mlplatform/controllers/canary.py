@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..cache import ResourceKey
-from ..labels import MODEL_URI_ANNOTATION, TEMPLATE_HASH_ANNOTATION
+from ..labels import INTENT_HASH_ANNOTATION, MODEL_URI_ANNOTATION, TEMPLATE_HASH_ANNOTATION
 from ..render.canary import (
     canary_deployment,
     canary_ready,
@@ -28,12 +28,11 @@ from ..rollout import (
     RolloutInputs,
     canary_replicas,
     plan_rollout,
-    stable_replicas,
     without_canary,
 )
 from ..status.conditions import Cond
 from ..status.pods import first_problem
-from .base import Context, live_child
+from .base import Context, is_subset, live_child
 
 
 @dataclass
@@ -94,11 +93,14 @@ def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[di
     exact = spec.gateway is not None
     total = _total_replicas(spec, ctx.cache.child(key, "HorizontalPodAutoscaler", owner.name), live)
     if not decision.stable_takes_desired:
-        replicas = None if spec.autoscaling else stable_replicas(total, decision.weight if decision.canary else 0, exact)
-        objects = _replace(objects, stamped, stable_deployment(stamped, live, live_annotations[TEMPLATE_HASH_ANNOTATION],
-                                                               replicas))
+        stable = stable_deployment(stamped, live, live_annotations[TEMPLATE_HASH_ANNOTATION])
+        if live_annotations.get(INTENT_HASH_ANNOTATION) and is_subset(stable, live):
+            # Nothing of the stable Deployment changes: keep its intent hash, so that it is not applied again (a
+            # Deployment's generation moves with its annotations, and Ready would flicker until it is observed).
+            stable["metadata"]["annotations"][INTENT_HASH_ANNOTATION] = live_annotations[INTENT_HASH_ANNOTATION]
+        objects = _replace(objects, stamped, stable)
     if decision.canary:
-        deployment = canary_deployment(stamped, desired_hash, canary_replicas(total, decision.weight), exact,
+        deployment = canary_deployment(stamped, desired_hash, canary_replicas(total, decision.weight, exact), exact,
                                        ctx.config.defaults.canary_progress_deadline_seconds)
         objects.append(deployment)
         service = _find(objects, "Service", owner.name)

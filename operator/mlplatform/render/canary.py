@@ -26,16 +26,13 @@ def canary_component(component: str, exact_weights: bool) -> str:
     return f"{component}-canary" if exact_weights else component
 
 
-def stable_deployment(desired: dict, live: dict, live_hash: str, replicas: int | None) -> dict:
-    """The stable Deployment during a canary: the rendered intent, but with the live (previous) pod template.
-    replicas None: left out (the HPA owns them)."""
+def stable_deployment(desired: dict, live: dict, live_hash: str) -> dict:
+    """The stable Deployment during a canary: the rendered intent (its size as rendered, none under an HPA),
+    but with the live (previous) pod template."""
     out = copy.deepcopy(desired)
     template = copy.deepcopy(live["spec"]["template"])
     (template.get("metadata") or {}).pop("creationTimestamp", None)
     out["spec"]["template"] = template
-    out["spec"].pop("replicas", None)
-    if replicas is not None:
-        out["spec"]["replicas"] = replicas
     return with_template_hash(out, live_hash)
 
 
