@@ -225,6 +225,7 @@ def test_crashlooping_canary_is_aborted_and_stable_stays_ready(delivery_operator
                events.stdout)
     ready_since = condition(body, "Ready")["lastTransitionTime"]
     assert ready_since <= status["startTime"], "Ready flipped during the canary"
+    assert "RollingOut" not in events.stdout, "Ready left True during the canary"
 
     # The same template stays aborted; a later spec change starts a new canary.
     apply(kubectl, resource("ModelDeployment", name, model("s3://models/churn/v3/", rollout=canary)), namespace)

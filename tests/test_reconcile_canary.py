@@ -141,3 +141,19 @@ def test_status_rollout_keys_that_end_are_removed():
     ready(h, "scorer-canary")
     h.reconcile(body(h))
     assert rollout(h)["phase"] == "Promoted" and "stepStartTime" not in rollout(h)
+
+
+def test_under_an_hpa_the_stable_size_stays_the_hpa_s_and_the_canary_takes_its_share():
+    autoscaling = {"minReplicas": 2, "maxReplicas": 10, "targets": {"cpuUtilization": 70}}
+    h = start({"autoscaling": autoscaling})
+    hpa = h.kube.stored("autoscaling/v2", "HorizontalPodAutoscaler", NS, "scorer")
+    hpa["status"] = {"currentReplicas": 6, "desiredReplicas": 6}
+    h.add(hpa)
+    stable = deployment(h, "scorer")
+    stable["spec"]["replicas"] = 6  # the HPA's doing
+    h.add(stable)
+    h.kube.calls.clear()
+    edit(h, "s3://models/churn/v4/", 2, replicas=4, rollout=CANARY, autoscaling=autoscaling)
+    assert deployment(h, "scorer")["spec"]["replicas"] == 6
+    assert not [c for c in h.kube.calls if c.method in ("apply", "hand_over") and c.name == "scorer"]
+    assert deployment(h, "scorer-canary")["spec"]["replicas"] == 1  # round(6 * 10 / 90)
