@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..cache import ResourceKey
+from ..kube import KubeError
 from ..render.trainingjob import COMPONENT, RUN_LABEL, artifact_uri, job_name, render_training_job, run_spec_hash
 from ..status.run_metrics import record_metrics
 from ..status.trainingjob import QueueState, current_record, plan_run, run_state, training_job_report
@@ -10,6 +11,7 @@ from .base import (
     Context,
     apply_children,
     live_child,
+    log,
     job_finished,
     owner_of,
     owns_spec_field,
@@ -58,4 +60,7 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     metrics_problem = record_metrics(report.status, previous, plan.run, pods)
     ctx.metrics.set_training_job(owner.namespace, owner.name, runs=report.status["runs"])
     if write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions) and metrics_problem:
-        ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
+        try:
+            ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
+        except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
+            log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
