@@ -190,6 +190,9 @@ def crds(kubectl):
     kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     for plural in PLURALS.values():
         kubectl.run("wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s")
+    import gateway_api  # e2e/controlplane/gateway_api.py; also for a cluster started by an older checkout
+
+    gateway_api.install(kubectl.binary, kubectl.env["KUBECONFIG"])
 
 
 @pytest.fixture(scope="session")

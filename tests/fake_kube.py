@@ -64,6 +64,7 @@ class FakeKube:
         self.pvcs: dict[tuple[str, str], dict] = {}
         self.pod_events: dict[str, list[dict]] = {}
         self.kueue = kueue_installed
+        self.gateway_api = True
         self.local_queues = set(local_queues)
         self._failures: dict[tuple[str, str, str], KubeError] = {}
         self._owners: dict[Key, dict[str, set[str]]] = {}
@@ -174,6 +175,10 @@ class FakeKube:
     def warning_events(self, namespace: str, pod_names: list[str]) -> dict[str, list[dict]]:
         self._record("warning_events", "Event", namespace, list(pod_names))
         return {p: copy.deepcopy(self.pod_events[p]) for p in pod_names if p in self.pod_events}
+
+    def gateway_api_installed(self) -> bool:
+        self._record("gateway_api_installed", "APIGroup", "gateway.networking.k8s.io")
+        return self.gateway_api
 
     def kueue_installed(self) -> bool:
         self._record("kueue_installed", "APIGroup", "kueue.x-k8s.io")

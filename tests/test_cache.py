@@ -14,7 +14,7 @@ from mlplatform.cache import Cache, owner_key_of, trim
 from mlplatform.controllers.base import owns_spec_field
 from mlplatform.health import WorkerMonitor
 from mlplatform.informer import Informer, Watched
-from mlplatform.kube import FIELD_MANAGER, HANDOFF_FIELD_MANAGER, WatchExpired
+from mlplatform.kube import FIELD_MANAGER, HANDOFF_FIELD_MANAGER, KubeError, WatchExpired
 from mlplatform.labels import LAST_APPLIED_ANNOTATION, OWNER_LABEL
 from mlplatform.workqueue import WorkQueue
 
@@ -360,3 +360,26 @@ def test_worker_monitor_reports_workers_stuck_past_the_deadline():
     monitor.finished("worker-1")
     monitor.started("worker-0")
     assert monitor.stuck() == []
+
+
+@pytest.mark.parametrize("optional", [True, False])
+def test_a_kind_not_served_counts_as_synced_only_when_optional(optional):
+    """HTTPRoutes without the Gateway API CRDs: an optional kind's informer reports synced (nothing of it exists)
+    and lists again later; a required kind keeps the workers waiting."""
+    class NotServed(ListWatch):
+        def list_page(self, *args):
+            self.list_tokens.append(None)
+            raise KubeError(404, "not served", "list httproutes")
+
+    source = NotServed([], [])
+    informer = Informer(source, Cache(MANAGERS), Watched("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes",
+                                                         optional=optional), None, lambda change: None,
+                        resync_seconds=3600)
+    informer.start()
+    try:
+        assert informer.synced.wait(1.5) is optional
+        assert source.list_tokens  # it did try
+    finally:
+        informer.stop()
+        informer.thread.join(timeout=2)
+    assert not informer.thread.is_alive()

@@ -832,6 +832,9 @@ class Cluster:
         wait_for("probe pod Running", probe_running, 90, st, all_procs, interval=0.3)
         api.request("DELETE", f"/api/v1/namespaces/default/pods/{probe}")
         step("probe pod Running (scheduled and started by kwok)")
+        import gateway_api  # e2e/controlplane/gateway_api.py: the Gateway API standard CRDs
+        gateway_api.install(self.bin("kubectl"), str(self.kubeconfig))
+        step(f"Gateway API {versions.GATEWAY_API} standard CRDs installed")
         log(f"cluster up in {time.monotonic() - t0:.1f}s: {server}")
         log(f"kubeconfig: {self.kubeconfig}")
 

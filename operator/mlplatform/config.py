@@ -98,6 +98,9 @@ class DefaultsConfig(ApiModel):
     training_ttl_seconds_after_finished: int = Field(604800, description="ttlSecondsAfterFinished when the spec has none.", ge=0)
     materialization_ttl_seconds_after_finished: int = Field(86400, description="TTL of finished materialization Jobs.", ge=0)
     scale_down_stabilization_seconds: int = Field(300, description="HPA scale-down stabilization when the spec has none.", ge=0)
+    canary_progress_deadline_seconds: int = Field(
+        600, description="A canary Deployment not Ready within this many seconds (its progressDeadlineSeconds) "
+                         "is aborted.", ge=1)
     cluster_domain: str = Field("cluster.local", description="Cluster DNS domain used in URLs.")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .cache import Cache, Change
-from .kube import Kube, WatchExpired
+from .kube import Kube, KubeError, WatchExpired
 
 log = logging.getLogger("mlplatform.informer")
 
@@ -28,6 +28,7 @@ class Watched:
     kind: str
     plural: str
     label_selector: str | None = None
+    optional: bool = False  # a kind whose CRD may be absent: "not served" counts as listed (empty)
 
 
 class Informer:
@@ -63,6 +64,13 @@ class Informer:
                 log.info("watch of %s expired (%s): listing again", self.watched.plural, err)
                 reason = "expired"
             except Exception as err:  # noqa: BLE001 - the API server may be restarting: list again, backing off
+                if self.watched.optional and isinstance(err, KubeError) and err.status == 404:
+                    # Not served (CRD absent): nothing of this kind exists, which the empty cache says truly;
+                    # workers need not wait for it. Listed again later, in case the CRD gets installed.
+                    self.synced.set()
+                    reason = "error"
+                    self._stop.wait(MAX_RETRY_SECONDS)
+                    continue
                 failures += 1
                 delay = min(MAX_RETRY_SECONDS, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.8, 1.2)
                 log.warning("informer %s: %s; listing again in %.1fs", self.watched.plural, err, delay)

@@ -17,6 +17,7 @@ from .api import API_VERSION, KINDS
 FIELD_MANAGER = "mlplatform"
 HANDOFF_FIELD_MANAGER = "mlplatform-handoff"
 KUEUE_API = "/apis/kueue.x-k8s.io/v1beta1"
+GATEWAY_API = "/apis/gateway.networking.k8s.io/v1"
 KUEUE_CHECK_SECONDS = 30.0
 NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
 WATCH_READ_MARGIN_SECONDS = 30
@@ -30,7 +31,10 @@ CHILD_KINDS: dict[tuple[str, str], str] = {
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("batch/v1", "Job"): "jobs",
     ("batch/v1", "CronJob"): "cronjobs",
+    # Gateway API: optional, watched when its CRDs are installed (informer.Watched.optional).
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
 }
+OPTIONAL_CHILD_KINDS = {("gateway.networking.k8s.io/v1", "HTTPRoute")}
 
 
 class KubeError(Exception):
@@ -77,6 +81,7 @@ class Kube:
     def __init__(self, api_client: kubernetes.client.ApiClient):
         self.api_client = api_client
         self._kueue: _Cached | None = None
+        self._gateway_api: _Cached | None = None
         self._lock = threading.Lock()
         self._requests = 0
 
@@ -218,6 +223,17 @@ class Kube:
         installed = self._request("GET", KUEUE_API) is not None
         with self._lock:
             self._kueue = _Cached(installed, time.monotonic())
+        return installed
+
+    def gateway_api_installed(self) -> bool:
+        """Whether gateway.networking.k8s.io/v1 (HTTPRoute) is served; cached like kueue_installed."""
+        with self._lock:
+            if self._gateway_api and time.monotonic() - self._gateway_api.at < KUEUE_CHECK_SECONDS:
+                return self._gateway_api.value
+        resources = self._request("GET", GATEWAY_API) or {}
+        installed = any(r.get("name") == "httproutes" for r in resources.get("resources") or [])
+        with self._lock:
+            self._gateway_api = _Cached(installed, time.monotonic())
         return installed
 
     def local_queue_exists(self, namespace: str, queue_name: str) -> bool:

@@ -13,6 +13,8 @@ GROUP_PREFIX = "mlplatform.dev/"
 OWNER_LABEL = "mlplatform.dev/owner"
 RUN_LABEL = "mlplatform.dev/run"
 GENERATION_LABEL = "mlplatform.dev/generation"
+# On a canary Deployment, its selector and pods: "canary".
+TRACK_LABEL = "mlplatform.dev/track"
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
 NAME_LABEL = "app.kubernetes.io/name"
@@ -25,6 +27,8 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 INTENT_HASH_ANNOTATION = "mlplatform.dev/intent-hash"
 MODEL_URI_ANNOTATION = "mlplatform.dev/model-uri"
+# On a ModelDeployment's Deployments: the hash of the pod template they carry (which version is stable).
+TEMPLATE_HASH_ANNOTATION = "mlplatform.dev/template-hash"
 RUN_SPEC_HASH_ANNOTATION = "mlplatform.dev/run-spec-hash"
 MATERIALIZATION_SPEC_HASH_ANNOTATION = "mlplatform.dev/materialization-spec-hash"
 FEAST_REPO_HASH_ANNOTATION = "mlplatform.dev/feast-repo-hash"

@@ -21,7 +21,7 @@ from .config import OperatorConfig
 from .controllers.base import Context
 from .health import WorkerMonitor, serve_health
 from .informer import Informer, Watched
-from .kube import CHILD_KINDS, FIELD_MANAGER, HANDOFF_FIELD_MANAGER, Kube, make_api_client
+from .kube import CHILD_KINDS, FIELD_MANAGER, OPTIONAL_CHILD_KINDS, HANDOFF_FIELD_MANAGER, Kube, make_api_client
 from .labels import OWNER_LABEL
 from .leader import LeaderElector, LeaseSettings
 from .loop import enqueue, process
@@ -31,7 +31,8 @@ from .workqueue import WorkQueue
 log = logging.getLogger("mlplatform")
 
 WATCHED = [Watched(API_VERSION, kind.kind, kind.plural) for kind in KINDS.values()] + [
-    Watched(api_version, kind, plural, OWNER_LABEL)  # children: selected server-side by the owner label
+    Watched(api_version, kind, plural, OWNER_LABEL, optional=(api_version, kind) in OPTIONAL_CHILD_KINDS)
+    # children: selected server-side by the owner label
     for (api_version, kind), plural in [*CHILD_KINDS.items(), (("v1", "Pod"), "pods")]]
 
 

@@ -41,6 +41,10 @@ built-in system:discovery role grants it to every authenticated client.
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# Gateway API (optional CRDs): the HTTPRoute of a ModelDeployment with spec.gateway.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Read-only: the children's pods (watched, for status), a model's PersistentVolumeClaim, a
 # TrainingJob's Kueue LocalQueue.
 - apiGroups: [""]

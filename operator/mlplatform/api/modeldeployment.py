@@ -26,6 +26,27 @@ ModelFormat = Literal["sklearn", "xgboost", "pytorch", "onnx", "tensorflow", "hu
 RuntimePreset = Literal["triton", "vllm", "torchserve", "sklearn", "xgboost", "mlserver", "custom"]
 
 
+class MetricBound(ApiModel):
+    name: str = required("Metric name, a key of the run's status.runs[].metrics (e.g. auc, loss).",
+                         pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=63)
+    min: float | None = field("The run qualifies only when the metric is at least this.")
+    max: float | None = field("The run qualifies only when the metric is at most this.")
+    rules = (
+        Rule(
+            "has(self.min) || has(self.max)",
+            "a promotion metric needs min or max",
+            None,
+            lambda b: b.min is not None or b.max is not None,
+        ),
+    )
+
+
+class Promotion(ApiModel):
+    metrics: list[MetricBound] = required(
+        "Bounds every deployed run must meet; a run with no metrics recorded fails every bound.",
+        min_length=1, max_length=16)
+
+
 class Model(ApiModel):
     uri: str | None = field(
         f"Where the model lives: {MODEL_URI_ALLOWED}. One of uri or fromTrainingJob.",
@@ -38,12 +59,21 @@ class Model(ApiModel):
         max_length=63,
     )
     format: ModelFormat | None = field("Serialization format of the model, for the runtime.")
+    promotion: Promotion | None = field(
+        "Only with fromTrainingJob: the newest successful run whose metrics meet every bound is deployed; "
+        "newer runs that miss one are skipped (ModelResolved says which run and which metric).")
     rules = (
         Rule(
             "has(self.uri) != has(self.fromTrainingJob)",
             "set exactly one of model.uri or model.fromTrainingJob",
             None,
             lambda m: (m.uri is None) != (m.from_training_job is None),
+        ),
+        Rule(
+            "!has(self.promotion) || has(self.fromTrainingJob)",
+            "model.promotion needs model.fromTrainingJob (a fixed model.uri has no runs to choose from)",
+            "promotion",
+            lambda m: m.promotion is None or m.from_training_job is not None,
         ),
     )
 
@@ -98,9 +128,53 @@ class Autoscaling(ApiModel):
     )
 
 
+class Canary(ApiModel):
+    steps: list[int] = required(
+        "Percent of traffic sent to the canary at each step, increasing, before 100 (e.g. [10, 50]).",
+        min_length=1, max_length=10, json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 99}})
+    step_seconds: int | None = field("How long each step holds once the canary is Ready (default 300).", ge=0, le=86400)
+    pause: bool | None = field("true holds the canary at its current step: a manual gate committed in git.")
+    rules = (
+        Rule(
+            "self.steps.all(s, s >= 1 && s <= 99)",
+            "rollout.canary.steps must each be between 1 and 99 (100 is the promotion itself)",
+            "steps",
+            lambda c: all(1 <= s <= 99 for s in c.steps),
+        ),
+        Rule(
+            "self.steps.isSorted() && self.steps.all(s, self.steps.exists_one(t, t == s))",
+            "rollout.canary.steps must be strictly increasing",
+            "steps",
+            lambda c: all(a < b for a, b in zip(c.steps, c.steps[1:])),
+        ),
+    )
+
+
 class Rollout(ApiModel):
     max_surge: IntOrPercent | None = field("Extra pods during a rollout: a count or a percentage (default 25%).")
     max_unavailable: IntOrPercent | None = field("Pods that may be unavailable during a rollout (default 0).")
+    canary: Canary | None = field(
+        "A changed model, image, args, env or resources goes out as a canary Deployment <name>-canary: traffic "
+        "follows the steps (HTTPRoute weights with gateway, else the replica ratio behind the shared Service); "
+        "a canary not Ready within the progress deadline is aborted. The first deployment is never a canary.")
+
+
+class ParentRef(ApiModel):
+    name: str = required("Name of the Gateway.", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+                         max_length=253)
+    namespace: str | None = field("Namespace of the Gateway (default: this resource's).",
+                                  pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    section_name: str | None = field("A listener of the Gateway.", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                                     max_length=253)
+
+
+class Gateway(ApiModel):
+    parent_refs: list[ParentRef] = required("Gateways the HTTPRoute attaches to.", min_length=1, max_length=32)
+    hostnames: list[str] | None = field(
+        "Host names the route answers for.", max_length=16,
+        json_schema_extra={"items": {"type": "string", "maxLength": 253,
+                                     "pattern": r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"}})
+    path: str | None = field("Path prefix routed to the model server (default /).", pattern=r"^/", max_length=1024)
 
 
 class DisruptionBudget(ApiModel):
@@ -124,7 +198,9 @@ class ModelDeploymentSpec(ApiModel):
     service_account_name: str | None = field("ServiceAccount of the pods (for model storage credentials).", max_length=253)
     replicas: int | None = field("Fixed number of replicas, used when autoscaling is absent (default 1).", ge=0)
     autoscaling: Autoscaling | None = field("HorizontalPodAutoscaler bounds and targets; the HPA then owns the replica count.")
-    rollout: Rollout | None = field("Rolling update limits.")
+    rollout: Rollout | None = field("Rolling update limits, and an optional canary.")
+    gateway: Gateway | None = field(
+        "Expose the model server through the Gateway API: an HTTPRoute named like the resource, to its Service.")
     features: FeatureRefs | None = field(
         "FeatureViews in this namespace read at inference time: each must be Ready before this is Ready; "
         "its serving URL is passed as FEATURES_<NAME>_URL."
@@ -144,6 +220,23 @@ class ModelDeploymentSpec(ApiModel):
     )
 
 
+class RolloutStatus(ApiModel):
+    phase: Literal["Progressing", "Paused", "Promoted", "Aborted"] | None = field(
+        "Progressing, Paused (rollout.canary.pause), Promoted (the canary's template is now stable) or Aborted.")
+    step: int | None = field("Current canary step, from 1.")
+    canary_weight: int | None = field("Percent of traffic the canary gets now.")
+    stable_model_uri: str | None = field("Model served by the stable Deployment.")
+    canary_model_uri: str | None = field("Model served by the canary Deployment.")
+    message: str | None = field("What the rollout is doing, or why it was aborted.")
+    reason: str | None = field("Why it was aborted: ProgressDeadlineExceeded, or SpecReverted (the spec went back "
+                               "to the stable template).")
+    stable_hash: str | None = field("Hash of the stable pod template.")
+    canary_hash: str | None = field("Hash of the canary pod template.")
+    step_start_time: str | None = field("When the current step began holding (the canary Ready).",
+                                        json_schema_extra={"format": "date-time"})
+    start_time: str | None = field("When this canary started.", json_schema_extra={"format": "date-time"})
+
+
 class ModelDeploymentStatus(CommonStatus):
     model_uri: str | None = field("The resolved model URI being served.")
     training_job_run: int | None = field("With fromTrainingJob: the run whose artifact is served.")
@@ -152,6 +245,7 @@ class ModelDeploymentStatus(CommonStatus):
     desired_replicas: int | None = field("Replicas wanted: spec.replicas, or the HPA's current decision.")
     replica_summary: str | None = field("ready/desired, for kubectl get.")
     url: str | None = field("In-cluster URL of the model server.")
+    rollout: RolloutStatus | None = field("The canary: present while one runs and after it ends.")
 
 
 class ModelDeployment(ApiModel):

@@ -69,6 +69,8 @@ class RunRecord(ApiModel):
     artifact_uri: str | None = field("Where the run wrote its model (succeeded runs).")
     reason: str | None = field("Why the run ended as it did.")
     message: str | None = field("Detail of the reason.")
+    metrics: dict[str, float] | None = field(
+        "Numbers the worker of index 0 wrote to its termination message as a JSON object (e.g. auc, loss).")
 
 
 class WorkerCounts(ApiModel):
@@ -87,6 +89,7 @@ class TrainingJobStatus(CommonStatus):
     completion_time: str | None = field("When the current run finished.", json_schema_extra={"format": "date-time"})
     artifact_uri: str | None = field("Model written by the latest succeeded run.")
     artifact_run: int | None = field("Run that wrote artifactUri.")
+    metrics: dict[str, float] | None = field("Metrics of the latest succeeded run.")
 
 
 class TrainingJob(ApiModel):

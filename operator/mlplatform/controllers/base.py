@@ -91,7 +91,9 @@ def with_intent_hash(obj: dict) -> dict:
     """The intent, annotated with its own hash: a later intent that drops a field differs from it even
     though it is still a subset of the live object."""
     meta = obj["metadata"]
-    annotations = {**(meta.get("annotations") or {}), INTENT_HASH_ANNOTATION: short_hash(obj)}
+    annotations = meta.get("annotations") or {}
+    # A hash given already stands: the intent is the live object's unchanged (a canary's stable Deployment).
+    annotations = {**annotations, INTENT_HASH_ANNOTATION: annotations.get(INTENT_HASH_ANNOTATION) or short_hash(obj)}
     return {**obj, "metadata": {**meta, "annotations": annotations}}
 
 
@@ -179,6 +181,15 @@ def _age_seconds(obj: dict, now: datetime) -> float:
     return (now - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
 
 
+def merge_patch(previous: dict, new: dict) -> dict:
+    """The JSON merge patch from previous to new: keys gone are nulled, at every depth (status.rollout)."""
+    patch = {k: None for k in previous if k not in new}
+    for k, v in new.items():
+        old = previous.get(k)
+        patch[k] = merge_patch(old, v) if isinstance(v, dict) and isinstance(old, dict) else v
+    return patch
+
+
 def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, conditions: list[Cond]) -> bool:
     """Patch status only when it changed; announce condition changes as the event policy says.
     Returns whether it wrote."""
@@ -192,7 +203,7 @@ def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, 
     ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], phase, ready)
     if new == previous:
         return False
-    patch = {**new, **{k: None for k in previous if k not in new}}
+    patch = merge_patch(previous, new)
     updated = ctx.kube.patch_status(kind, meta["namespace"], meta["name"], patch)
     ctx.metrics.status_writes.labels(kind).inc()
     if updated is not None:

@@ -6,9 +6,12 @@ from ..cache import ResourceKey
 from ..render.common import RenderError
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
 from ..status.dependencies import features_condition, resolve_model
+from ..status.gateway import route_condition, with_route
+from ..status.promotion import resolve_promoted
 from ..status.modeldeployment import ModelDeploymentObserved, model_deployment_report
 from ..status.pods import PodProblem
 from .applied import render_inputs
+from .canary import arrange, canary_pods_of, rollout_condition, stable_pods
 from .base import (
     Context,
     apply_children,
@@ -30,23 +33,39 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     namespace = owner.namespace
     training_job = (ctx.cache.resource(("TrainingJob", namespace, spec.model.from_training_job))
                     if spec.model.from_training_job else None)
-    resolution = resolve_model(spec.model.uri, spec.model.from_training_job, training_job)
+    resolution = (resolve_promoted(spec.model.from_training_job, training_job, spec.model.promotion.metrics)
+                  if spec.model.promotion else resolve_model(spec.model.uri, spec.model.from_training_job, training_job))
     views = {name: ctx.cache.resource(("FeatureView", namespace, name)) for name in spec.features or []}
     render_error = None
-    inputs = render_inputs(owner, resolution.uri)
-    if not ctx.applied.unchanged(key, inputs, ctx.cache):
+    previous_rollout = (body.get("status") or {}).get("rollout")
+    rollout = None
+    gateway_installed = spec.gateway is None or ctx.kube.gateway_api_installed()
+    # A canary moves with time and pods: only a resource with no canary (and none recorded) skips the render
+    # of children that are as last applied.
+    no_canary = not (spec.rollout and spec.rollout.canary) and previous_rollout is None
+    inputs = render_inputs(owner, resolution.uri, str(gateway_installed)) if no_canary else None
+    if inputs is None or not ctx.applied.unchanged(key, inputs, ctx.cache):
         try:
             rendered = render_model_deployment(owner, spec, ctx.config, resolution.uri)
         except RenderError as err:
             render_error = str(err)
             ctx.applied.forget(key)
         else:
-            _apply(ctx, key, owner, spec, rendered.objects, autoscaled=resolution.uri is not None
+            all_pods = ctx.cache.children(key, "Pod")
+            arranged = arrange(ctx, key, owner, spec, rendered.objects, previous_rollout, canary_pods_of(all_pods))
+            rollout = arranged.decision.status if arranged.decision else previous_rollout
+            objects = [o for o in arranged.objects if gateway_installed or o["kind"] != "HTTPRoute"]
+            _apply(ctx, key, owner, spec, objects, autoscaled=resolution.uri is not None
                    and spec.autoscaling is not None and not spec.suspend)
-            ctx.applied.record(key, inputs, rendered.objects, ctx.cache)
+            if arranged.decision and arranged.decision.requeue_after:
+                ctx.queue.add(key, delay=arranged.decision.requeue_after + 0.2)
+            if inputs is not None:
+                ctx.applied.record(key, inputs, objects, ctx.cache)
+            else:
+                ctx.applied.forget(key)
 
     deployment = ctx.cache.child(key, "Deployment", owner.name)
-    pods = pods_of(ctx, key, COMPONENT)
+    pods = stable_pods(pods_of(ctx, key, COMPONENT))
     claim_problem = _claim_problem(ctx, namespace, resolution.uri, deployment)
     observed = ModelDeploymentObserved(
         suspended=bool(spec.suspend),
@@ -61,6 +80,12 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
         render_error=render_error,
     )
     report = model_deployment_report(observed)
+    route = (route_condition(ctx.cache.child(key, "HTTPRoute", owner.name), namespace, gateway_installed)
+             if spec.gateway else None)
+    phase, conditions = with_route(report.phase, report.conditions, route)
+    aborted = rollout_condition(rollout)
+    if aborted is not None:
+        conditions.append(aborted)
     ctx.metrics.set_model_deployment(namespace, owner.name, ready_replicas=report.ready_replicas,
                                      desired_replicas=report.desired_replicas)
     write_status(ctx, KIND, body, {
@@ -71,7 +96,8 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
         "desiredReplicas": report.desired_replicas,
         "replicaSummary": f"{report.ready_replicas}/{report.desired_replicas}",
         "url": service_url(owner, spec, ctx.config),
-    }, report.phase, report.conditions)
+        "rollout": rollout,
+    }, phase, conditions)
 
 
 def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], autoscaled: bool) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from ..cache import ResourceKey
+from ..kube import KubeError
 from ..render.trainingjob import COMPONENT, RUN_LABEL, artifact_uri, job_name, render_training_job, run_spec_hash
+from ..status.run_metrics import record_metrics
 from ..status.trainingjob import QueueState, current_record, plan_run, run_state, training_job_report
 from .base import (
     Context,
     apply_children,
     live_child,
+    log,
     job_finished,
     owner_of,
     owns_spec_field,
@@ -54,5 +57,10 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
                       warning_events_if_needed(ctx, owner.namespace, pods))
     report = training_job_report(previous, plan, spec_hash, owner.generation or 1, state,
                                  artifact_uri(spec, plan.run), name)
+    metrics_problem = record_metrics(report.status, previous, plan.run, pods)
     ctx.metrics.set_training_job(owner.namespace, owner.name, runs=report.status["runs"])
-    write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions)
+    if write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions) and metrics_problem:
+        try:
+            ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
+        except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
+            log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)

@@ -26,6 +26,7 @@ from .common import (
     service_host,
 )
 from .featureview import feature_server_url
+from .gateway import http_route
 
 MODEL_DIR = "/mnt/models"
 MODEL_VOLUME = "model"
@@ -183,6 +184,8 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
         ports=[{"name": port_name, "port": SERVICE_PORT, "targetPort": port_name, "protocol": "TCP",
                 "appProtocol": "kubernetes.io/h2c" if port_name == "grpc" else "http"}],
     ))
+    if spec.gateway:
+        out.objects.append(http_route(owner, spec.gateway, COMPONENT, SERVICE_PORT, None))
     if model_uri is None:
         out.notes.append(
             f"Deployment and HorizontalPodAutoscaler withheld: spec.model.fromTrainingJob "
@@ -195,7 +198,7 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
     replicas = 0 if suspended else (None if autoscaled else (spec.replicas if spec.replicas is not None else 1))
     rollout = {"maxSurge": "25%", "maxUnavailable": 0}
     if spec.rollout:
-        rollout.update(spec.rollout.to_api())
+        rollout.update({k: v for k, v in spec.rollout.to_api().items() if k != "canary"})
     out.objects.append(render_template(
         "deployment.yaml.j2",
         metadata=metadata(owner, owner.name, COMPONENT),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 GOOD_STATUS = {
     "Ready": "True", "Stalled": "False", "Failed": "False", "Running": "True", "Succeeded": "True",
     "ModelResolved": "True", "FeaturesReady": "True", "Materialized": "True", "Fresh": "True",
+    "RolloutAborted": "False", "RouteAccepted": "True",
 }
 # Announced only when they reach their good state: their other states are told by Ready and Failed.
 PROGRESS_ONLY = {"Running", "Succeeded"}
@@ -21,7 +22,7 @@ PROGRESS_ONLY = {"Running", "Succeeded"}
 PROGRESS_REASONS = {
     "Creating", "RollingOut", "Suspended", "WaitingForTrainingJob", "FeatureViewNotReady",
     "Materializing", "Pending", "NeverMaterialized", "FeatureServerNotReady",
-    "WorkersStarting", "WorkersRunning", "WaitingForKueue",
+    "WorkersStarting", "WorkersRunning", "WaitingForKueue", "WaitingForGateway", "SpecReverted",
 }
 
 

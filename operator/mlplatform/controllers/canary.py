@@ -1,0 +1,130 @@
+"""A ModelDeployment's canary: observe the stable and canary Deployments, ask rollout.plan_rollout what to
+run, and turn its decision into the objects to apply (stable, canary, canary Service, HTTPRoute weights)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from ..cache import ResourceKey
+from ..labels import INTENT_HASH_ANNOTATION, MODEL_URI_ANNOTATION, TEMPLATE_HASH_ANNOTATION
+from ..render.canary import (
+    canary_deployment,
+    canary_ready,
+    canary_service,
+    is_canary,
+    progress_deadline_exceeded,
+    stable_deployment,
+    template_hash,
+    with_template_hash,
+)
+from ..render.common import Owner
+from ..render.gateway import canary_service_name, http_route
+from ..render.modeldeployment import COMPONENT, SERVICE_PORT
+from ..rollout import (
+    ABORTED,
+    CanaryPolicy,
+    RolloutDecision,
+    RolloutInputs,
+    canary_replicas,
+    plan_rollout,
+    without_canary,
+)
+from ..status.conditions import Cond
+from ..status.pods import first_problem
+from .base import Context, is_subset, live_child
+
+
+@dataclass
+class Arranged:
+    objects: list[dict]
+    decision: RolloutDecision | None
+
+
+def _find(objects: list[dict], kind: str, name: str) -> dict | None:
+    return next((o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name), None)
+
+
+def _replace(objects: list[dict], old: dict, new: dict) -> list[dict]:
+    return [new if o is old else o for o in objects]
+
+
+def _total_replicas(spec, hpa: dict | None, live: dict | None) -> int:
+    if spec.autoscaling is None:
+        return spec.replicas if spec.replicas is not None else 1
+    return (((hpa or {}).get("status") or {}).get("desiredReplicas")
+            or ((live or {}).get("spec") or {}).get("replicas") or spec.autoscaling.min_replicas)
+
+
+def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[dict], previous: dict | None,
+            canary_pods: list[dict], now: datetime | None = None) -> Arranged:
+    desired = _find(objects, "Deployment", owner.name)
+    canary = spec.rollout.canary if spec.rollout else None
+    if desired is None:  # nothing to run yet (model unresolved): no rollout decision
+        return Arranged(objects, None)
+    if canary is None:  # Deployments stay exactly as rendered: no template hash, no extra reads
+        return Arranged(objects, without_canary(previous))
+    desired_hash = template_hash(desired)
+    stamped = with_template_hash(desired, desired_hash)
+    objects = _replace(objects, desired, stamped)
+    if spec.suspend:
+        return Arranged(objects, None)
+    live = live_child(ctx, key, "apps/v1", "Deployment", owner.name)
+    live_annotations = (live or {}).get("metadata", {}).get("annotations") or {}
+    live_template_annotations = (((live or {}).get("spec") or {}).get("template") or {}).get("metadata", {}) \
+        .get("annotations") or {}
+    canary_live = ctx.cache.child(key, "Deployment", canary_service_name(owner.name))
+    canary_current = canary_live is not None and \
+        (canary_live["metadata"].get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION) == desired_hash
+    failure = progress_deadline_exceeded(canary_live) if canary_current else None
+    if failure:
+        problem = first_problem(canary_pods, {})
+        failure = f"{problem.reason}: {problem.message}" if problem else failure
+    policy = CanaryPolicy(tuple(canary.steps), canary.step_seconds if canary.step_seconds is not None else 300,
+                          bool(canary.pause)) if canary else None
+    decision = plan_rollout(RolloutInputs(
+        policy=policy, desired_hash=desired_hash,
+        desired_model_uri=(desired["spec"]["template"]["metadata"].get("annotations") or {}).get(MODEL_URI_ANNOTATION),
+        stable_hash=live_annotations.get(TEMPLATE_HASH_ANNOTATION) if live else None,
+        stable_model_uri=live_template_annotations.get(MODEL_URI_ANNOTATION),
+        previous=previous, canary_ready=canary_current and canary_ready(canary_live, desired_hash),
+        canary_failure=failure, now=now or datetime.now(timezone.utc)))
+
+    exact = spec.gateway is not None
+    total = _total_replicas(spec, ctx.cache.child(key, "HorizontalPodAutoscaler", owner.name), live)
+    if not decision.stable_takes_desired:
+        stable = stable_deployment(stamped, live, live_annotations[TEMPLATE_HASH_ANNOTATION])
+        if live_annotations.get(INTENT_HASH_ANNOTATION) and is_subset(stable, live):
+            # Nothing of the stable Deployment changes: keep its intent hash, so that it is not applied again (a
+            # Deployment's generation moves with its annotations, and Ready would flicker until it is observed).
+            stable["metadata"]["annotations"][INTENT_HASH_ANNOTATION] = live_annotations[INTENT_HASH_ANNOTATION]
+        objects = _replace(objects, stamped, stable)
+    if decision.canary:
+        deployment = canary_deployment(stamped, desired_hash, canary_replicas(total, decision.weight, exact), exact,
+                                       ctx.config.defaults.canary_progress_deadline_seconds)
+        objects.append(deployment)
+        service = _find(objects, "Service", owner.name)
+        if exact and service is not None:
+            objects.append(canary_service(service, deployment))
+    route = _find(objects, "HTTPRoute", owner.name)
+    if route is not None and decision.canary:
+        objects = _replace(objects, route, http_route(owner, spec.gateway, COMPONENT, SERVICE_PORT, decision.weight))
+    return Arranged(objects, decision)
+
+
+def rollout_condition(status: dict | None) -> Cond | None:
+    """RolloutAborted, once a canary has run: True (with the reason) when the last one was aborted."""
+    if not status:
+        return None
+    if status.get("phase") == ABORTED:
+        return Cond("RolloutAborted", True, status.get("reason") or "ProgressDeadlineExceeded",
+                    status.get("message") or "")
+    return Cond("RolloutAborted", False, status.get("phase") or "Progressing", status.get("message") or "")
+
+
+def stable_pods(pods: list[dict]) -> list[dict]:
+    return [p for p in pods if not is_canary(p)]
+
+
+def canary_pods_of(pods: list[dict]) -> list[dict]:
+    return [p for p in pods if is_canary(p)]

@@ -1,0 +1,51 @@
+"""model.promotion: which successful TrainingJob run may be deployed, judged on its recorded metrics."""
+
+from __future__ import annotations
+
+from .conditions import Cond
+from .dependencies import ModelResolution, resolve_model
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def missed_bound(metrics: dict | None, bounds: list) -> str | None:
+    """The first bound the metrics miss, in words; None when every bound is met. No metrics: every bound fails."""
+    for bound in bounds:
+        value = (metrics or {}).get(bound.name)
+        if value is None:
+            return f"{bound.name} not recorded"
+        if bound.min is not None and value < bound.min:
+            return f"{bound.name} {_fmt(value)} < min {_fmt(bound.min)}"
+        if bound.max is not None and value > bound.max:
+            return f"{bound.name} {_fmt(value)} > max {_fmt(bound.max)}"
+    return None
+
+
+def resolve_promoted(training_job_name: str, training_job: dict | None, bounds: list) -> ModelResolution:
+    """The newest succeeded run (with an artifact) whose metrics meet every bound; newer succeeded runs that
+    miss one are named in ModelResolved's message. None qualifies yet: NoQualifyingRun."""
+    waiting = resolve_model(None, training_job_name, training_job)
+    runs = ((training_job or {}).get("status") or {}).get("runs") or []
+    succeeded = [r for r in runs if r.get("phase") == "Succeeded" and r.get("artifactUri")]
+    if not succeeded:
+        return waiting
+    skipped: list[str] = []
+    for record in sorted(succeeded, key=lambda r: r["run"], reverse=True):
+        miss = missed_bound(record.get("metrics"), bounds)
+        if miss is not None:
+            skipped.append(f"run {record['run']} skipped: {miss}")
+            continue
+        note = f"; {'; '.join(skipped)}" if skipped else ""
+        return ModelResolution(record["artifactUri"], record["run"], Cond(
+            "ModelResolved", True, "TrainingJobSucceeded",
+            f"run {record['run']} of TrainingJob {training_job_name} meets every promotion bound: "
+            f"{record['artifactUri']}{note}"))
+    # Stalled once the TrainingJob has finished its current run: only a new run (a TrainingJob edit) or other
+    # bounds can change the verdict. While a run is going, it may still qualify.
+    finished = ((training_job or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed")
+    return ModelResolution(None, None, Cond(
+        "ModelResolved", False, "NoQualifyingRun",
+        f"no succeeded run of TrainingJob {training_job_name} meets model.promotion: {'; '.join(skipped)}"),
+        stalled=finished)
