@@ -332,7 +332,7 @@ TRAINING_JOB_ROWS = [
                                         ("metadata", "labels", "kueue.x-k8s.io/queue-name"): "team-a"}},
         hand_overs=[("Job", "trainer-1", {"suspend": True}, False)],
         phase="Pending",
-        conditions={"Ready": ("False", "WaitingForKueue"), "Stalled": ("False", "NotStalled")},
+        conditions={"Ready": ("False", "WaitingForAdmission"), "Stalled": ("False", "NotStalled")},
         stored={("batch/v1", "Job", "trainer-1"): {("spec", "suspend"): True}}),
     Row("queueName without Kueue installed: Stalled, one Warning",
         resource=QUEUED,
@@ -358,7 +358,7 @@ TRAINING_JOB_ROWS = [
         applied={("Job", "trainer-1"): {("spec", "suspend"): ABSENT}},
         hand_overs=[("Job", "trainer-1", {"suspend": True}, False)],
         phase="Pending",
-        conditions={"Ready": ("False", "WaitingForKueue")},
+        conditions={"Ready": ("False", "WaitingForAdmission")},
         stored={("batch/v1", "Job", "trainer-1"): {("spec", "suspend"): True}}),
     Row("admitted Job in the API but not in the cache: never suspended again",
         resource=with_status(QUEUED, run_status(QUEUED, phase="Pending")),
@@ -517,7 +517,7 @@ def test_queued_training_job_converges_after_handing_suspend_over():
     h.kube.calls.clear()
     h.reconcile(current(h, QUEUED))
     assert h.kube.writes() == [] and names(h.kube, "get") == []
-    assert [c.method for c in h.kube.calls] == ["kueue_installed", "local_queue_exists"]
+    assert [c.method for c in h.kube.calls] == ["kueue_installed", "workload_of_job", "local_queue_exists"]
     assert h.kube.stored("batch/v1", "Job", NS, "trainer-1")["spec"]["suspend"] is True
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 GOOD_STATUS = {
     "Ready": "True", "Stalled": "False", "Failed": "False", "Running": "True", "Succeeded": "True",
     "ModelResolved": "True", "FeaturesReady": "True", "Materialized": "True", "Fresh": "True",
+    # Kueue's Workload conditions, mirrored on a queued TrainingJob.
+    "QuotaReserved": "True", "Admitted": "True", "Evicted": "False", "Preempted": "False",
 }
 # Announced only when they reach their good state: their other states are told by Ready and Failed.
 PROGRESS_ONLY = {"Running", "Succeeded"}
@@ -21,7 +23,9 @@ PROGRESS_ONLY = {"Running", "Succeeded"}
 PROGRESS_REASONS = {
     "Creating", "RollingOut", "Suspended", "WaitingForTrainingJob", "FeatureViewNotReady",
     "Materializing", "Pending", "NeverMaterialized", "FeatureServerNotReady",
-    "WorkersStarting", "WorkersRunning", "WaitingForKueue",
+    "WorkersStarting", "WorkersRunning", "WaitingForAdmission", "Restarting",
+    # Kueue's reasons while a Workload waits (QuotaReserved/Admitted False): queueing is progress.
+    "NoReservation", "QuotaReserved", "AdmissionChecksPending",
 }
 
 
