@@ -17,6 +17,8 @@ GOOD_STATUS = {
     # Kueue's Workload conditions, mirrored on a queued TrainingJob.
     "QuotaReserved": "True", "Admitted": "True", "Evicted": "False", "Preempted": "False",
 }
+# Announced when they first appear in their good state (Kueue's Admitted appears only on admission).
+ANNOUNCED_ON_ARRIVAL = {"Ready", "Admitted"}
 # Announced only when they reach their good state: their other states are told by Ready and Failed.
 PROGRESS_ONLY = {"Running", "Succeeded"}
 # Reasons for a condition out of its good state that are ordinary progress, not trouble.
@@ -46,8 +48,8 @@ def _announce(old: dict | None, new: dict) -> str | None:
     """The Event type for one condition's change, or None when it is no news."""
     good = new["status"] == GOOD_STATUS[new["type"]]
     trouble = is_trouble(new)
-    if old is None:  # first appearance: news only when it is trouble, or a resource Ready at once
-        return "Warning" if trouble else ("Normal" if good and new["type"] == "Ready" else None)
+    if old is None:  # first appearance: news only when it is trouble, or a resource Ready (a run admitted) at once
+        return "Warning" if trouble else ("Normal" if good and new["type"] in ANNOUNCED_ON_ARRIVAL else None)
     if old.get("status") != new["status"]:
         if trouble:
             return "Warning"
