@@ -61,6 +61,10 @@ class FailurePolicy(ApiModel):
         "Exit codes of the trainer container that fail the run at once, with no restart; the message names the "
         "worker and the code (a Job podFailurePolicy FailJob rule).",
         max_length=32, json_schema_extra={"x-kubernetes-list-type": "set"})
+    rules = (
+        Rule(None, "nonRetryableExitCodes: each code once", "nonRetryableExitCodes",  # the API server: list-type set
+             lambda s: len(set(s.non_retryable_exit_codes or ())) == len(s.non_retryable_exit_codes or ())),
+    )
 
 
 class TrainingJobSpec(ContainerBlock):
@@ -79,7 +83,12 @@ class TrainingJobSpec(ContainerBlock):
     queue_name: str | None = field("Kueue LocalQueue: the Job carries kueue.x-k8s.io/queue-name and starts suspended for Kueue.",
                                    pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     failure_policy: FailurePolicy | None = field(
-        "Whole-run restarts: how many, whether disruptions count, which exit codes are final.")
+        "Whole-run restarts: how many, whether disruptions count, which exit codes are final. Each attempt of a run "
+        "is one Indexed Job with podFailurePolicy FailJob rules (pod condition DisruptionTarget first, then "
+        "nonRetryableExitCodes) and, for distributed runs, backoffLimit 0: the first failing worker ends the attempt "
+        "for all. Neither an Ignore rule for disruptions nor backoffLimitPerIndex is used: both make the Job replace "
+        "one worker alone, which a static torchrun rendezvous cannot take back. The operator then deletes the Job "
+        "and creates it again: all workers, same Job name, run number and CHECKPOINT_DIR.")
     checkpoint: Checkpoint | None = field("Checkpoint volume, mounted in every worker; env CHECKPOINT_DIR.")
     output: Output | None = field("Where the model is written; env OUTPUT_URI.")
     features: FeatureRefs | None = field("FeatureViews the job reads; env FEATURES_<NAME>_REPO points at each Feast repo config.")
