@@ -88,6 +88,9 @@ def test_kueue_eviction_counts_only_without_restart_on_preemption():
         {"image": "x", "failurePolicy": {"maxRestarts": 1, "restartOnPreemption": False}}))
     assert kueue_eviction(evicted, strict, {}).counted and kueue_eviction(evicted, strict, {}).restart
     assert not kueue_eviction(evicted, strict, {"restarts": 1}).restart
+    # Without failurePolicy, as before it existed: Kueue re-queues the evicted run, nothing counts.
+    undeclared = restart_policy(TrainingJobSpec.model_validate({"image": "x"}))
+    assert kueue_eviction(evicted, undeclared, {}).restart and not kueue_eviction(evicted, undeclared, {}).counted
 
 
 def test_worker_of_reads_the_completion_index_from_the_pod_name():

@@ -88,7 +88,9 @@ class TrainingJobSpec(ContainerBlock):
         "nonRetryableExitCodes) and, for distributed runs, backoffLimit 0: the first failing worker ends the attempt "
         "for all. Neither an Ignore rule for disruptions nor backoffLimitPerIndex is used: both make the Job replace "
         "one worker alone, which a static torchrun rendezvous cannot take back. The operator then deletes the Job "
-        "and creates it again: all workers, same Job name, run number and CHECKPOINT_DIR.")
+        "and creates it again: all workers, same Job name, run number and CHECKPOINT_DIR. Absent: a distributed run "
+        "restarts whole spec.backoffLimit times, a disrupted pod counts as a failure, a run evicted by Kueue waits "
+        "to be admitted again without counting.")
     checkpoint: Checkpoint | None = field("Checkpoint volume, mounted in every worker; env CHECKPOINT_DIR.")
     output: Output | None = field("Where the model is written; env OUTPUT_URI.")
     features: FeatureRefs | None = field("FeatureViews the job reads; env FEATURES_<NAME>_REPO points at each Feast repo config.")
@@ -152,6 +154,7 @@ class RestartPolicy:
     max_restarts: int
     restart_on_preemption: bool
     non_retryable_exit_codes: tuple[int, ...]
+    declared: bool = True  # spec.failurePolicy is set (without it, Kueue's evictions are Kueue's business)
 
     def pod_failure_rules(self) -> list[str]:
         """The rules the Job's podFailurePolicy carries, in order."""
@@ -164,7 +167,7 @@ def restart_policy(spec: TrainingJobSpec) -> RestartPolicy:
     fp = spec.failure_policy
     if fp is None:
         # As before failurePolicy existed: distributed runs restart whole, backoffLimit times.
-        return RestartPolicy((spec.backoff_limit or 0) if workers > 1 else 0, False, ())
+        return RestartPolicy((spec.backoff_limit or 0) if workers > 1 else 0, False, (), declared=False)
     default_restarts = (spec.backoff_limit or 0) if workers > 1 else 0
     return RestartPolicy(fp.max_restarts if fp.max_restarts is not None else default_restarts,
                          fp.restart_on_preemption is not False, tuple(sorted(set(fp.non_retryable_exit_codes or ()))))

@@ -73,10 +73,11 @@ def kueue_eviction(evicted: dict, policy: RestartPolicy, record: dict) -> Decisi
     restarts = record.get("restarts", 0)
     detail = evicted.get("message")
     what = f"evicted by Kueue ({evicted.get('reason') or 'Evicted'}{': ' + detail if detail else ''})"
-    if policy.restart_on_preemption:
+    if policy.restart_on_preemption or not policy.declared:
+        why = "restartOnPreemption" if policy.declared else "no failurePolicy: Kueue re-queues it"
         return Decision(True, False, "EvictedByKueue",
                         f"the run was {what}: it restarts with all workers when admitted again; not counted "
-                        f"(restartOnPreemption), {restarts}/{policy.max_restarts} restarts used")
+                        f"({why}), {restarts}/{policy.max_restarts} restarts used")
     if restarts < policy.max_restarts:
         return Decision(True, True, "EvictedByKueue",
                         f"the run was {what}: it restarts when admitted again, restart {restarts + 1}/{policy.max_restarts}")
