@@ -5,7 +5,7 @@ using a restart; our status while a run waits (Pending, WaitingForAdmission, the
 from __future__ import annotations
 
 import json
-import subprocess
+import time
 
 from kueue_fixtures import kueue, kueue_operator, no_session_operator  # noqa: F401
 from operator_fixtures import (  # noqa: F401
@@ -102,7 +102,7 @@ def test_distributed_run_is_admitted_whole_or_not_at_all(kueue_operator, kubectl
     for _ in range(5):
         assert live_pods(core_v1, namespace, "big") == []
         assert batch_v1.read_namespaced_job("big-1", namespace).spec.suspend is True
-        subprocess.run(["sleep", "1"])
+        time.sleep(1)
     # Quota for all four: all four start together.
     kubectl.run("patch", "clusterqueue", cq, "--type=json", "-p",
                 '[{"op":"replace","path":"/spec/resourceGroups/0/flavors/0/resources/2/nominalQuota","value":32}]')

@@ -63,7 +63,8 @@ def test_worker_failure_restarts_the_whole_group(operator, kubectl, custom, name
     assert all({e.name: e.value for e in p.spec.containers[0].env}["MLPLATFORM_RUN"] == "1" for p in pods)
     uid = get_cr(custom, "TrainingJob", namespace, "flaky")["metadata"]["uid"]
     restarts = [e for e in events(core_v1, namespace, uid) if e.reason == "RunRestarted"]
-    assert len(restarts) == 1 and "restart 1/1" in restarts[0].message and restarts[0].type == "Warning"
+    assert len(restarts) == 1 and "restart 1/1" in restarts[0].message and restarts[0].type == "Warning", \
+        [(e.type, e.message, e.count, e.first_timestamp) for e in restarts]
 
     # The restart budget spent: the next failure fails the run.
     fail_worker(kubectl, namespace, pods[0].metadata.name, 1)

@@ -23,6 +23,7 @@ files are absent (nothing scrapes those metrics here).
 """
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 import json
@@ -229,15 +230,17 @@ class Kueue:
         self.dir.mkdir(parents=True, exist_ok=True)
         pki = self.run / "pki"
         crt, key = issue_serving_cert(pki, "kueue-webhook")
-        ca_bundle = __import__("base64").b64encode((pki / "ca.crt").read_bytes()).decode()
+        ca_bundle = base64.b64encode((pki / "ca.crt").read_bytes()).decode()
         cert_dir = self.dir / "certs"
         cert_dir.mkdir(exist_ok=True)
         for src, name in ((crt, "tls.crt"), (key, "tls.key")):
             (cert_dir / name).write_bytes(src.read_bytes())
+        os.chmod(cert_dir / "tls.key", 0o600)
         if not (METRICS_CERT_DIR / "tls.crt").exists() or not (METRICS_CERT_DIR / "tls.key").exists():
             METRICS_CERT_DIR.mkdir(parents=True, exist_ok=True)
             for name in ("tls.crt", "tls.key"):
                 (METRICS_CERT_DIR / name).write_bytes((cert_dir / name).read_bytes())
+            os.chmod(METRICS_CERT_DIR / "tls.key", 0o600)
         ports = {"webhook_port": _free_port(), "health_port": _free_port(), "metrics_port": _free_port()}
         config = self.dir / "config.yaml"
         config.write_text(yaml.safe_dump(configuration(ports["webhook_port"], ports["health_port"],

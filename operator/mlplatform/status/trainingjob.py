@@ -81,8 +81,9 @@ def run_state(job: dict | None, pods: list[dict], workers: int, suspended: bool,
             **times, "completion_time": status.get("completionTime") or done.get("lastTransitionTime")}, **counts)
     if attempt is not None:  # failed, and not restarted
         failed = true_condition(job, "Failed") or {}
-        return RunState("Failed", attempt.reason, attempt.message, times["start_time"],
-                        failed.get("lastTransitionTime"), **counts)
+        detail = failed_pod_message(pods) if attempt.reason != "NonRetryableExitCode" else ""
+        return RunState("Failed", attempt.reason, f"{attempt.message}; {detail}" if detail else attempt.message,
+                        times["start_time"], failed.get("lastTransitionTime"), **counts)
     if (failed := true_condition(job, "Failed")) is not None:
         detail = failed_pod_message(pods)
         message = failed.get("message") or "the Job failed"
