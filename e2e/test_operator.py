@@ -193,13 +193,7 @@ def test_queued_run_without_kueue_says_why_it_waits(operator, kubectl, custom, n
     # Kueue, once installed, owns suspend: our field manager holds no claim on it.
     owners = {f.manager for f in job.metadata.managed_fields if "f:suspend" in str(f.fields_v1)}
     assert "mlplatform" not in owners and "mlplatform-handoff" in owners
-    # Admission, as Kueue does it: unsuspend. The operator does not suspend it again.
-    kubectl.run("patch", "job/queued-1", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}',
-                "--field-manager=kueue-admission")
-    kubectl.run("annotate", "trainingjob/queued", "-n", namespace, "touch=2", "--overwrite")
-    wait_for(lambda: get_cr(custom, "TrainingJob", namespace, "queued")["status"]["phase"] == "Succeeded",
-             timeout=60, what="admitted run succeeds")
-    assert batch_v1.read_namespaced_job("queued-1", namespace).spec.suspend is False
+    # Admission by a real Kueue, which the operator does not undo: e2e/test_kueue.py.
 
 
 def test_model_deployment_follows_its_training_job(operator, kubectl, custom, namespace, apps_v1, wait_for):
@@ -277,6 +271,12 @@ def test_bad_manifests_are_refused_by_the_api_server(operator, kubectl, custom, 
         (resource("ModelDeployment", "bad-field", {**CPU_MODEL, "replicaCount": 2}), "replicaCount"),
         (resource("TrainingJob", "bad-workers", {"image": "x", "workers": 0}), "spec.workers"),
         (resource("TrainingJob", "no-image", {"workers": 1}), "spec.image"),
+        (resource("TrainingJob", "bad-exit-code", {"image": "x", "failurePolicy": {"nonRetryableExitCodes": [0]}}),
+         "spec.failurePolicy.nonRetryableExitCodes[0]"),
+        (resource("TrainingJob", "twice-exit-code", {"image": "x", "failurePolicy": {"nonRetryableExitCodes": [2, 2]}}),
+         "spec.failurePolicy.nonRetryableExitCodes[1]"),
+        (resource("TrainingJob", "bad-restarts", {"image": "x", "failurePolicy": {"maxRestarts": -1}}),
+         "spec.failurePolicy.maxRestarts"),
         (resource("FeatureView", "no-entities", feature_view_spec(entities=[])), "spec.entities"),
         (resource("FeatureView", "bad-cron", feature_view_spec(materialization={"schedule": "hourly"})),
          "spec.materialization.schedule"),

@@ -332,7 +332,7 @@ def test_the_chart_service_account_runs_the_core_scenarios_without_a_403(
                      "delete horizontalpodautoscalers.autoscaling", "patch jobs.batch", "get jobs.batch",
                      "patch cronjobs.batch", "patch configmaps", "patch services", "patch poddisruptionbudgets.policy",
                      "list pods", "create events", "list events", "get persistentvolumeclaims",
-                     "get /apis/kueue.x-k8s.io/v1beta1", "get leases.coordination.k8s.io",
+                     "get /apis/kueue.x-k8s.io", "get leases.coordination.k8s.io",
                      "create leases.coordination.k8s.io", "update leases.coordination.k8s.io"):
         assert expected in used, f"{expected!r} not in the audit log: {used}"
 

@@ -66,6 +66,7 @@ class FakeKube:
         self.kueue = kueue_installed
         self.gateway_api = True
         self.local_queues = set(local_queues)
+        self.workloads: dict[str, dict] = {}  # Kueue Workloads by the UID of their Job
         self._failures: dict[tuple[str, str, str], KubeError] = {}
         self._owners: dict[Key, dict[str, set[str]]] = {}
         self._version = 0
@@ -137,9 +138,11 @@ class FakeKube:
         self._record("apply", obj["kind"], meta["name"], copy.deepcopy(obj))
         return self._apply(obj, FIELD_MANAGER)
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
         self._record("delete", kind, name)
         key = (api_version, kind, namespace, name)
+        if uid and key in self.objects and self.objects[key]["metadata"].get("uid") != uid:
+            return  # the precondition: another incarnation of the name is left alone
         self.objects.pop(key, None)
         self._owners.pop(key, None)
 
@@ -187,6 +190,10 @@ class FakeKube:
     def local_queue_exists(self, namespace: str, queue_name: str) -> bool:
         self._record("local_queue_exists", "LocalQueue", queue_name)
         return (namespace, queue_name) in self.local_queues
+
+    def workload_of_job(self, namespace: str, job_uid: str) -> dict | None:
+        self._record("workload_of_job", "Workload", job_uid)
+        return copy.deepcopy(self.workloads.get(job_uid))
 
     def post_event(self, owner: dict, type_: str, reason: str, message: str) -> None:
         self._record("post_event", owner["kind"], owner["metadata"]["name"], (type_, reason))

@@ -45,7 +45,7 @@ def test_names_columns_and_categories_follow_the_contract():
     expected = {
         "FeatureView": ("fv", ["Ready", "Fresh", "Last-Materialized", "Age"]),
         "ModelDeployment": ("md", ["Ready", "Replicas", "GPU", "Model", "Age"]),
-        "TrainingJob": ("tj", ["Phase", "Workers", "GPU", "Run", "Age"]),
+        "TrainingJob": ("tj", ["Phase", "Workers", "GPU", "Run", "Queue", "Age"]),
     }
     for kind, (short, columns) in expected.items():
         crd = crd_for(KINDS[kind])

@@ -71,6 +71,7 @@ def _operator_rules() -> dict[tuple[str, str], set[str]]:
         grant(GROUP, f"{plural}/finalizers", "update")
     grant("", "persistentvolumeclaims", "get")  # Kube.get_pvc
     grant("kueue.x-k8s.io", "localqueues", "get")  # Kube.local_queue_exists (Kueue's discovery: system:discovery)
+    grant("kueue.x-k8s.io", "workloads", "list")  # Kube.workload_of_job: a queued run's Workload
     grant("", "events", "list", "create")  # Kube.warning_events, Kube.post_event (core/v1 only)
     return rules
 

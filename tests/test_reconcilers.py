@@ -332,7 +332,7 @@ TRAINING_JOB_ROWS = [
                                         ("metadata", "labels", "kueue.x-k8s.io/queue-name"): "team-a"}},
         hand_overs=[("Job", "trainer-1", {"suspend": True}, False)],
         phase="Pending",
-        conditions={"Ready": ("False", "WaitingForKueue"), "Stalled": ("False", "NotStalled")},
+        conditions={"Ready": ("False", "WaitingForAdmission"), "Stalled": ("False", "NotStalled")},
         stored={("batch/v1", "Job", "trainer-1"): {("spec", "suspend"): True}}),
     Row("queueName without Kueue installed: Stalled, one Warning",
         resource=QUEUED,
@@ -358,7 +358,7 @@ TRAINING_JOB_ROWS = [
         applied={("Job", "trainer-1"): {("spec", "suspend"): ABSENT}},
         hand_overs=[("Job", "trainer-1", {"suspend": True}, False)],
         phase="Pending",
-        conditions={"Ready": ("False", "WaitingForKueue")},
+        conditions={"Ready": ("False", "WaitingForAdmission")},
         stored={("batch/v1", "Job", "trainer-1"): {("spec", "suspend"): True}}),
     Row("admitted Job in the API but not in the cache: never suspended again",
         resource=with_status(QUEUED, run_status(QUEUED, phase="Pending")),
@@ -481,7 +481,7 @@ def test_reconcile(kind, row):
 
 
 @pytest.mark.parametrize("method", ["apply", "delete", "hand_over", "get", "patch_status", "get_pvc", "warning_events",
-                                    "kueue_installed", "local_queue_exists", "post_event"])
+                                    "kueue_installed", "local_queue_exists", "workload_of_job", "post_event"])
 def test_the_fake_has_kube_s_signatures(method):
     assert inspect.signature(getattr(FakeKube, method)) == inspect.signature(getattr(Kube, method))
 
@@ -517,7 +517,7 @@ def test_queued_training_job_converges_after_handing_suspend_over():
     h.kube.calls.clear()
     h.reconcile(current(h, QUEUED))
     assert h.kube.writes() == [] and names(h.kube, "get") == []
-    assert [c.method for c in h.kube.calls] == ["kueue_installed", "local_queue_exists"]
+    assert [c.method for c in h.kube.calls] == ["kueue_installed", "workload_of_job", "local_queue_exists"]
     assert h.kube.stored("batch/v1", "Job", NS, "trainer-1")["spec"]["suspend"] is True
 
 
@@ -779,3 +779,50 @@ def test_enqueue_routes_changes_to_the_keys_to_reconcile():
     h.ctx.queue.add(("ModelDeployment", NS, "gone"), delay=5)
     loop.enqueue(h.ctx, Change("ModelDeployment", model_deployment("gone"), True))
     assert h.ctx.queue.stats() == (0, 0.0)
+
+
+RESTARTABLE = training_job(workers=2, failurePolicy={"maxRestarts": 1, "nonRetryableExitCodes": [2]})
+
+
+def fail_job(h: Harness, reason: str, message: str) -> str:
+    """The Job controller marks the run's Job Failed; returns the failed Job's UID."""
+    h.kube.update("batch/v1", "Job", NS, "trainer-1", manager="kube-controller-manager",
+                  status={"conditions": [{"type": "Failed", "status": "True", "reason": reason, "message": message}]})
+    h.sync()
+    h.kube.calls.clear()
+    return h.kube.stored("batch/v1", "Job", NS, "trainer-1")["metadata"]["uid"]
+
+
+def test_a_failed_attempt_is_restarted_whole_once_and_counted():
+    h = converged(RESTARTABLE)
+    failed_uid = fail_job(h, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    failed_job = h.kube.stored("batch/v1", "Job", NS, "trainer-1")
+    h.reconcile(current(h, RESTARTABLE))
+    assert names(h.kube, "delete") == [("Job", "trainer-1")]
+    assert h.kube.stored("batch/v1", "Job", NS, "trainer-1") is None
+    record = h.kube.called("patch_status")[0].detail["runs"][0]
+    assert record["restarts"] == 1 and record["handledJobUid"] == failed_uid and record["reason"] == "Restarting"
+    assert [c.detail for c in h.kube.called("post_event")] == [("Warning", "RunRestarted")]
+    # The same failure seen again (a stale cache still holds the Job): acted on once only.
+    h.ctx.cache.upsert("Job", failed_job)
+    h.kube.calls.clear()
+    h.reconcile(current(h, RESTARTABLE))
+    assert h.kube.writes() == [] and h.kube.called("post_event") == []
+    # Gone: the next reconcile creates the Job again, same name and run.
+    h.sync()
+    h.kube.calls.clear()
+    h.reconcile(current(h, RESTARTABLE))
+    assert names(h.kube, "apply") == [("Job", "trainer-1")]
+    assert h.kube.stored("batch/v1", "Job", NS, "trainer-1")["metadata"]["uid"] != failed_uid
+    assert current(h, RESTARTABLE)["status"]["run"] == 1
+
+
+def test_a_non_retryable_exit_code_fails_the_run_without_a_new_attempt():
+    h = converged(RESTARTABLE)
+    fail_job(h, "PodFailurePolicy",
+             "Container trainer for pod ns/trainer-1-1-abcde failed with exit code 2 matching FailJob rule at index 1")
+    h.reconcile(current(h, RESTARTABLE))
+    assert names(h.kube, "delete") == [] and h.kube.called("post_event")[0].detail == ("Warning", "NonRetryableExitCode")
+    written = h.kube.called("patch_status")[0].detail
+    assert written["phase"] == "Failed" and "worker 1 (pod trainer-1-1-abcde) exited with code 2" in \
+        written["runs"][0]["message"]

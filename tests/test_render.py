@@ -241,7 +241,9 @@ def test_distributed_training_job():
     assert job["metadata"]["name"] == "llm-finetune-1"
     spec = job["spec"]
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 4)
-    assert spec["backoffLimit"] == 2 and spec["activeDeadlineSeconds"] == 86400 and spec["ttlSecondsAfterFinished"] == 604800
+    # A distributed attempt ends at its first failing worker; the operator restarts the whole group (failurePolicy).
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 86400 and spec["ttlSecondsAfterFinished"] == 604800
+    assert [r["action"] for r in spec["podFailurePolicy"]["rules"]] == ["FailJob", "FailJob"]
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a" and spec["suspend"] is True
     assert service["spec"]["clusterIP"] == "None" and service["metadata"]["name"] == "llm-finetune-workers"
     pod = spec["template"]["spec"]

@@ -206,7 +206,7 @@ def test_run_states_from_the_job():
     no_queue = run_state(job(suspend=True), [], 1, False, "team-a", QueueState(True, False), None)
     assert no_queue.reason == "LocalQueueNotFound"
     queued = run_state(job(suspend=True), [], 1, False, "team-a", QueueState(True, True), None)
-    assert queued.reason == "WaitingForKueue"
+    assert queued.reason == "WaitingForAdmission"
     assert run_state(job(suspend=True), [], 1, True, None, None, None).phase == "Suspended"
     gone = run_state(None, [], 1, False, None, None, {"phase": "Succeeded", "completionTime": "t"})
     assert gone.phase == "Succeeded"

@@ -72,6 +72,8 @@ def tools() -> list[Component]:
                   (f"-X github.com/prometheus/common/version.Version={versions.PROMETHEUS_RELEASE}",),
                   # Without the service-discovery plugins (cloud SDKs): most of the build, unused by rules tests.
                   tags=("remove_all_sd",)),
+        Component("kueue", "sigs.k8s.io/kueue/cmd/kueue", "kueue", f"sigs.k8s.io/kueue@{versions.KUEUE}",
+                  (f"-X sigs.k8s.io/kueue/pkg/version.GitVersion={versions.KUEUE}",)),
     ]
 
 

@@ -16,7 +16,8 @@ from .api import API_VERSION, KINDS
 
 FIELD_MANAGER = "mlplatform"
 HANDOFF_FIELD_MANAGER = "mlplatform-handoff"
-KUEUE_API = "/apis/kueue.x-k8s.io/v1beta1"
+KUEUE_GROUP = "/apis/kueue.x-k8s.io"  # its discovery document names the preferred version (v1beta2 since Kueue 0.15)
+KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"  # on the Workload Kueue makes for a Job
 GATEWAY_API = "/apis/gateway.networking.k8s.io/v1"
 KUEUE_CHECK_SECONDS = 30.0
 NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
@@ -122,10 +123,19 @@ class Kube:
             raise KubeError(404, "namespace or resource type not found", f"apply {obj['kind']} {meta['name']}")
         return result
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        """Delete a child (its dependents in the background). uid: only that incarnation of it; a newer one
+        of the same name is left alone."""
         plural = CHILD_KINDS[(api_version, kind)]
         path = f"{_collection_path(api_version, plural, namespace)}/{quote(name)}"
-        self._request("DELETE", path, body={"propagationPolicy": "Background"})
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self._request("DELETE", path, body=body)
+        except KubeError as err:
+            if not (uid and err.status == 409):
+                raise
 
     def hand_over(self, api_version: str, kind: str, namespace: str, name: str, spec: dict,
                   force: bool = True) -> bool:
@@ -216,14 +226,20 @@ class Kube:
                 by_pod.setdefault(pod, []).append(event)
         return by_pod
 
-    def kueue_installed(self) -> bool:
+    def _kueue_api(self) -> str | None:
+        """/apis/kueue.x-k8s.io/<preferred version>, or None without Kueue (re-read every 30 s)."""
         with self._lock:
             if self._kueue and time.monotonic() - self._kueue.at < KUEUE_CHECK_SECONDS:
                 return self._kueue.value
-        installed = self._request("GET", KUEUE_API) is not None
+        group = self._request("GET", KUEUE_GROUP)
+        version = ((group or {}).get("preferredVersion") or {}).get("groupVersion")
+        api = f"/apis/{version}" if version else None
         with self._lock:
-            self._kueue = _Cached(installed, time.monotonic())
-        return installed
+            self._kueue = _Cached(api, time.monotonic())
+        return api
+
+    def kueue_installed(self) -> bool:
+        return self._kueue_api() is not None
 
     def gateway_api_installed(self) -> bool:
         """Whether gateway.networking.k8s.io/v1 (HTTPRoute) is served; cached like kueue_installed."""
@@ -237,8 +253,19 @@ class Kube:
         return installed
 
     def local_queue_exists(self, namespace: str, queue_name: str) -> bool:
-        path = f"{KUEUE_API}/namespaces/{quote(namespace)}/localqueues/{quote(queue_name)}"
-        return self._request("GET", path) is not None
+        api = self._kueue_api()
+        return api is not None and self._request(
+            "GET", f"{api}/namespaces/{quote(namespace)}/localqueues/{quote(queue_name)}") is not None
+
+    def workload_of_job(self, namespace: str, job_uid: str) -> dict | None:
+        """Kueue's Workload for a Job (it carries the Job's UID as a label), or None."""
+        api = self._kueue_api()
+        if api is None:
+            return None
+        result = self._request("GET", f"{api}/namespaces/{quote(namespace)}/workloads",
+                               query={"labelSelector": f"{KUEUE_JOB_UID_LABEL}={job_uid}"}) or {}
+        items = result.get("items") or []
+        return items[0] if items else None
 
     def post_event(self, owner: dict, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the custom resource, shown by kubectl describe."""

@@ -3,7 +3,7 @@ The operator's rules: exactly the requests operator/mlplatform/kube.py makes, ve
 Rendered into the ClusterRole (all namespaces) or, with watchNamespace, into a Role in that
 namespace. Keep in step with manifests/clusterrole.yaml (tests/test_install_manifests.py checks
 both against the calls). The leader-election Lease is not here: role.yaml grants it in the release
-namespace only. Kueue's discovery document (GET /apis/kueue.x-k8s.io/v1beta1) needs no rule: the
+namespace only. Kueue's discovery document (GET /apis/kueue.x-k8s.io) needs no rule: the
 built-in system:discovery role grants it to every authenticated client.
 */}}
 {{- define "mlplatform.operatorRules" -}}
@@ -56,6 +56,9 @@ built-in system:discovery role grants it to every authenticated client.
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["localqueues"]
   verbs: ["get"]
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
 # Events (core/v1): the warnings of pods are listed, events on the custom resources are created.
 - apiGroups: [""]
   resources: ["events"]

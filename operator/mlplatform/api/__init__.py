@@ -66,6 +66,8 @@ KINDS: dict[str, Kind] = {
                 {"name": "Workers", "type": "integer", "jsonPath": ".spec.workers"},
                 {"name": "GPU", "type": "integer", "jsonPath": ".spec.resources.gpu.count"},
                 {"name": "Run", "type": "integer", "jsonPath": ".status.run"},
+                {"name": "Queue", "type": "string", "jsonPath": ".spec.queueName",
+                 "description": "Kueue LocalQueue the runs wait in"},
                 AGE,
             ],
         ),

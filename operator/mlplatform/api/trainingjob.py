@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -41,6 +42,31 @@ class Output(ApiModel):
                         "passed as OUTPUT_URI and reported as artifactUri on success.", pattern=OUTPUT_URI_PATTERN)
 
 
+class FailurePolicy(ApiModel):
+    """Whole-run restarts. Each attempt of a run is one Indexed Job whose podFailurePolicy ends the attempt at
+    the first failing worker (distributed runs: backoffLimit 0, so no worker is ever replaced alone: a static
+    torchrun rendezvous cannot take a new member); the operator then deletes that Job and creates it again
+    with every worker, same run number, same CHECKPOINT_DIR, and counts the restart in status.runs[].restarts."""
+
+    max_restarts: int | None = field(
+        "Whole-run restarts after a worker failure before the run fails: all workers start again together, the run "
+        "number stays, status.runs[].restarts counts them (an Event each time). Default: spec.backoffLimit for "
+        "distributed runs (workers > 1), else 0. Unlike backoffLimit, which (for a single-worker run) lets the Job "
+        "replace the failed pod, a restart re-creates the whole group.", ge=0, le=100)
+    restart_on_preemption: bool | None = field(
+        "Default true: a worker whose pod was disrupted (pod condition DisruptionTarget: preemption, eviction, node "
+        "loss) or a run evicted or preempted by Kueue restarts the whole run without counting against "
+        "maxRestarts (status.runs[].disruptions counts those). false: a disruption counts as a failure.")
+    non_retryable_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] | None = field(
+        "Exit codes of the trainer container that fail the run at once, with no restart; the message names the "
+        "worker and the code (a Job podFailurePolicy FailJob rule).",
+        max_length=32, json_schema_extra={"x-kubernetes-list-type": "set"})
+    rules = (
+        Rule(None, "nonRetryableExitCodes: each code once", "nonRetryableExitCodes",  # the API server: list-type set
+             lambda s: len(set(s.non_retryable_exit_codes or ())) == len(s.non_retryable_exit_codes or ())),
+    )
+
+
 class TrainingJobSpec(ContainerBlock):
     image: str = required("Container image of the training code.", min_length=1)
     service_account_name: str | None = field("ServiceAccount of the worker pods.", max_length=253)
@@ -48,11 +74,23 @@ class TrainingJobSpec(ContainerBlock):
     scheduling: Scheduling | None = field("Node selection, tolerations and priority.")
     workers: int | None = field("Worker pods (default 1); more than one means distributed.", ge=1, le=1024)
     distribution: Distribution | None = field("How workers find each other.")
-    backoff_limit: int | None = field("Whole-run retries before the run fails (default 0).", ge=0, le=100)
+    backoff_limit: int | None = field(
+        "Single-worker runs: pod retries within the run (the Job's backoffLimit: Kubernetes replaces the failed pod; "
+        "default 0). Distributed runs never replace one worker: there it is the default of "
+        "failurePolicy.maxRestarts (whole-run restarts) and the Job's own backoffLimit is 0.", ge=0, le=100)
     active_deadline_seconds: int | None = field("Wall-clock limit of a run.", ge=1)
     ttl_seconds_after_finished: int | None = field("Finished runs' Jobs are removed after this many seconds.", ge=0)
     queue_name: str | None = field("Kueue LocalQueue: the Job carries kueue.x-k8s.io/queue-name and starts suspended for Kueue.",
                                    pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    failure_policy: FailurePolicy | None = field(
+        "Whole-run restarts: how many, whether disruptions count, which exit codes are final. Each attempt of a run "
+        "is one Indexed Job with podFailurePolicy FailJob rules (pod condition DisruptionTarget first, then "
+        "nonRetryableExitCodes) and, for distributed runs, backoffLimit 0: the first failing worker ends the attempt "
+        "for all. Neither an Ignore rule for disruptions nor backoffLimitPerIndex is used: both make the Job replace "
+        "one worker alone, which a static torchrun rendezvous cannot take back. The operator then deletes the Job "
+        "and creates it again: all workers, same Job name, run number and CHECKPOINT_DIR. Absent: a distributed run "
+        "restarts whole spec.backoffLimit times, a disrupted pod counts as a failure, a run evicted by Kueue waits "
+        "to be admitted again without counting.")
     checkpoint: Checkpoint | None = field("Checkpoint volume, mounted in every worker; env CHECKPOINT_DIR.")
     output: Output | None = field("Where the model is written; env OUTPUT_URI.")
     features: FeatureRefs | None = field("FeatureViews the job reads; env FEATURES_<NAME>_REPO points at each Feast repo config.")
@@ -71,6 +109,12 @@ class RunRecord(ApiModel):
     message: str | None = field("Detail of the reason.")
     metrics: dict[str, float] | None = field(
         "Numbers the worker of index 0 wrote to its termination message as a JSON object (e.g. auc, loss).")
+    restarts: int | None = field("Whole-run restarts of this run counted against failurePolicy.maxRestarts.")
+    disruptions: int | None = field("Whole-run restarts after a disruption (preemption, eviction, node loss, "
+                                    "Kueue eviction) that did not count against maxRestarts.")
+    handled_job_uid: str | None = field("UID of the last failed attempt's Job that the operator acted on "
+                                        "(restart or final failure), so that it is acted on once.")
+    handled_eviction: str | None = field("lastTransitionTime of the last Kueue eviction acted on.")
 
 
 class WorkerCounts(ApiModel):
@@ -97,3 +141,36 @@ class TrainingJob(ApiModel):
     the spec starts a new run; status records each run and the artifact of the latest successful one."""
 
     spec: TrainingJobSpec = Field(..., description="Desired state of the TrainingJob.")
+
+
+# Indexes of the rules in the Job's podFailurePolicy (render) that the operator reads back from the Job's
+# Failed condition ("... matching FailJob rule at index N"): a disruption first, so that a worker killed by
+# its eviction is never taken for a non-retryable exit code.
+DISRUPTION_RULE = "disruption"
+EXIT_CODE_RULE = "exit-code"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """spec.failurePolicy with its defaults filled in (see the field descriptions)."""
+
+    max_restarts: int
+    restart_on_preemption: bool
+    non_retryable_exit_codes: tuple[int, ...]
+    declared: bool = True  # spec.failurePolicy is set (without it, Kueue's evictions are Kueue's business)
+
+    def pod_failure_rules(self) -> list[str]:
+        """The rules the Job's podFailurePolicy carries, in order."""
+        rules = [DISRUPTION_RULE] if self.restart_on_preemption else []
+        return rules + ([EXIT_CODE_RULE] if self.non_retryable_exit_codes else [])
+
+
+def restart_policy(spec: TrainingJobSpec) -> RestartPolicy:
+    workers = spec.workers or 1
+    fp = spec.failure_policy
+    if fp is None:
+        # As before failurePolicy existed: distributed runs restart whole, backoffLimit times.
+        return RestartPolicy((spec.backoff_limit or 0) if workers > 1 else 0, False, (), declared=False)
+    default_restarts = (spec.backoff_limit or 0) if workers > 1 else 0
+    return RestartPolicy(fp.max_restarts if fp.max_restarts is not None else default_restarts,
+                         fp.restart_on_preemption is not False, tuple(sorted(set(fp.non_retryable_exit_codes or ()))))

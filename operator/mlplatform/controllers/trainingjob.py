@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
+from ..api.trainingjob import restart_policy
 from ..cache import ResourceKey
 from ..kube import KubeError
 from ..render.trainingjob import COMPONENT, RUN_LABEL, artifact_uri, job_name, render_training_job, run_spec_hash
 from ..status.run_metrics import record_metrics
+from ..status.kueue import workload_condition
+from ..status.restarts import Decision, failed_attempt, kueue_eviction, record_decision
 from ..status.trainingjob import QueueState, current_record, plan_run, run_state, training_job_report
 from .base import (
     Context,
@@ -22,6 +27,9 @@ from .base import (
 )
 
 KIND = "TrainingJob"
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"  # the Job controller's label on its pods
+
+log = logging.getLogger("mlplatform")
 
 
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
@@ -47,16 +55,42 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
         ctx.kube.hand_over("batch/v1", "Job", owner.namespace, name, {"suspend": True}, force=False)
 
     job = ctx.cache.child(key, "Job", name)
-    pods = pods_of(ctx, key, COMPONENT, {RUN_LABEL: str(plan.run)})
-    queue = None
-    if spec.queue_name and job is not None and (job.get("spec") or {}).get("suspend") and not spec.suspend:
+    job_uid = (job or {}).get("metadata", {}).get("uid")
+    # Pods of this attempt only: a restarted run's previous pods may still be going away.
+    pods = [p for p in pods_of(ctx, key, COMPONENT, {RUN_LABEL: str(plan.run)})
+            if job_uid is None or (p["metadata"].get("labels") or {}).get(JOB_UID_LABEL) in (None, job_uid)]
+    record = {} if plan.new_run else (current_record(previous) or {})
+    policy = restart_policy(spec)
+    workload, queue = None, None
+    if spec.queue_name and job is not None and not spec.suspend:
         installed = ctx.kube.kueue_installed()
-        queue = QueueState(installed, installed and ctx.kube.local_queue_exists(owner.namespace, spec.queue_name))
+        workload = ctx.kube.workload_of_job(owner.namespace, job_uid) if installed else None
+        if (job.get("spec") or {}).get("suspend"):
+            queue = QueueState(installed, installed and ctx.kube.local_queue_exists(owner.namespace, spec.queue_name),
+                               workload)
+    handled = job is not None and record.get("handledJobUid") == job_uid and record.get("phase") is not None
+    attempt, updates = None, {}
+    if job is not None and not handled and not spec.suspend:
+        attempt = failed_attempt(job, policy, record)
+        if attempt is not None:
+            updates = {**record_decision(record, attempt), "handledJobUid": job_uid}
+            if attempt.restart:  # the whole group again: this Job goes, the next reconcile creates it anew
+                ctx.kube.delete("batch/v1", "Job", owner.namespace, name, uid=job_uid)
+            announce(ctx, body, attempt, plan.run)
+    eviction = workload_condition(workload, "Evicted")
+    if (attempt is None and eviction is not None and eviction.get("status") == "True"
+            and eviction.get("lastTransitionTime") != record.get("handledEviction")):
+        decision = kueue_eviction(eviction, policy, record)
+        updates = {**record_decision(record, decision), "handledEviction": eviction.get("lastTransitionTime")}
+        announce(ctx, body, decision, plan.run)
+        if not decision.restart:
+            ctx.kube.delete("batch/v1", "Job", owner.namespace, name, uid=job_uid)
+            attempt = decision
     state = run_state(job, pods, spec.workers or 1, bool(spec.suspend), spec.queue_name, queue,
                       None if plan.new_run else current_record(previous),
-                      warning_events_if_needed(ctx, owner.namespace, pods))
+                      warning_events_if_needed(ctx, owner.namespace, pods), attempt, handled)
     report = training_job_report(previous, plan, spec_hash, owner.generation or 1, state,
-                                 artifact_uri(spec, plan.run), name)
+                                 artifact_uri(spec, plan.run), name, updates, workload)
     metrics_problem = record_metrics(report.status, previous, plan.run, pods)
     ctx.metrics.set_training_job(owner.namespace, owner.name, runs=report.status["runs"])
     if write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions) and metrics_problem:
@@ -64,3 +98,16 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
             ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
         except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
             log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
+
+
+def announce(ctx: Context, body: dict, decision: Decision, run: int) -> None:
+    """One Event per restart (Normal when it is not counted) and per run failed by the policy."""
+    if decision.restart:
+        kind, reason = ("Warning" if decision.counted else "Normal"), "RunRestarted"
+        message = f"run {run}: {decision.message}"
+    else:
+        return  # the Failed condition's flip announces it (status/events.py)
+    try:
+        ctx.kube.post_event(body, kind, reason, message)
+    except KubeError as err:
+        log.warning("could not post event on %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], err)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.trainingjob import FIELDS_THAT_DO_NOT_START_A_RUN, TrainingJobSpec
+from ..api.trainingjob import (
+    DISRUPTION_RULE,
+    EXIT_CODE_RULE,
+    FIELDS_THAT_DO_NOT_START_A_RUN,
+    TrainingJobSpec,
+    restart_policy,
+)
 from ..config import OperatorConfig
 from ..labels import GENERATION_LABEL, KUEUE_QUEUE_LABEL, RUN_LABEL, RUN_SPEC_HASH_ANNOTATION, short_hash
 from .common import (
@@ -60,6 +66,29 @@ def procs_per_worker(spec: TrainingJobSpec) -> int:
     if spec.resources and spec.resources.gpu:
         return spec.resources.gpu.count
     return 1
+
+
+def job_backoff_limit(spec: TrainingJobSpec) -> int:
+    """Pod retries inside one attempt: spec.backoffLimit for a single worker; 0 for a distributed run, whose
+    first failing worker must end the attempt (whole-run restarts are the operator's, failurePolicy)."""
+    if (spec.workers or 1) > 1:
+        return 0
+    return spec.backoff_limit or 0
+
+
+def pod_failure_policy(spec: TrainingJobSpec) -> list[dict[str, Any]]:
+    """The Job's podFailurePolicy rules (restartPolicy Never, as the API requires). A disrupted pod
+    (DisruptionTarget) fails the attempt at once, as does a non-retryable exit code; the Job's Failed
+    condition names the rule's index, which tells the operator which of the two it was."""
+    policy = restart_policy(spec)
+    rules: list[dict[str, Any]] = []
+    for rule in policy.pod_failure_rules():
+        if rule == DISRUPTION_RULE:
+            rules.append({"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]})
+        elif rule == EXIT_CODE_RULE:
+            rules.append({"action": "FailJob", "onExitCodes": {"containerName": "trainer", "operator": "In",
+                                                               "values": list(policy.non_retryable_exit_codes)}})
+    return rules
 
 
 def _index_env(name: str) -> dict[str, Any]:
@@ -157,7 +186,7 @@ def render_training_job(owner: Owner, spec: TrainingJobSpec, config: OperatorCon
         "completionMode": "Indexed",
         "completions": workers,
         "parallelism": workers,
-        "backoffLimit": spec.backoff_limit if spec.backoff_limit is not None else 0,
+        "backoffLimit": job_backoff_limit(spec),
         "ttlSecondsAfterFinished": (spec.ttl_seconds_after_finished if spec.ttl_seconds_after_finished is not None
                                     else config.defaults.training_ttl_seconds_after_finished),
         "template": {
@@ -167,6 +196,8 @@ def render_training_job(owner: Owner, spec: TrainingJobSpec, config: OperatorCon
             "spec": _pod_spec(owner, spec, config, run),
         },
     }
+    if rules := pod_failure_policy(spec):
+        job_spec["podFailurePolicy"] = {"rules": rules}
     if spec.active_deadline_seconds:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     if spec.suspend:

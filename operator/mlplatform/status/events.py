@@ -15,14 +15,20 @@ GOOD_STATUS = {
     "Ready": "True", "Stalled": "False", "Failed": "False", "Running": "True", "Succeeded": "True",
     "ModelResolved": "True", "FeaturesReady": "True", "Materialized": "True", "Fresh": "True",
     "RolloutAborted": "False", "RouteAccepted": "True",
+    # Kueue's Workload conditions, mirrored on a queued TrainingJob.
+    "QuotaReserved": "True", "Admitted": "True", "Evicted": "False", "Preempted": "False",
 }
+# Announced when they first appear in their good state (Kueue's Admitted appears only on admission).
+ANNOUNCED_ON_ARRIVAL = {"Ready", "Admitted"}
 # Announced only when they reach their good state: their other states are told by Ready and Failed.
 PROGRESS_ONLY = {"Running", "Succeeded"}
 # Reasons for a condition out of its good state that are ordinary progress, not trouble.
 PROGRESS_REASONS = {
     "Creating", "RollingOut", "Suspended", "WaitingForTrainingJob", "FeatureViewNotReady",
     "Materializing", "Pending", "NeverMaterialized", "FeatureServerNotReady",
-    "WorkersStarting", "WorkersRunning", "WaitingForKueue", "WaitingForGateway", "SpecReverted",
+    "WorkersStarting", "WorkersRunning", "WaitingForAdmission", "Restarting", "WaitingForGateway", "SpecReverted",
+    # Kueue's reasons while a Workload waits (QuotaReserved/Admitted False): queueing is progress.
+    "NoReservation", "QuotaReserved", "AdmissionChecksPending",
 }
 
 
@@ -43,8 +49,8 @@ def _announce(old: dict | None, new: dict) -> str | None:
     """The Event type for one condition's change, or None when it is no news."""
     good = new["status"] == GOOD_STATUS[new["type"]]
     trouble = is_trouble(new)
-    if old is None:  # first appearance: news only when it is trouble, or a resource Ready at once
-        return "Warning" if trouble else ("Normal" if good and new["type"] == "Ready" else None)
+    if old is None:  # first appearance: news only when it is trouble, or a resource Ready (a run admitted) at once
+        return "Warning" if trouble else ("Normal" if good and new["type"] in ANNOUNCED_ON_ARRIVAL else None)
     if old.get("status") != new["status"]:
         if trouble:
             return "Warning"

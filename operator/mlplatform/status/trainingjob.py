@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 from ..api.trainingjob import RUN_HISTORY_LIMIT
 from .conditions import Cond, kstatus, true_condition
+from .kueue import mirrored_conditions, waiting_message
 from .pods import failed_pod_message, first_problem
+from .restarts import Decision
 
 FINISHED = ("Succeeded", "Failed", "Superseded")
 
@@ -41,6 +43,7 @@ class QueueState:
 
     kueue_installed: bool
     local_queue_exists: bool
+    workload: dict | None = None  # Kueue's Workload of the run's Job, once Kueue made it
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,15 @@ class RunState:
 
 
 def run_state(job: dict | None, pods: list[dict], workers: int, suspended: bool, queue_name: str | None,
-              queue: QueueState | None, previous: dict | None, events_by_pod: dict | None = None) -> RunState:
+              queue: QueueState | None, previous: dict | None, events_by_pod: dict | None = None,
+              attempt: Decision | None = None, attempt_handled: bool = False) -> RunState:
+    """attempt: the decision just taken about the Job's failure (restart or fail, status/restarts.py);
+    attempt_handled: that failure was acted on by an earlier reconcile, whose record stands."""
+    if job is not None and attempt_handled and previous:
+        return RunState(previous.get("phase", "Pending"), previous.get("reason", ""), previous.get("message", ""),
+                        previous.get("startTime"), previous.get("completionTime"))
+    if attempt is not None and attempt.restart:
+        return RunState("Pending", "Restarting", attempt.message, (previous or {}).get("startTime"))
     if job is None:
         if previous and previous.get("phase") in FINISHED:
             return RunState(previous["phase"], previous.get("reason", ""), previous.get("message", ""),
@@ -68,6 +79,11 @@ def run_state(job: dict | None, pods: list[dict], workers: int, suspended: bool,
     if (done := true_condition(job, "Complete")) is not None:
         return RunState("Succeeded", "Completed", f"{workers}/{workers} workers succeeded", **{
             **times, "completion_time": status.get("completionTime") or done.get("lastTransitionTime")}, **counts)
+    if attempt is not None:  # failed, and not restarted
+        failed = true_condition(job, "Failed") or {}
+        detail = failed_pod_message(pods) if attempt.reason != "NonRetryableExitCode" else ""
+        return RunState("Failed", attempt.reason, f"{attempt.message}; {detail}" if detail else attempt.message,
+                        times["start_time"], failed.get("lastTransitionTime"), **counts)
     if (failed := true_condition(job, "Failed")) is not None:
         detail = failed_pod_message(pods)
         message = failed.get("message") or "the Job failed"
@@ -84,8 +100,8 @@ def run_state(job: dict | None, pods: list[dict], workers: int, suspended: bool,
         if queue is not None and not queue.local_queue_exists:
             return RunState("Pending", "LocalQueueNotFound",
                             f"Kueue LocalQueue {queue_name!r} does not exist in this namespace", **times, **counts)
-        return RunState("Pending", "WaitingForKueue", f"waiting for Kueue to admit the run from queue {queue_name!r}",
-                        **times, **counts)
+        return RunState("Pending", "WaitingForAdmission",
+                        waiting_message(queue_name, queue.workload if queue is not None else None), **times, **counts)
     ready = status.get("ready", 0)
     if counts["active"] and ready >= min(workers, counts["active"]) and counts["active"] + counts["succeeded"] >= workers:
         return RunState("Running", "WorkersRunning", f"{counts['active']}/{workers} workers running", **times, **counts)
@@ -102,8 +118,11 @@ class TrainingJobReport:
 
 
 def training_job_report(previous: dict, plan: RunPlan, spec_hash: str, generation: int, state: RunState,
-                        artifact_uri: str | None, job_name: str) -> TrainingJobReport:
-    """status.run/runs/workers/artifactUri and the conditions, from the previous status and the run's state."""
+                        artifact_uri: str | None, job_name: str, record_updates: dict | None = None,
+                        workload: dict | None = None) -> TrainingJobReport:
+    """status.run/runs/workers/artifactUri and the conditions, from the previous status and the run's state.
+    record_updates: restarts/disruptions and what was acted on (status/restarts.py); workload: Kueue's
+    Workload of a queued run, whose conditions are mirrored."""
     runs = [dict(r) for r in previous.get("runs") or []]
     if plan.new_run:
         for record in runs:
@@ -112,6 +131,7 @@ def training_job_report(previous: dict, plan: RunPlan, spec_hash: str, generatio
                               message=f"superseded by run {plan.run} (spec generation {generation})")
         runs.append({"run": plan.run, "generation": generation, "job": job_name})
     record = next(r for r in runs if r["run"] == plan.run)
+    record.update(record_updates or {})
     record.update({k: v for k, v in {
         "phase": state.phase, "reason": state.reason, "message": state.message,
         "startTime": state.start_time, "completionTime": state.completion_time}.items() if v is not None})
@@ -150,5 +170,5 @@ def training_job_report(previous: dict, plan: RunPlan, spec_hash: str, generatio
              state.message if phase == "Succeeded" else ""),
         Cond("Failed", phase == "Failed", state.reason if phase == "Failed" else "NotFailed",
              state.message if phase == "Failed" else ""),
-    ]
+    ] + mirrored_conditions(workload)
     return TrainingJobReport({k: v for k, v in status.items() if v is not None}, conditions)
