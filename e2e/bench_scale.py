@@ -51,7 +51,9 @@ MODEL = {"model": {"uri": "s3://models/m/"}, "runtime": {"preset": "sklearn"},
          "resources": {"cpu": "100m", "memory": "256Mi"}, "replicas": 2}
 RATE_MODEL = {**MODEL, "replicas": 1}
 SUSPENDED_MODEL = {**RATE_MODEL, "suspend": True}
-PODS_PER_NODE = 380  # of the 400 a simulated CPU node holds
+PODS_PER_NODE = 380
+MEMORY_APPLY_RATE = 50.0  # ModelDeployments per second added for the memory figure
+APPLIERS = 32  # threads applying at a steady rate: one slow apply must not delay the next slots  # of the 400 a simulated CPU node holds
 WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION")
 # What the apiserver writes on its own or for the simulated nodes, whoever runs: not the workload's.
 BACKGROUND = {"leases", "nodes"}
@@ -110,7 +112,10 @@ class Bench:
 
         self.kubeconfig = kubeconfig
         self.kubectl = Kubectl(kubeconfig)
-        self.api_client = config.new_client_from_config(config_file=kubeconfig)
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        configuration.connection_pool_maxsize = APPLIERS  # one connection per applier thread
+        self.api_client = client.ApiClient(configuration)
         self.client = client
         st = cluster.State.load(local.run)
         self.admin = cluster.Api(local.run, st.ports["apiserver"])
@@ -166,7 +171,7 @@ class Bench:
             while not stop.is_set() and len(phase.ready_s) < len(names):
                 w = watch.Watch()
                 try:
-                    for event in w.stream(list_fn, timeout_seconds=30, _request_timeout=60, **kwargs):
+                    for event in w.stream(list_fn, timeout_seconds=300, _request_timeout=330, **kwargs):
                         obj = event["object"]
                         obj = obj if isinstance(obj, dict) else self.api_client.sanitize_for_serialization(obj)
                         name = obj["metadata"]["name"]
@@ -238,22 +243,33 @@ def burst(bench: Bench, label: str, names: list[str], namespace: str, objects: l
 
 def at_rate(bench: Bench, label: str, names: list[str], namespace: str, objects_by_name: dict[str, list[dict]],
             kind: str, rate: float, timeout: float) -> Phase:
-    """Each resource's objects applied at its slot of a steady arrival rate; Ready counted from that slot."""
+    """Each resource's objects applied at its slot of a steady arrival rate (by a pool of appliers, so
+    a slow apply does not hold the next); Ready counted from the slot."""
+    from concurrent.futures import ThreadPoolExecutor
+
     phase, stop = Phase(label, len(names)), threading.Event()
     t0 = time.monotonic()
     started: dict[str, float] = {}
     thread = bench.watch_ready(namespace, kind, set(names), started, phase, t0, stop)
     late = 0.0
-    for i, name in enumerate(names):
-        slot = t0 + i / rate
-        wait = slot - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        else:
-            late = max(late, -wait)
-        started[name] = time.monotonic()
+
+    def apply_all(name: str) -> None:
         for obj in objects_by_name[name]:
             bench.apply_ssa(obj, namespace)
+
+    with ThreadPoolExecutor(APPLIERS) as appliers:
+        futures = []
+        for i, name in enumerate(names):
+            slot = t0 + i / rate
+            wait = slot - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            else:
+                late = max(late, -wait)
+            started[name] = time.monotonic()
+            futures.append(appliers.submit(apply_all, name))
+        for future in futures:
+            future.result()
     wait_phase(phase, thread, stop, timeout, t0)
     print(f"  {label}: {len(names)} at {rate:g}/s (applies at most {late:.2f}s behind their slot); "
           f"{len(phase.ready_s)}/{phase.n} Ready; p50 {percentile(list(phase.ready_s.values()), 50):.2f}s "
@@ -334,6 +350,10 @@ def main() -> int:
         ours.operator_cpu_s = round(cpu_seconds(operator.process.pid) - cpu0, 1)
         figures.update(floor=floor.summary(), operator=ours.summary(), ratio=round(ours.wall_s / floor.wall_s, 2),
                        operator_rss_mib=round(operator.rss_mib()))
+        save(figures)
+        print(f"  ratio {figures['ratio']}; the operator's own writes per resource "
+              f"{figures['operator']['operator_writes_per_resource']} ({_per(ours.operator_writes, args.n)}); "
+              f"operator CPU {ours.operator_cpu_s}s")
 
         audit_offset = bench.audit.offset()
         idle = window_writes(bench, args.idle_seconds)
@@ -349,9 +369,13 @@ def main() -> int:
                        restart_writes=dict(_flat(restart)),
                        restart_operator_writes=summary(bench.audit.writes(audit_offset, ours_ns)),
                        restart_cpu_s=round(cpu_seconds(operator.process.pid), 1))
+        save(figures)
+        print(f"  idle {args.idle_seconds:g}s: the operator's writes {figures['idle_operator_writes'] or 'none'}; "
+              f"restart: {figures['restart_operator_writes'] or 'none'}")
 
         if rate_n:
             figures["rate"] = steady_rate(bench, args, rate_n, floor_ns, ours_ns)
+            save(figures)
 
         if args.memory_n:
             figures["memory"] = memory(bench, operator, config, kubeconfig, ours_ns, args.memory_n, args.n + rate_n)
@@ -390,8 +414,9 @@ def memory(bench: Bench, operator: Operator, config: Path, kubeconfig: str, name
     extra = max(0, total - existing)
     names = [f"s{i:05d}" for i in range(extra)]
     print(f"\nmemory: {existing} ModelDeployments with pods + {extra} suspended = {existing + extra}")
-    phase = burst(bench, "operator (suspended)", names, namespace, models(names, namespace, SUSPENDED_MODEL),
-                  "ModelDeployment", 1800) if names else None
+    phase = at_rate(bench, "operator (suspended)", names, namespace,
+                    {m["metadata"]["name"]: [m] for m in models(names, namespace, SUSPENDED_MODEL)},
+                    "ModelDeployment", MEMORY_APPLY_RATE, 1800) if names else None
     time.sleep(10)
     rss = operator.rss_mib()
     operator.stop()
@@ -401,6 +426,10 @@ def memory(bench: Bench, operator: Operator, config: Path, kubeconfig: str, name
     return {"resources": existing + extra, "with_pods": existing, "suspended": extra,
             "rss_mib": round(rss), "rss_after_restart_mib": round(restarted.rss_mib()),
             "suspended_all_ready_s": round(phase.wall_s, 1) if phase else None, "operator": restarted}
+
+
+def save(figures: dict) -> None:
+    (OUT / "scale.json").write_text(json.dumps(figures, indent=2, default=str))
 
 
 def _per(counts: dict[str, int], n: int) -> str:
@@ -438,7 +467,7 @@ def report(figures: dict, floor: Phase, ours: Phase) -> None:
                   f"RSS {m['rss_mib']} MiB; after a restart over the same state {m['rss_after_restart_mib']} MiB.", ""]
     text = "\n".join(lines)
     (OUT / "scale.md").write_text(text)
-    (OUT / "scale.json").write_text(json.dumps(figures, indent=2, default=str))
+    save(figures)
     plot([floor, ours], OUT / "scale.png")
     print("\n" + text)
     print(f"written: {OUT / 'scale.md'}, {OUT / 'scale.json'}, {OUT / 'scale.png'}")

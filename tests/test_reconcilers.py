@@ -14,7 +14,7 @@ from mlplatform.api import API_VERSION
 from mlplatform.cache import Change
 from mlplatform.config import OperatorConfig
 from mlplatform.controllers import RECONCILERS
-from mlplatform.controllers.base import InvalidSpec, owner_of, typed_spec, with_intent_hash
+from mlplatform.controllers.base import PROGRESS_WRITE_INTERVAL_SECONDS, InvalidSpec, owner_of, typed_spec, with_intent_hash
 from mlplatform.controllers.modeldeployment import dependents
 from mlplatform.kube import Kube, KubeError
 from mlplatform.labels import OWNER_LABEL
@@ -573,7 +573,31 @@ def test_children_as_last_applied_are_not_rendered_again(renders):
     h.sync()
     h.reconcile(current(h, FIXED))
     assert renders == ["scorer"], "a status change of a child needs no render"
+    assert h.kube.writes() == [], "a replica count alone waits for the progress interval"
+
+
+def test_progress_alone_is_written_once_the_interval_is_over_and_a_condition_change_at_once():
+    h = converged(FIXED)
+    key = ("ModelDeployment", NS, "scorer")
+    h.kube.update("apps/v1", "Deployment", NS, "scorer", manager="kube-controller-manager",
+                  status={"replicas": 3, "readyReplicas": 1, "updatedReplicas": 3, "observedGeneration": 1})
+    h.sync()
+    h.reconcile(current(h, FIXED))
+    assert h.kube.writes() == []
+    assert h.ctx.queue.stats()[0] == 1, "looked at again when the interval is over"
+    h.ctx.status_written_at[key] -= PROGRESS_WRITE_INTERVAL_SECONDS
+    h.reconcile(current(h, FIXED))
     assert [c.method for c in h.kube.writes()] == ["patch_status"]
+    assert h.kube.called("patch_status")[0].detail["readyReplicas"] == 1
+
+    h.sync()
+    h.kube.calls.clear()
+    h.kube.update("apps/v1", "Deployment", NS, "scorer", manager="kube-controller-manager",
+                  status={"replicas": 3, "readyReplicas": 3, "updatedReplicas": 3, "availableReplicas": 3,
+                          "observedGeneration": 1})
+    h.sync()
+    h.reconcile(current(h, FIXED))
+    assert [c.method for c in h.kube.writes()] == ["patch_status", "post_event"], "Ready is written at once"
 
 
 @pytest.mark.parametrize("change", ["child spec edited", "child deleted", "resource annotated", "resource edited"])

@@ -72,6 +72,7 @@ def enqueue(ctx: Context, change: Change) -> None:
             ctx.queue.discard(key)
             ctx.metrics.forget(*key)
             ctx.applied.forget(key)
+            ctx.status_written_at.pop(key, None)
         else:
             ctx.queue.add(key)
         if change.kind in ("FeatureView", "TrainingJob"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -31,6 +32,8 @@ class Context:
     queue: WorkQueue
     metrics: Metrics
     applied: AppliedChildren = field(default_factory=AppliedChildren)
+    # resource key -> time.monotonic() of its last status write (progress-only writes are spaced by it)
+    status_written_at: dict[ResourceKey, float] = field(default_factory=dict)
 
 
 class InvalidSpec(ValueError):
@@ -190,9 +193,26 @@ def merge_patch(previous: dict, new: dict) -> dict:
     return patch
 
 
+# A status change that moves no condition (replica counts while pods start, one by one) is written at most
+# this often per resource: the last count lands with the next condition change or when the wait is over.
+PROGRESS_WRITE_INTERVAL_SECONDS = 5.0
+_COUNT_FIELDS = frozenset({"replicas", "readyReplicas", "desiredReplicas", "replicaSummary"})
+
+
+def progress_only(previous: dict, new: dict) -> bool:
+    """Only replica counts (and condition messages that repeat them) differ: no condition or phase moved."""
+    changed = {k for k in previous.keys() | new.keys() if previous.get(k) != new.get(k)}
+    if not changed <= _COUNT_FIELDS | {"conditions"}:
+        return False
+
+    def shape(conditions: list[dict] | None) -> list[tuple]:
+        return [(c.get("type"), c.get("status"), c.get("reason")) for c in conditions or []]
+    return shape(previous.get("conditions")) == shape(new.get("conditions"))
+
+
 def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, conditions: list[Cond]) -> bool:
-    """Patch status only when it changed; announce condition changes as the event policy says.
-    Returns whether it wrote."""
+    """Patch status only when it changed (progress alone at most every PROGRESS_WRITE_INTERVAL_SECONDS);
+    announce condition changes as the event policy says. Returns whether it wrote."""
     meta = body["metadata"]
     previous = body.get("status") or {}
     generation = meta.get("generation", 1)
@@ -203,9 +223,16 @@ def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, 
     ctx.metrics.set_phase(kind, meta["namespace"], meta["name"], phase, ready)
     if new == previous:
         return False
+    key = (kind, meta["namespace"], meta["name"])
+    if progress_only(previous, new):
+        wait = ctx.status_written_at.get(key, float("-inf")) + PROGRESS_WRITE_INTERVAL_SECONDS - time.monotonic()
+        if wait > 0:
+            ctx.queue.add(key, delay=wait)
+            return False
     patch = merge_patch(previous, new)
     updated = ctx.kube.patch_status(kind, meta["namespace"], meta["name"], patch)
     ctx.metrics.status_writes.labels(kind).inc()
+    ctx.status_written_at[key] = time.monotonic()
     if updated is not None:
         ctx.cache.upsert(kind, updated)
     for event in condition_events(previous.get("conditions"), merged):
