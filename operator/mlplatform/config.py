@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from .api.common import ApiModel, DNS_LABEL_PATTERN, field
+from .api.common import ApiModel, DNS_LABEL_PATTERN, QUANTITY_PATTERN, field
 
 FEAST_VERSION = "0.67.0"
 
@@ -99,6 +99,9 @@ class DefaultsConfig(ApiModel):
     materialization_ttl_seconds_after_finished: int = Field(86400, description="TTL of finished materialization Jobs.", ge=0)
     scale_down_stabilization_seconds: int = Field(300, description="HPA scale-down stabilization when the spec has none.", ge=0)
     cluster_domain: str = Field("cluster.local", description="Cluster DNS domain used in URLs.")
+    gpu_shared_memory: str = Field("16Gi", description="/dev/shm size of GPU pods whose spec sets no "
+                                   "resources.sharedMemory; \"0\" gives them none.",
+                                   pattern=QUANTITY_PATTERN)
 
 
 class OperatorConfig(ApiModel):

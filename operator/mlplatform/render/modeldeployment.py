@@ -26,6 +26,7 @@ from .common import (
     service_host,
 )
 from .featureview import feature_server_url
+from .shm import apply_shared_memory, shared_memory_size
 
 MODEL_DIR = "/mnt/models"
 MODEL_VOLUME = "model"
@@ -143,6 +144,7 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
         pod["initContainers"] = [fetcher]
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
+    apply_shared_memory(pod, shared_memory_size(spec.resources, config), ("server",))
     return pod
 
 
