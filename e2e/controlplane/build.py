@@ -72,6 +72,8 @@ def tools() -> list[Component]:
                   (f"-X github.com/prometheus/common/version.Version={versions.PROMETHEUS_RELEASE}",),
                   # Without the service-discovery plugins (cloud SDKs): most of the build, unused by rules tests.
                   tags=("remove_all_sd",)),
+        # The LeaderWorkerSet controller (multi-node ModelDeployment replicas); started by e2e/controlplane/lws.py.
+        Component("lws-controller", "sigs.k8s.io/lws/cmd", "lws", f"sigs.k8s.io/lws@{versions.LWS}"),
     ]
 
 

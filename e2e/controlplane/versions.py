@@ -11,6 +11,7 @@ KWOK = "v0.8.0"                 # module sigs.k8s.io/kwok
 CLI_UTILS = "v0.37.2"           # module sigs.k8s.io/cli-utils (the kstatus helper, a tool; go/cli-utils/go.mod pins the same)
 PROMETHEUS = "v0.316.0"         # module github.com/prometheus/prometheus (promtool, a tool; needs Go >= 1.26.7)
 PROMETHEUS_RELEASE = "3.16.0"   # the Prometheus release that module version is (v0.3YY.Z = 3.YY.Z)
+LWS = "v0.8.0"                  # module sigs.k8s.io/lws (the LeaderWorkerSet controller, a tool; go/lws/go.mod pins the same)
 
 KUBE_COMMANDS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"]
 
