@@ -7,10 +7,11 @@ import copy
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from mlplatform.api.validation import validate_document
 from mlplatform.config import OperatorConfig
-from mlplatform.render import render_offline
+from mlplatform.render import RenderError, render_offline
 
 from .test_render import K8S_VERSION, md, tj
 
@@ -95,3 +96,149 @@ def test_shared_memory_must_be_a_quantity():
     bad["resources"]["sharedMemory"] = "lots"
     assert problems_of(md(bad)) == [
         "spec.resources.sharedMemory: found 'lots'; allowed: a Kubernetes quantity such as 500m, 4, 16Gi"]
+
+
+# --- runtime.parallelism -------------------------------------------------------------------------
+
+TP8 = {"model": {"uri": "hf://meta-llama/Llama-3.1-70B-Instruct", "format": "huggingface"},
+       "runtime": {"preset": "vllm", "parallelism": {"tensor": 8}},
+       "resources": {"gpu": {"count": 8, "type": "nvidia-h100-80gb"}}}
+
+
+def test_vllm_parallelism_becomes_server_arguments():
+    server = pod_of(render(md(TP8)))["containers"][0]
+    assert server["args"][-2:] == ["--tensor-parallel-size=8", "--pipeline-parallel-size=1"]
+    spec = copy.deepcopy(TP8)
+    spec["runtime"]["parallelism"] = {"tensor": 4, "pipeline": 2}
+    server = pod_of(render(md(spec)))["containers"][0]
+    assert server["args"] == ["--model=/mnt/models", "--served-model-name=scorer", "--port=8000",
+                              "--tensor-parallel-size=4", "--pipeline-parallel-size=2"]
+
+
+@pytest.mark.parametrize("preset", ["vllm", "triton", "torchserve", "sklearn", "xgboost", "mlserver"])
+def test_every_preset_without_parallelism_gets_no_parallelism_arguments(preset):
+    spec = {"model": {"uri": "s3://m/x/"}, "runtime": {"preset": preset}}
+    args = pod_of(render(md(spec)))["containers"][0].get("args", [])
+    assert not any("parallel" in a for a in args)
+
+
+@pytest.mark.parametrize("preset", ["triton", "torchserve", "sklearn", "xgboost", "mlserver"])
+def test_presets_without_a_mapping_refuse_parallelism(preset):
+    spec = copy.deepcopy(TP8)
+    spec["runtime"]["preset"] = preset
+    del spec["model"]["format"]
+    resource, problems = validate_document(md(spec))
+    assert problems == []
+    with pytest.raises(RenderError) as err:
+        render_offline(resource, CONFIG)
+    assert err.value.field == "spec.runtime.parallelism"
+    assert f"preset {preset!r} declares no parallelism arguments" in err.value.message
+    assert "presets that take runtime.parallelism: vllm" in err.value.message
+
+
+def test_a_configured_mapping_enables_parallelism_for_a_preset():
+    config = OperatorConfig()
+    config.runtimes["triton"].parallelism_args = ["--tp={tensor}"]
+    spec = copy.deepcopy(TP8)
+    spec["runtime"]["preset"] = "triton"
+    del spec["model"]["format"]
+    assert "--tp=8" in pod_of(render(md(spec), config))["containers"][0]["args"]
+
+
+@pytest.mark.parametrize("parallelism,gpu,nodes,ok", [
+    ({"tensor": 8}, 8, None, True), ({"tensor": 8, "pipeline": 2}, 8, 2, True), ({"pipeline": 2}, 2, None, True),
+    ({"tensor": 4}, 8, None, False), ({"tensor": 8, "pipeline": 2}, 8, None, False), ({"tensor": 8}, None, None, False)])
+def test_parallelism_must_use_exactly_the_gpus_of_a_replica(parallelism, gpu, nodes, ok):
+    spec = copy.deepcopy(TP8)
+    spec["runtime"]["parallelism"] = parallelism
+    if gpu is None:
+        del spec["resources"]
+    else:
+        spec["resources"]["gpu"]["count"] = gpu
+    if nodes:
+        spec["nodesPerReplica"] = nodes
+    problems = problems_of(md(spec))
+    assert problems == ([] if ok else [
+        "spec.runtime.parallelism: runtime.parallelism: tensor*pipeline must equal resources.gpu.count*nodesPerReplica "
+        "(the GPUs of one replica), and resources.gpu must be set"])
+
+
+def test_multi_node_needs_gpus():
+    assert problems_of(md({"model": {"uri": "s3://m/x/"}, "runtime": {"preset": "vllm"}, "nodesPerReplica": 2})) == [
+        "spec.nodesPerReplica: nodesPerReplica > 1 needs resources.gpu (each pod of a replica is one GPU node's worth)"]
+
+
+# --- runtime.startupTimeoutSeconds ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset,seconds", [("vllm", 1800), ("triton", 1800), ("torchserve", 600), ("sklearn", 300),
+                                            ("xgboost", 300), ("mlserver", 600)])
+def test_presets_give_a_startup_probe_on_the_readiness_endpoint(preset, seconds):
+    server = pod_of(render(md({"model": {"uri": "s3://m/x/"}, "runtime": {"preset": preset}})))["containers"][0]
+    startup, readiness = server["startupProbe"], server["readinessProbe"]
+    assert startup["httpGet"] == readiness["httpGet"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] == seconds
+
+
+def test_startup_timeout_from_the_spec_wins_and_custom_has_none_unless_set():
+    spec = copy.deepcopy(TP8)
+    spec["runtime"]["startupTimeoutSeconds"] = 3600
+    startup = pod_of(render(md(spec)))["containers"][0]["startupProbe"]
+    assert startup == {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10, "failureThreshold": 360}
+    custom = {"model": {"uri": "s3://m/x/"}, "runtime": {"preset": "custom", "image": "ghcr.io/a/s:1", "port": 9000}}
+    assert "startupProbe" not in pod_of(render(md(custom)))["containers"][0]
+    custom["runtime"]["startupTimeoutSeconds"] = 95
+    startup = pod_of(render(md(custom)))["containers"][0]["startupProbe"]
+    assert startup == {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "failureThreshold": 10}
+
+
+def test_grpc_servers_get_a_grpc_startup_probe():
+    spec = {"model": {"uri": "s3://m/x/"}, "runtime": {"preset": "mlserver", "protocol": "grpc"}}
+    server = pod_of(render(md(spec)))["containers"][0]
+    assert server["startupProbe"]["grpc"] == {"port": 8081}
+
+
+# --- model.format --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset,fmt,ok", [("vllm", "huggingface", True), ("vllm", "sklearn", False),
+                                           ("sklearn", "sklearn", True), ("sklearn", "xgboost", False),
+                                           ("triton", "onnx", True), ("torchserve", "onnx", False),
+                                           ("custom", "sklearn", True)])
+def test_model_format_must_be_one_the_preset_serves(preset, fmt, ok):
+    runtime = {"preset": preset, **({"image": "ghcr.io/a/s:1"} if preset == "custom" else {})}
+    resource, problems = validate_document(md({"model": {"uri": "s3://m/x/", "format": fmt}, "runtime": runtime}))
+    assert problems == []
+    if ok:
+        render_offline(resource, CONFIG)
+        return
+    with pytest.raises(RenderError) as err:
+        render_offline(resource, CONFIG)
+    assert err.value.field == "spec.model.format"
+    assert err.value.message == (f"found {fmt!r}; preset {preset!r} serves: "
+                                 f"{', '.join(CONFIG.runtimes[preset].formats)} (operator configuration)")
+
+
+def test_cli_validate_reports_preset_refusals(tmp_path, capsys):
+    from mlplatform.cli import main
+    bad = md({"model": {"uri": "s3://m/x/", "format": "sklearn"}, "runtime": {"preset": "vllm"}})
+    path = tmp_path / "md.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert main(["validate", "-f", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "ModelDeployment/scorer: spec.model.format: found 'sklearn'; preset 'vllm' serves: huggingface" in err
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"runtimes": {"vllm": {"image": "vllm/vllm-openai:v0.11.0", "formats": ["sklearn"]}}}))
+    assert main(["validate", "--config", str(config), "-f", str(path)]) == 0
+
+
+# --- oci:// --------------------------------------------------------------------------------------
+
+
+def test_oci_models_are_an_image_volume_mounted_read_only_without_a_fetcher():
+    spec = {"model": {"uri": "oci://ghcr.io/acme/models/llama:3.1", "format": "huggingface"}, "runtime": {"preset": "vllm"}}
+    pod = pod_of(render(md(spec)))
+    assert "initContainers" not in pod
+    assert volume(pod, "model") == {"name": "model", "image": {"reference": "ghcr.io/acme/models/llama:3.1",
+                                                              "pullPolicy": "IfNotPresent"}}
+    assert {"name": "model", "mountPath": "/mnt/models", "readOnly": True} in pod["containers"][0]["volumeMounts"]

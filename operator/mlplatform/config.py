@@ -22,6 +22,13 @@ class RuntimePresetConfig(ApiModel):
     port: int = Field(8080, description="HTTP port.", ge=1, le=65535)
     grpc_port: int | None = field("gRPC port, when the server speaks gRPC.", ge=1, le=65535)
     readiness_path: str | None = field("HTTP readiness path; {name} is filled in. None means a TCP probe.")
+    startup_timeout_seconds: int | None = field(
+        "Default runtime.startupTimeoutSeconds: a startupProbe gives the server this long to load the model. "
+        "None: no startupProbe unless the spec asks.", ge=10, le=86400)
+    parallelism_args: list[str] | None = field(
+        "Server arguments for runtime.parallelism; {tensor} and {pipeline} are filled in. None: the preset "
+        "refuses runtime.parallelism.")
+    formats: list[str] | None = field("model.format values this preset serves. None: any.")
 
 
 def _default_presets() -> dict[str, RuntimePresetConfig]:
@@ -31,32 +38,41 @@ def _default_presets() -> dict[str, RuntimePresetConfig]:
             command=["tritonserver"],
             args=["--model-repository={model_dir}", "--http-port={port}", "--grpc-port=8001"],
             port=8000, grpc_port=8001, readiness_path="/v2/health/ready",
+            # TensorRT plans and Python backends are "custom". Triton's tensor parallelism lives in the model
+            # repository (TensorRT-LLM engines), not in server arguments: no parallelismArgs.
+            formats=["onnx", "tensorflow", "pytorch", "custom"], startup_timeout_seconds=1800,
         ),
         "vllm": RuntimePresetConfig(
             image="vllm/vllm-openai:v0.11.0",
             args=["--model={model_dir}", "--served-model-name={name}", "--port={port}"],
             port=8000, readiness_path="/health",
+            formats=["huggingface"], startup_timeout_seconds=1800,
+            parallelism_args=["--tensor-parallel-size={tensor}", "--pipeline-parallel-size={pipeline}"],
         ),
         "torchserve": RuntimePresetConfig(
             image="pytorch/torchserve:0.12.0-cpu", gpu_image="pytorch/torchserve:0.12.0-gpu",
             command=["torchserve"],
             args=["--start", "--foreground", "--model-store={model_dir}", "--models=all", "--disable-token-auth"],
             port=8080, grpc_port=7070, readiness_path="/ping",
+            formats=["pytorch"], startup_timeout_seconds=600,
         ),
         "sklearn": RuntimePresetConfig(
             image="kserve/sklearnserver:v0.15.2",
             args=["--model_name={name}", "--model_dir={model_dir}", "--http_port={port}"],
             port=8080, grpc_port=8081, readiness_path="/v1/models/{name}",
+            formats=["sklearn"], startup_timeout_seconds=300,
         ),
         "xgboost": RuntimePresetConfig(
             image="kserve/xgbserver:v0.15.2",
             args=["--model_name={name}", "--model_dir={model_dir}", "--http_port={port}"],
             port=8080, grpc_port=8081, readiness_path="/v1/models/{name}",
+            formats=["xgboost"], startup_timeout_seconds=300,
         ),
         "mlserver": RuntimePresetConfig(
             image="seldonio/mlserver:1.7.1",
             command=["mlserver", "start", "{model_dir}"],
             port=8080, grpc_port=8081, readiness_path="/v2/health/ready",
+            formats=["sklearn", "xgboost", "huggingface", "custom"], startup_timeout_seconds=600,
         ),
     }
 

@@ -26,10 +26,9 @@ from .common import (
     service_host,
 )
 from .featureview import feature_server_url
+from .serving import MODEL_DIR, MODEL_VOLUME, model_volume, parallelism_args, preset_problems, startup_probe
 from .shm import apply_shared_memory, shared_memory_size
 
-MODEL_DIR = "/mnt/models"
-MODEL_VOLUME = "model"
 COMPONENT = "predictor"
 SERVICE_PORT = 80
 
@@ -88,6 +87,8 @@ def _probe(spec: ModelDeploymentSpec, preset: RuntimePresetConfig, port_name: st
 
 def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, model_uri: str) -> dict[str, Any]:
     preset = _preset(spec, config)
+    for field_path, message in preset_problems(spec, preset, config):
+        raise RenderError(field_path, message)
     port_name, port = _container_port(spec, preset)
     model_dir = model_dir_for(model_uri)
     gpu = spec.resources.gpu if spec.resources else None
@@ -98,9 +99,7 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
     env = env_list(spec.runtime.env, operator_env)
     env_from = env_from_list(spec.runtime.env_from)
 
-    claim = pvc_claim(model_uri)
-    volume = ({"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}} if claim
-              else {"name": MODEL_VOLUME, "emptyDir": {}})
+    volume, fetch = model_volume(model_uri)
     server: dict[str, Any] = {
         "name": "server",
         "image": image,
@@ -115,8 +114,11 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
     args = spec.runtime.args if spec.runtime.args is not None else preset.args
     if command:
         server["command"] = _fill(command, owner.name, port, model_dir)
+    args = list(args or []) + parallelism_args(spec, preset)
     if args:
         server["args"] = _fill(args, owner.name, port, model_dir)
+    if startup := startup_probe(spec, preset, server["readinessProbe"]):
+        server["startupProbe"] = startup
     if env_from:
         server["envFrom"] = env_from
     pod: dict[str, Any] = {
@@ -125,7 +127,7 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
         "volumes": [volume],
         **pod_scheduling(spec.resources, spec.scheduling, config),
     }
-    if not claim:
+    if fetch:
         init = config.storage_initializer
         fetcher: dict[str, Any] = {
             "name": "storage-initializer",
