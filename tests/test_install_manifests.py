@@ -63,6 +63,7 @@ def _operator_rules() -> dict[tuple[str, str], set[str]]:
     # Kube.get, through controllers.base.live_child: the absence of a Deployment or Job from the cache is
     # confirmed before acting on it (modeldeployment.py, trainingjob.py).
     grant("apps", "deployments", "get")
+    grant("leaderworkerset.x-k8s.io", "leaderworkersets", "get")  # the same for a multi-node ModelDeployment
     grant("batch", "jobs", "get")
     for plural in PLURALS:
         grant(GROUP, f"{plural}/status", "patch")  # Kube.patch_status: merge patch of /status

@@ -242,3 +242,120 @@ def test_oci_models_are_an_image_volume_mounted_read_only_without_a_fetcher():
     assert volume(pod, "model") == {"name": "model", "image": {"reference": "ghcr.io/acme/models/llama:3.1",
                                                               "pullPolicy": "IfNotPresent"}}
     assert {"name": "model", "mountPath": "/mnt/models", "readOnly": True} in pod["containers"][0]["volumeMounts"]
+
+
+# --- nodesPerReplica > 1: LeaderWorkerSet ---------------------------------------------------------
+
+MULTI = {"model": {"uri": "s3://models/llama-405b/", "format": "huggingface"},
+         "runtime": {"preset": "vllm", "parallelism": {"tensor": 8, "pipeline": 2}, "startupTimeoutSeconds": 3600},
+         "nodesPerReplica": 2, "replicas": 2,
+         "resources": {"cpu": "64", "memory": "1000Gi", "gpu": {"count": 8, "type": "nvidia-h100-80gb"}}}
+
+
+@pytest.fixture(scope="module")
+def lws_schema() -> dict:
+    """The LeaderWorkerSet CRD's OpenAPI schema, from the pinned sigs.k8s.io/lws module (e2e/controlplane/lws.py)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e" / "controlplane"))
+    import lws  # noqa: E402
+    crd = lws.crd_manifest()
+    version, = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def unknown_fields(obj, schema: dict, path: str = "") -> list[str]:
+    """Fields the API server would prune silently (a structural schema drops what it does not declare)."""
+    out = []
+    if isinstance(obj, dict) and "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        for key, value in obj.items():
+            if key not in schema["properties"]:
+                out.append(f"{path}.{key}")
+            else:
+                out += unknown_fields(value, schema["properties"][key], f"{path}.{key}")
+    elif isinstance(obj, list) and "items" in schema:
+        for i, item in enumerate(obj):
+            out += unknown_fields(item, schema["items"], f"{path}[{i}]")
+    return out
+
+
+def validate_lws(obj: dict, schema: dict) -> None:
+    import jsonschema
+    jsonschema.validate(obj, schema)
+    assert unknown_fields(obj, schema) == []
+    for role in ("leaderTemplate", "workerTemplate"):
+        template = obj["spec"]["leaderWorkerTemplate"][role]
+        kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+                                      "template": template}, K8S_VERSION, strict=True)
+
+
+def test_multi_node_replicas_are_one_leader_worker_set(lws_schema):
+    objects = render(md(MULTI))
+    assert not [o for o in objects if o["kind"] == "Deployment"]
+    lws, = [o for o in objects if o["kind"] == "LeaderWorkerSet"]
+    validate_lws(lws, lws_schema)
+    assert lws["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
+    spec = lws["spec"]
+    assert spec["replicas"] == 2
+    template = spec["leaderWorkerTemplate"]
+    assert template["size"] == 2 and template["restartPolicy"] == "RecreateGroupOnPodRestart"
+    leader, worker = template["leaderTemplate"]["spec"], template["workerTemplate"]["spec"]
+    for pod in (leader, worker):
+        main = pod["containers"][0]
+        assert main["resources"]["limits"]["nvidia.com/gpu"] == "8"
+        assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+        assert volume(pod, "dshm")["emptyDir"]["sizeLimit"] == "16Gi"
+        assert "args" not in main
+    lead, work = leader["containers"][0], worker["containers"][0]
+    assert lead["command"][:2] == ["/bin/sh", "-c"]
+    assert lead["command"][2].startswith("ray start --head --port=6379 && exec python3 -m vllm.entrypoints.openai.api_server ")
+    assert "--tensor-parallel-size=8 --pipeline-parallel-size=2 --distributed-executor-backend=ray" in lead["command"][2]
+    assert work["command"] == ["/bin/sh", "-c", "exec ray start --address=$(LWS_LEADER_ADDRESS):6379 --block"]
+    assert lead["startupProbe"]["failureThreshold"] == 360 and "readinessProbe" in lead
+    assert not any(k in work for k in ("readinessProbe", "startupProbe", "ports"))
+    service, = [o for o in objects if o["kind"] == "Service"]
+    assert service["spec"]["selector"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
+
+
+def test_multi_node_hpa_scales_the_leader_worker_set(lws_schema):
+    spec = {**MULTI, "autoscaling": {"minReplicas": 1, "maxReplicas": 3, "targets": {"requestsPerSecond": 5}}}
+    del spec["replicas"]
+    objects = render(md(spec))
+    lws, = [o for o in objects if o["kind"] == "LeaderWorkerSet"]
+    validate_lws(lws, lws_schema)
+    assert "replicas" not in lws["spec"]  # the HPA owns it
+    hpa, = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+                                             "name": "scorer"}
+
+
+def test_the_multi_node_example_renders_a_valid_leader_worker_set(lws_schema):
+    from .conftest import load_example
+    lws, = [o for o in render(load_example("modeldeployment-llm-multinode.yaml")) if o["kind"] == "LeaderWorkerSet"]
+    validate_lws(lws, lws_schema)
+
+
+@pytest.mark.parametrize("preset", ["triton", "torchserve", "sklearn", "xgboost", "mlserver"])
+def test_presets_without_multi_node_refuse_it(preset):
+    spec = {"model": {"uri": "s3://m/x/"}, "runtime": {"preset": preset}, "nodesPerReplica": 2,
+            "resources": {"gpu": {"count": 8}}}
+    resource, problems = validate_document(md(spec))
+    assert problems == []
+    with pytest.raises(RenderError) as err:
+        render_offline(resource, CONFIG)
+    assert err.value.field == "spec.nodesPerReplica"
+    assert err.value.message == (f"found 2; preset {preset!r} declares no multi-node commands in the operator "
+                                 f"configuration (allowed: 1); presets that serve across nodes: vllm")
+
+
+def test_ready_counts_whole_groups():
+    from mlplatform.render.leaderworkerset import as_rollout_view
+    lws = {"metadata": {"name": "m", "generation": 3},
+           "status": {"replicas": 2, "readyReplicas": 1, "updatedReplicas": 2,
+                      "conditions": [{"type": "Available", "status": "False", "observedGeneration": 3}]}}
+    view = as_rollout_view(lws)
+    assert view["status"] == {"replicas": 2, "readyReplicas": 1, "updatedReplicas": 2, "observedGeneration": 3}
+    assert as_rollout_view(None) is None
+    del lws["status"]["conditions"][0]["observedGeneration"]  # as LWS v0.8 reports them
+    assert as_rollout_view(lws)["status"]["observedGeneration"] == 3

@@ -33,6 +33,9 @@ def pod_specs(objects: list[dict]) -> list[dict]:
             specs.append(obj["spec"]["template"]["spec"])
         elif obj["kind"] == "CronJob":
             specs.append(obj["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+        elif obj["kind"] == "LeaderWorkerSet":
+            template = obj["spec"]["leaderWorkerTemplate"]
+            specs += [template["leaderTemplate"]["spec"], template["workerTemplate"]["spec"]]
     return specs
 
 
@@ -76,6 +79,8 @@ def test_every_rendered_object_is_valid_kubernetes(source, doc):
     objects = rendered_objects(doc, artifacts={"fraud-train": "s3://models/fraud/run-1/"})
     assert objects
     for obj in objects:
+        if obj["kind"] == "LeaderWorkerSet":
+            continue  # not a Kubernetes kind: checked against the LWS CRD's schema in test_llm_serving.py
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 

@@ -281,3 +281,27 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
+
+
+# --- pytest fixture --------------------------------------------------------------------------------
+try:
+    import pytest
+except ImportError:  # the CLI above needs no pytest
+    pytest = None
+
+if pytest is not None:
+    @pytest.fixture(scope="session")
+    def lws_controller(kubeconfig):
+        """The LWS controller for the tests that need it: started when not running, stopped (webhook
+        configurations removed) at the end of the session if this session started it."""
+        import os
+        if os.environ.get("E2E_KUBECONFIG"):
+            pytest.fail("the LWS e2e tests run the LWS controller beside the local control plane; "
+                        "E2E_KUBECONFIG points elsewhere")
+        controller = LwsController()
+        started = not controller._alive(controller._state())
+        state = controller.up()
+        print(f"LWS controller: {state.get('timings') or 'already running'}")
+        yield controller
+        if started:
+            controller.down()

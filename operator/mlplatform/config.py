@@ -14,6 +14,13 @@ from .api.common import ApiModel, DNS_LABEL_PATTERN, QUANTITY_PATTERN, field
 FEAST_VERSION = "0.67.0"
 
 
+class MultiNodeConfig(ApiModel):
+    leader_command: list[str] = Field(..., description="Command of a group's leader (it serves); {args} is the "
+                                      "shell-quoted server arguments, {nodes} the group size.")
+    worker_command: list[str] = Field(..., description="Command of a group's workers; $(LWS_LEADER_ADDRESS) is "
+                                      "the leader's address (set by the LeaderWorkerSet controller).")
+
+
 class RuntimePresetConfig(ApiModel):
     image: str = Field(..., description="Server image.")
     gpu_image: str | None = field("Image used instead when the deployment asks for a GPU.")
@@ -29,6 +36,9 @@ class RuntimePresetConfig(ApiModel):
         "Server arguments for runtime.parallelism; {tensor} and {pipeline} are filled in. None: the preset "
         "refuses runtime.parallelism.")
     formats: list[str] | None = field("model.format values this preset serves. None: any.")
+    multi_node: MultiNodeConfig | None = field(
+        "How a replica spans nodes (nodesPerReplica > 1, a LeaderWorkerSet group). None: the preset refuses "
+        "nodesPerReplica > 1.")
 
 
 def _default_presets() -> dict[str, RuntimePresetConfig]:
@@ -48,6 +58,12 @@ def _default_presets() -> dict[str, RuntimePresetConfig]:
             port=8000, readiness_path="/health",
             formats=["huggingface"], startup_timeout_seconds=1800,
             parallelism_args=["--tensor-parallel-size={tensor}", "--pipeline-parallel-size={pipeline}"],
+            # vLLM across nodes: a Ray cluster per group, the head on the leader (vLLM docs, LWS examples).
+            multi_node=MultiNodeConfig(
+                leader_command=["/bin/sh", "-c", "ray start --head --port=6379 && exec python3 -m "
+                                "vllm.entrypoints.openai.api_server {args} --distributed-executor-backend=ray"],
+                worker_command=["/bin/sh", "-c", "exec ray start --address=$(LWS_LEADER_ADDRESS):6379 --block"],
+            ),
         ),
         "torchserve": RuntimePresetConfig(
             image="pytorch/torchserve:0.12.0-cpu", gpu_image="pytorch/torchserve:0.12.0-gpu",

@@ -28,6 +28,7 @@ class Watched:
     kind: str
     plural: str
     label_selector: str | None = None
+    optional: bool = False  # a kind that may not be served (CRD absent): workers do not wait for its sync
 
 
 class Informer:

@@ -30,7 +30,11 @@ CHILD_KINDS: dict[tuple[str, str], str] = {
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("batch/v1", "Job"): "jobs",
     ("batch/v1", "CronJob"): "cronjobs",
+    # Multi-node ModelDeployment replicas (nodesPerReplica > 1); served only where LWS is installed.
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): "leaderworkersets",
 }
+# Child kinds whose CRD may be absent: their informers retry until served, without holding the workers back.
+OPTIONAL_CHILD_KINDS = {("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")}
 
 
 class KubeError(Exception):

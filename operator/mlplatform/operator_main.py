@@ -21,7 +21,7 @@ from .config import OperatorConfig
 from .controllers.base import Context
 from .health import WorkerMonitor, serve_health
 from .informer import Informer, Watched
-from .kube import CHILD_KINDS, FIELD_MANAGER, HANDOFF_FIELD_MANAGER, Kube, make_api_client
+from .kube import CHILD_KINDS, FIELD_MANAGER, HANDOFF_FIELD_MANAGER, OPTIONAL_CHILD_KINDS, Kube, make_api_client
 from .labels import OWNER_LABEL
 from .leader import LeaderElector, LeaseSettings
 from .loop import enqueue, process
@@ -31,7 +31,8 @@ from .workqueue import WorkQueue
 log = logging.getLogger("mlplatform")
 
 WATCHED = [Watched(API_VERSION, kind.kind, kind.plural) for kind in KINDS.values()] + [
-    Watched(api_version, kind, plural, OWNER_LABEL)  # children: selected server-side by the owner label
+    Watched(api_version, kind, plural, OWNER_LABEL,  # children: selected server-side by the owner label
+            optional=(api_version, kind) in OPTIONAL_CHILD_KINDS)
     for (api_version, kind), plural in [*CHILD_KINDS.items(), (("v1", "Pod"), "pods")]]
 
 
@@ -95,7 +96,8 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     monitor = WorkerMonitor(options.stuck_after_seconds)
 
     def unsynced() -> list[str]:
-        return [f"informer {i.watched.plural}: initial list not complete" for i in informers if not i.synced.is_set()]
+        return [f"informer {i.watched.plural}: initial list not complete" for i in informers
+                if not i.synced.is_set() and not i.watched.optional]
 
     def unhealthy() -> list[str]:
         dead = [f"informer {i.watched.plural} stopped" for i in informers if not i.thread.is_alive()]
@@ -108,7 +110,8 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
 
     def start_leading() -> None:
         for informer in informers:
-            informer.synced.wait()
+            if not informer.watched.optional:
+                informer.synced.wait()
         log.info("%s is leading: reconciling every resource in the cache", identity)
         metrics.leader.set(1)
         for kind in KINDS:

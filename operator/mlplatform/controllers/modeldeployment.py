@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..cache import ResourceKey
 from ..render.common import RenderError
+from ..render.leaderworkerset import as_rollout_view, workload_of
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
 from ..status.dependencies import features_condition, resolve_model
 from ..status.modeldeployment import ModelDeploymentObserved, model_deployment_report
@@ -40,7 +41,9 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
         _apply(ctx, key, owner, spec, rendered.objects, autoscaled=resolution.uri is not None
                and spec.autoscaling is not None and not spec.suspend)
 
-    deployment = ctx.cache.child(key, "Deployment", owner.name)
+    api_version, workload_kind = workload_of(spec)
+    deployment = (ctx.cache.child(key, "Deployment", owner.name) if workload_kind == "Deployment"
+                  else as_rollout_view(ctx.cache.child(key, workload_kind, owner.name)))
     pods = pods_of(ctx, key, COMPONENT)
     claim_problem = _claim_problem(ctx, namespace, resolution.uri, deployment)
     observed = ModelDeploymentObserved(
@@ -74,17 +77,18 @@ def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], aut
         apply_children(ctx, key, owner, objects)
         return
     min_replicas = spec.autoscaling.min_replicas
-    existing = live_child(ctx, key, "apps/v1", "Deployment", owner.name)
+    api_version, workload_kind = workload_of(spec)
+    existing = live_child(ctx, key, api_version, workload_kind, owner.name)
     if existing is not None and owns_spec_field(existing, "replicas"):
         # Switching from a fixed size to autoscaling: keep the current size (at least minReplicas).
         current = (existing.get("spec") or {}).get("replicas") or 0
-        ctx.kube.hand_over("apps/v1", "Deployment", owner.namespace, owner.name,
+        ctx.kube.hand_over(api_version, workload_kind, owner.namespace, owner.name,
                            {"replicas": max(current, min_replicas)})
     apply_children(ctx, key, owner, objects)
     if existing is None:
         # Created just now: start at minReplicas rather than the API default of 1 until the HPA's first
         # sync. Without force: if anyone (the HPA) has sized it meanwhile, their size stays.
-        ctx.kube.hand_over("apps/v1", "Deployment", owner.namespace, owner.name, {"replicas": min_replicas},
+        ctx.kube.hand_over(api_version, workload_kind, owner.namespace, owner.name, {"replicas": min_replicas},
                            force=False)
 
 

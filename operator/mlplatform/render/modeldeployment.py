@@ -26,6 +26,9 @@ from .common import (
     service_host,
 )
 from .featureview import feature_server_url
+from .leaderworkerset import API_VERSION as LWS_API_VERSION
+from .leaderworkerset import KIND as LWS_KIND
+from .leaderworkerset import LEADER_SELECTOR, render_leader_worker_set
 from .serving import MODEL_DIR, MODEL_VOLUME, model_volume, parallelism_args, preset_problems, startup_probe
 from .shm import apply_shared_memory, shared_memory_size
 
@@ -178,12 +181,13 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
     """model_uri: spec.model.uri, or the artifact of spec.model.fromTrainingJob once known (else None)."""
     out = Rendered(notes=owner_note(owner))
     pod_selector = selector(owner, COMPONENT)
+    multi_node = (spec.nodes_per_replica or 1) > 1
     port_name = "grpc" if spec.runtime.protocol == "grpc" else "http"
     out.objects.append(render_template(
         "service.yaml.j2",
         metadata=metadata(owner, owner.name, COMPONENT),
         headless=False,
-        selector=pod_selector,
+        selector={**pod_selector, **(LEADER_SELECTOR if multi_node else {})},
         ports=[{"name": port_name, "port": SERVICE_PORT, "targetPort": port_name, "protocol": "TCP",
                 "appProtocol": "kubernetes.io/h2c" if port_name == "grpc" else "http"}],
     ))
@@ -200,22 +204,32 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
     rollout = {"maxSurge": "25%", "maxUnavailable": 0}
     if spec.rollout:
         rollout.update(spec.rollout.to_api())
-    out.objects.append(render_template(
-        "deployment.yaml.j2",
-        metadata=metadata(owner, owner.name, COMPONENT),
-        replicas=replicas,
-        selector=pod_selector,
-        rollout=rollout,
-        pod_labels=metadata(owner, owner.name, COMPONENT)["labels"],
-        pod_annotations=pod_annotations(owner, config, {MODEL_URI_ANNOTATION: model_uri}),
-        pod_spec=_pod_spec(owner, spec, config, model_uri),
-    ))
+    pod_spec = _pod_spec(owner, spec, config, model_uri)
+    if multi_node:
+        pod_metadata = {"labels": metadata(owner, owner.name, COMPONENT)["labels"],
+                        "annotations": pod_annotations(owner, config, {MODEL_URI_ANNOTATION: model_uri})}
+        out.objects.append(render_leader_worker_set(
+            metadata(owner, owner.name, COMPONENT), replicas, spec.nodes_per_replica, rollout, pod_metadata,
+            pod_spec, _preset(spec, config).multi_node))
+    else:
+        out.objects.append(render_template(
+            "deployment.yaml.j2",
+            metadata=metadata(owner, owner.name, COMPONENT),
+            replicas=replicas,
+            selector=pod_selector,
+            rollout=rollout,
+            pod_labels=metadata(owner, owner.name, COMPONENT)["labels"],
+            pod_annotations=pod_annotations(owner, config, {MODEL_URI_ANNOTATION: model_uri}),
+            pod_spec=pod_spec,
+        ))
     if autoscaled:
         stabilization = spec.autoscaling.scale_down_stabilization_seconds
         out.objects.append(render_template(
             "hpa.yaml.j2",
             metadata=metadata(owner, owner.name, COMPONENT),
             target=owner.name,
+            target_api_version=LWS_API_VERSION if multi_node else "apps/v1",
+            target_kind=LWS_KIND if multi_node else "Deployment",
             min_replicas=spec.autoscaling.min_replicas,
             max_replicas=spec.autoscaling.max_replicas,
             metrics=_hpa_metrics(spec, config),

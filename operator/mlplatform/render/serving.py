@@ -36,6 +36,10 @@ def preset_problems(spec: ModelDeploymentSpec, preset: RuntimePresetConfig, conf
         out.append(("spec.runtime.parallelism",
                     f"preset {name!r} declares no parallelism arguments in the operator configuration; "
                     f"presets that take runtime.parallelism: {_presets_with(config, 'parallelism_args')}"))
+    if (spec.nodes_per_replica or 1) > 1 and preset.multi_node is None:
+        out.append(("spec.nodesPerReplica",
+                    f"found {spec.nodes_per_replica}; preset {name!r} declares no multi-node commands in the operator "
+                    f"configuration (allowed: 1); presets that serve across nodes: {_presets_with(config, 'multi_node')}"))
     return out
 
 
