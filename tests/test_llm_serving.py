@@ -359,3 +359,99 @@ def test_ready_counts_whole_groups():
     assert as_rollout_view(None) is None
     del lws["status"]["conditions"][0]["observedGeneration"]  # as LWS v0.8 reports them
     assert as_rollout_view(lws)["status"]["observedGeneration"] == 3
+
+
+# --- model.cache ---------------------------------------------------------------------------------
+
+CACHED = {"model": {"uri": "s3://models/llama-70b/", "format": "huggingface", "cache": {"size": "200Gi",
+                                                                                     "storageClassName": "shared-rwx"}},
+          "runtime": {"preset": "vllm"}, "resources": {"gpu": {"count": 8}}, "replicas": 4}
+
+
+def test_cache_claim_is_named_by_the_uri_and_shared_by_deployments_of_it():
+    from mlplatform.render.model_cache import cache_claim_name
+    a = render(md(CACHED, name="a"))
+    b = render(md(CACHED, name="b"))
+    claims = [[o for o in objs if o["kind"] == "PersistentVolumeClaim"] for objs in (a, b)]
+    assert claims[0][0]["metadata"]["name"] == claims[1][0]["metadata"]["name"] == cache_claim_name("s3://models/llama-70b/")
+    assert cache_claim_name("s3://models/llama-70b/").startswith("model-cache-") and len(cache_claim_name("x")) == 24
+    assert cache_claim_name("s3://models/llama-70b/") != cache_claim_name("s3://models/llama-8b/")
+    claim = claims[0][0]
+    kubernetes_validate.validate(claim, K8S_VERSION, strict=True)
+    assert claim["spec"] == {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "200Gi"}},
+                             "storageClassName": "shared-rwx"}
+    assert "app.kubernetes.io/instance" not in claim["metadata"]["labels"]  # shared: belongs to no single resource
+
+
+def test_cached_replicas_mount_the_claim_read_only_and_download_nothing_the_fill_job_does():
+    from mlplatform.render.model_cache import cache_claim_name
+    objects = render(md(CACHED))
+    claim = cache_claim_name("s3://models/llama-70b/")
+    pod = pod_of(objects)
+    assert "initContainers" not in pod
+    assert volume(pod, "model") == {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    job, = [o for o in objects if o["kind"] == "Job"]
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    assert job["metadata"]["name"] == f"{claim}-fill"
+    fill = job["spec"]["template"]["spec"]
+    assert fill["containers"][0]["args"] == ["s3://models/llama-70b/", "/mnt/models"]
+    assert fill["volumes"] == [{"name": "model-cache", "persistentVolumeClaim": {"claimName": claim}}]
+
+
+def test_cache_owner_references_are_not_controllers_so_the_last_user_takes_it_away():
+    from mlplatform.render import Owner, render_model_deployment
+    resource, _ = validate_document(md(CACHED))
+    owner = Owner("ModelDeployment", "scorer", "team", uid="u-1")
+    objects = render_model_deployment(owner, resource.spec, CONFIG, "s3://models/llama-70b/").objects
+    for obj in objects:
+        if obj["kind"] in ("PersistentVolumeClaim", "Job"):
+            assert obj["metadata"]["ownerReferences"] == [{
+                "apiVersion": "mlplatform.dev/v1alpha1", "kind": "ModelDeployment", "name": "scorer", "uid": "u-1",
+                "controller": False, "blockOwnerDeletion": False}]
+
+
+def test_a_training_job_model_gets_a_cache_per_run():
+    spec = {**CACHED, "model": {"fromTrainingJob": "trainer", "cache": {"size": "10Gi"}}}
+    names = set()
+    for run in (1, 2):
+        objects = render(md(spec), artifacts={"trainer": f"s3://models/trainer/run-{run}/"})
+        names |= {o["metadata"]["name"] for o in objects if o["kind"] == "PersistentVolumeClaim"}
+    assert len(names) == 2
+
+
+@pytest.mark.parametrize("uri", ["pvc://models/x", "oci://ghcr.io/a/m:1"])
+def test_cache_is_refused_for_models_that_are_mounted_as_they_are(uri):
+    spec = {**CACHED, "model": {"uri": uri, "cache": {"size": "1Gi"}}}
+    assert problems_of(md(spec)) == [
+        "spec.model.cache: model.cache is for downloaded models: a pvc:// or oci:// model is mounted as it is"]
+
+
+def test_model_cached_condition_follows_the_claim_and_the_fill_job():
+    from mlplatform.controllers.model_cache import fill_condition
+    claim = {"metadata": {"name": "model-cache-abc"}, "status": {"phase": "Pending"}}
+    job = {"metadata": {"name": "model-cache-abc-fill"}, "status": {}}
+    assert fill_condition(claim, job).reason == "ClaimPending"
+    claim["status"]["phase"] = "Bound"
+    assert (fill_condition(claim, job).status, fill_condition(claim, job).reason) == (False, "Filling")
+    job["status"]["conditions"] = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                    "message": "Job has reached the specified backoff limit"}]
+    cond = fill_condition(claim, job)
+    assert (cond.status, cond.reason) == (False, "FillFailed") and "BackoffLimitExceeded" in cond.message
+    job["status"]["conditions"] = [{"type": "Complete", "status": "True"}]
+    assert (fill_condition(claim, job).status, fill_condition(claim, job).reason) == (True, "Filled")
+
+
+def test_ready_waits_for_the_cache_and_a_failed_fill_stalls():
+    from mlplatform.status.conditions import Cond
+    from mlplatform.status.dependencies import ModelResolution
+    from mlplatform.status.modeldeployment import ModelDeploymentObserved, model_deployment_report
+    resolution = ModelResolution("s3://m/", None, Cond("ModelResolved", True, "ModelUri", "s3://m/"), False)
+    base = dict(suspended=False, fixed_replicas=1, resolution=resolution,
+                features=Cond("FeaturesReady", True, "NoFeatures", ""), deployment=None, hpa=None)
+    filling = model_deployment_report(ModelDeploymentObserved(**base, cache=Cond("ModelCached", False, "Filling", "m")))
+    ready = next(c for c in filling.conditions if c.type == "Ready")
+    assert (filling.phase, ready.status, ready.reason) == ("Progressing", False, "Filling")
+    assert any(c.type == "ModelCached" for c in filling.conditions)
+    assert (filling.ready_replicas, filling.replicas, filling.desired_replicas) == (0, 0, 1)
+    failed = model_deployment_report(ModelDeploymentObserved(**base, cache=Cond("ModelCached", False, "FillFailed", "m")))
+    assert failed.phase == "Stalled"

@@ -51,7 +51,7 @@ built-in system:discovery role grants it to every authenticated client.
   verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["get"]
+  verbs: ["get", "create", "patch"]  # model.cache claims: applied, read; deleted by the garbage collector
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["localqueues"]
   verbs: ["get"]

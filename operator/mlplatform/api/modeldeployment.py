@@ -12,6 +12,7 @@ from .common import (
     ContainerBlock,
     FeatureRefs,
     IntOrPercent,
+    Quantity,
     Resources,
     Rule,
     Scheduling,
@@ -26,6 +27,12 @@ ModelFormat = Literal["sklearn", "xgboost", "pytorch", "onnx", "tensorflow", "hu
 RuntimePreset = Literal["triton", "vllm", "torchserve", "sklearn", "xgboost", "mlserver", "custom"]
 
 
+class ModelCache(ApiModel):
+    size: Quantity = required("Size of the cache claim, e.g. 200Gi: the whole model must fit.")
+    storage_class_name: str | None = field(
+        "StorageClass of the claim (ReadWriteMany); the cluster default when absent.", max_length=253)
+
+
 class Model(ApiModel):
     uri: str | None = field(
         f"Where the model lives: {MODEL_URI_ALLOWED}. One of uri or fromTrainingJob.",
@@ -38,12 +45,23 @@ class Model(ApiModel):
         max_length=63,
     )
     format: ModelFormat | None = field("Serialization format of the model, for the runtime.")
+    cache: ModelCache | None = field(
+        "A shared model cache instead of one download per pod: a PersistentVolumeClaim per (namespace, model URI), "
+        "named model-cache-<hash of the URI>, filled once by a Job with the storage initializer; replicas mount "
+        "it read-only and download nothing. Deployments of the same URI share it; it is deleted (garbage "
+        "collected) with the last ModelDeployment that uses it. Not for pvc:// or oci:// models.")
     rules = (
         Rule(
             "has(self.uri) != has(self.fromTrainingJob)",
             "set exactly one of model.uri or model.fromTrainingJob",
             None,
             lambda m: (m.uri is None) != (m.from_training_job is None),
+        ),
+        Rule(
+            "!has(self.cache) || !has(self.uri) || !(self.uri.startsWith('pvc://') || self.uri.startsWith('oci://'))",
+            "model.cache is for downloaded models: a pvc:// or oci:// model is mounted as it is",
+            "cache",
+            lambda m: m.cache is None or m.uri is None or not m.uri.startswith(("pvc://", "oci://")),
         ),
     )
 

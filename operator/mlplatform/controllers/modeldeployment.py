@@ -20,6 +20,7 @@ from .base import (
     warning_events_if_needed,
     write_status,
 )
+from .model_cache import reconcile_cache
 
 KIND = "ModelDeployment"
 
@@ -33,12 +34,14 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     resolution = resolve_model(spec.model.uri, spec.model.from_training_job, training_job)
     views = {name: ctx.cache.resource(("FeatureView", namespace, name)) for name in spec.features or []}
     render_error = None
+    cache_cond = None
     try:
         rendered = render_model_deployment(owner, spec, ctx.config, resolution.uri)
     except RenderError as err:
         render_error = str(err)
     else:
-        _apply(ctx, key, owner, spec, rendered.objects, autoscaled=resolution.uri is not None
+        objects, cache_cond, withheld = reconcile_cache(ctx, key, owner, rendered.objects)
+        _apply(ctx, key, owner, spec, objects, autoscaled=resolution.uri is not None and not withheld
                and spec.autoscaling is not None and not spec.suspend)
 
     api_version, workload_kind = workload_of(spec)
@@ -57,6 +60,7 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
         events_by_pod=warning_events_if_needed(ctx, namespace, pods) if deployment else {},
         claim_problem=claim_problem,
         render_error=render_error,
+        cache=cache_cond,
     )
     report = model_deployment_report(observed)
     ctx.metrics.set_model_deployment(namespace, owner.name, ready_replicas=report.ready_replicas,

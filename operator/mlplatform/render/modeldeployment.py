@@ -29,6 +29,7 @@ from .featureview import feature_server_url
 from .leaderworkerset import API_VERSION as LWS_API_VERSION
 from .leaderworkerset import KIND as LWS_KIND
 from .leaderworkerset import LEADER_SELECTOR, render_leader_worker_set
+from .model_cache import cache_claim_name, render_cache, uses_cache
 from .serving import MODEL_DIR, MODEL_VOLUME, model_volume, parallelism_args, preset_problems, startup_probe
 from .shm import apply_shared_memory, shared_memory_size
 
@@ -102,7 +103,7 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
     env = env_list(spec.runtime.env, operator_env)
     env_from = env_from_list(spec.runtime.env_from)
 
-    volume, fetch = model_volume(model_uri)
+    volume, fetch = model_volume(model_uri, cache_claim_name(model_uri) if uses_cache(spec, model_uri) else None)
     server: dict[str, Any] = {
         "name": "server",
         "image": image,
@@ -236,6 +237,8 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
             scale_down_stabilization_seconds=(stabilization if stabilization is not None
                                               else config.defaults.scale_down_stabilization_seconds),
         ))
+    if uses_cache(spec, model_uri):
+        out.objects += render_cache(owner, spec, config, model_uri)
     budget = None if suspended else _disruption_budget(spec)
     if budget:
         out.objects.append(render_template(

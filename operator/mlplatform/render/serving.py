@@ -61,12 +61,15 @@ def startup_probe(spec: ModelDeploymentSpec, preset: RuntimePresetConfig, readin
             "failureThreshold": math.ceil(seconds / STARTUP_PERIOD_SECONDS)}
 
 
-def model_volume(uri: str) -> tuple[dict[str, Any], bool]:
+def model_volume(uri: str, cache_claim: str | None = None) -> tuple[dict[str, Any], bool]:
     """The pod volume holding the model at MODEL_DIR, and whether a storage initializer must fill it.
 
     pvc://claim/path: the claim, read-only. oci://ref: an image volume (Kubernetes 1.36: the ImageVolume
     feature is GA and on), mounted read-only, pulled by the kubelet like any image: no init container.
+    A cached model (model.cache): the cache claim, read-only, filled beforehand by its Job.
     Anything else: an emptyDir the storage initializer downloads into."""
+    if cache_claim:
+        return {"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": cache_claim, "readOnly": True}}, False
     if uri.startswith("pvc://"):
         claim = uri[len("pvc://"):].partition("/")[0]
         return {"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}, False
