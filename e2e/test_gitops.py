@@ -25,6 +25,7 @@ from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
 import kstatus
+from lws import lws_controller  # noqa: F401  (examples/modeldeployment-llm-multinode.yaml runs on LeaderWorkerSet)
 from operator_fixtures import (  # noqa: F401
     GROUP,
     PLURALS,
@@ -417,7 +418,22 @@ def settled(kubectl, custom, namespaces, wait_for) -> dict:
     return wait_for(stable, timeout=180, interval=0, what="objects settled")
 
 
-def test_syncing_unchanged_examples_changes_nothing(operator, kubectl, custom, core_v1, wait_for):
+EXAMPLE_CACHE_PV = """
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: e2e-gitops-shared-rwx}
+spec:
+  capacity: {storage: 1000Gi}
+  accessModes: [ReadWriteMany]
+  storageClassName: shared-rwx
+  hostPath: {path: /tmp/e2e-gitops-shared-rwx}
+"""
+
+
+def test_syncing_unchanged_examples_changes_nothing(lws_controller, operator, kubectl, custom, core_v1, wait_for):
+    # The multi-node example's model cache: a ReadWriteMany volume of its storage class (no provisioner here).
+    kubectl.run("delete", "pv", "e2e-gitops-shared-rwx", "--ignore-not-found", "--wait=true", check=False)
+    kubectl.run("apply", "-f", "-", stdin=EXAMPLE_CACHE_PV)
     documents = example_documents()
     namespaces = sorted({d["metadata"]["namespace"] for d in documents})
     assert namespaces == ["research", "risk"]
@@ -483,6 +499,7 @@ def test_syncing_unchanged_examples_changes_nothing(operator, kubectl, custom, c
             diff = kubectl.run(*args, check=False)
             assert (diff.returncode, diff.stdout, diff.stderr) == (0, "", ""), " ".join(args)
     finally:
+        kubectl.run("delete", "pv", "e2e-gitops-shared-rwx", "--wait=false", check=False)
         for kind, namespace, name in keys:
             if (kind, namespace, name) not in existed and namespace not in created:
                 kubectl.run("delete", "--ignore-not-found", "--wait=false", f"{PLURALS[kind]}.{GROUP}/{name}",

@@ -133,10 +133,10 @@ class FakeKube:
 
     # -- kube.Kube's methods ---------------------------------------------------------------------
 
-    def apply(self, obj: dict) -> dict:
+    def apply(self, obj: dict, field_manager: str = FIELD_MANAGER) -> dict:
         meta = obj["metadata"]
         self._record("apply", obj["kind"], meta["name"], copy.deepcopy(obj))
-        return self._apply(obj, FIELD_MANAGER)
+        return self._apply(obj, field_manager)
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
         self._record("delete", kind, name)

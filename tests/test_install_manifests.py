@@ -25,7 +25,7 @@ import yaml
 from mlplatform.api import GROUP, KINDS
 from mlplatform.cli import build_parser
 from mlplatform.config import OperatorConfig, load_config
-from mlplatform.kube import CHILD_KINDS
+from mlplatform.kube import CHILD_KINDS, SHARED_KINDS
 from mlplatform.leader import LeaseSettings
 from mlplatform.operator_main import WATCHED
 
@@ -63,6 +63,7 @@ def _operator_rules() -> dict[tuple[str, str], set[str]]:
     # Kube.get, through controllers.base.live_child: the absence of a Deployment or Job from the cache is
     # confirmed before acting on it (modeldeployment.py, trainingjob.py).
     grant("apps", "deployments", "get")
+    grant("leaderworkerset.x-k8s.io", "leaderworkersets", "get")  # the same for a multi-node ModelDeployment
     grant("batch", "jobs", "get")
     for plural in PLURALS:
         grant(GROUP, f"{plural}/status", "patch")  # Kube.patch_status: merge patch of /status
@@ -70,6 +71,8 @@ def _operator_rules() -> dict[tuple[str, str], set[str]]:
         # OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift) allows only with this.
         grant(GROUP, f"{plural}/finalizers", "update")
     grant("", "persistentvolumeclaims", "get")  # Kube.get_pvc
+    for (api_version, _), plural in SHARED_KINDS.items():  # model.cache: Kube.apply and Kube.get
+        grant(_group(api_version), plural, "get", "create", "patch")
     grant("kueue.x-k8s.io", "localqueues", "get")  # Kube.local_queue_exists (Kueue's discovery: system:discovery)
     grant("kueue.x-k8s.io", "workloads", "list")  # Kube.workload_of_job: a queued run's Workload
     grant("", "events", "list", "create")  # Kube.warning_events, Kube.post_event (core/v1 only)

@@ -850,3 +850,40 @@ def test_a_non_retryable_exit_code_fails_the_run_without_a_new_attempt():
     written = h.kube.called("patch_status")[0].detail
     assert written["phase"] == "Failed" and "worker 1 (pod trainer-1-1-abcde) exited with code 2" in \
         written["runs"][0]["message"]
+
+
+def test_model_cache_is_created_once_shared_by_reference_and_withholds_the_workload_until_filled():
+    from mlplatform.render.model_cache import cache_claim_name
+    cache = {"size": "10Gi"}
+    a = model_deployment("a", model={"uri": "s3://models/churn/v3/", "cache": cache}, replicas=1)
+    b = model_deployment("b", model={"uri": "s3://models/churn/v3/", "cache": cache}, replicas=1)
+    h = Harness()
+    for body in (a, b):
+        h.add(body)
+        h.reconcile(body)
+    claim = cache_claim_name("s3://models/churn/v3/")
+    applies = [c for c in h.kube.called("apply") if c.kind in ("PersistentVolumeClaim", "Job")]
+    assert [(c.kind, c.name) for c in applies] == [("PersistentVolumeClaim", claim), ("Job", f"{claim}-fill")] * 2
+    first, second = applies[:2], applies[2:]
+    assert all("spec" in c.detail for c in first)  # a creates them
+    assert all(set(c.detail["metadata"]) == {"name", "namespace", "ownerReferences"} and "spec" not in c.detail
+               for c in second)  # b adds its own owner reference only
+    assert [r["uid"] for c in second for r in c.detail["metadata"]["ownerReferences"]] == ["uid-modeldeployment-b"] * 2
+    assert not [c for c in h.kube.called("apply") if c.kind == "Deployment"]  # withheld: the fill has not completed
+    status = h.kube.stored(API_VERSION, "ModelDeployment", NS, "a")["status"]
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["ModelCached"] == "ClaimPending"  # no storage yet
+
+    pvc = h.kube.stored("v1", "PersistentVolumeClaim", NS, claim)
+    h.kube.put(with_status(pvc, {"phase": "Bound"}))
+    h.reconcile(current(h, a))
+    status = h.kube.stored(API_VERSION, "ModelDeployment", NS, "a")["status"]
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["ModelCached"] == "Filling"
+    assert not [c for c in h.kube.called("apply") if c.kind == "Deployment"]
+
+    job = h.kube.stored("batch/v1", "Job", NS, f"{claim}-fill")
+    h.kube.put(with_status(job, {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}))
+    h.kube.calls.clear()
+    h.reconcile(current(h, a))
+    assert [c.kind for c in h.kube.called("apply")] == ["Deployment"]  # filled: served, nothing re-applied to the cache
+    status = h.kube.stored(API_VERSION, "ModelDeployment", NS, "a")["status"]
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["ModelCached"] == "Filled"

@@ -30,10 +30,15 @@ def by_kind(objects: list[dict], kind: str) -> list[dict]:
 def pod_specs(objects: list[dict]) -> list[dict]:
     specs = []
     for obj in objects:
+        if "mlplatform.dev/model-cache" in obj["metadata"]["labels"]:
+            continue  # a model.cache fill Job: shared, not one resource's (tests/test_llm_serving.py)
         if obj["kind"] in ("Deployment", "Job"):
             specs.append(obj["spec"]["template"]["spec"])
         elif obj["kind"] == "CronJob":
             specs.append(obj["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+        elif obj["kind"] == "LeaderWorkerSet":
+            template = obj["spec"]["leaderWorkerTemplate"]
+            specs += [template["leaderTemplate"]["spec"], template["workerTemplate"]["spec"]]
     return specs
 
 
@@ -77,6 +82,8 @@ def test_every_rendered_object_is_valid_kubernetes(source, doc):
     objects = rendered_objects(doc, artifacts={"fraud-train": "s3://models/fraud/run-1/"})
     assert objects
     for obj in objects:
+        if obj["kind"] == "LeaderWorkerSet":
+            continue  # not a Kubernetes kind: checked against the LWS CRD's schema in test_llm_serving.py
         if obj["kind"] == "HTTPRoute":  # a CRD's kind: checked against the Gateway API's own schema
             validate_httproute(obj)
         else:
@@ -90,6 +97,8 @@ def test_every_pod_is_restricted_labelled_and_gpu_correct(source, doc):
     for obj in objects:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "mlplatform"
+        if "mlplatform.dev/model-cache" in labels:
+            continue  # shared by the users of one model URI: labelled by the cache, not by one resource
         assert labels["app.kubernetes.io/part-of"] == "mlplatform"
         assert labels["app.kubernetes.io/instance"] == name
         assert labels["app.kubernetes.io/name"] == doc["kind"].lower()
@@ -167,10 +176,11 @@ def test_fixed_replicas_and_suspend():
 def test_pvc_model_is_mounted_read_only_without_a_fetcher():
     pod = by_kind(rendered_objects(UNSEEN[0]), "Deployment")[0]["spec"]["template"]["spec"]
     assert "initContainers" not in pod
-    assert pod["volumes"] == [{"name": "model", "persistentVolumeClaim": {"claimName": "models-claim", "readOnly": True}}]
+    assert [v for v in pod["volumes"] if v["name"] == "model"] == [
+        {"name": "model", "persistentVolumeClaim": {"claimName": "models-claim", "readOnly": True}}]
     env = _env(pod["containers"][0])
     assert env["MODEL_DIR"] == "/mnt/models/fraud/v7" and env["MODEL_URI"] == "pvc://models-claim/fraud/v7"
-    assert pod["containers"][0]["volumeMounts"] == [{"name": "model", "mountPath": "/mnt/models", "readOnly": True}]
+    assert pod["containers"][0]["volumeMounts"][0] == {"name": "model", "mountPath": "/mnt/models", "readOnly": True}
 
 
 def test_object_store_model_is_fetched_by_the_storage_initializer():

@@ -74,6 +74,8 @@ def tools() -> list[Component]:
                   tags=("remove_all_sd",)),
         Component("kueue", "sigs.k8s.io/kueue/cmd/kueue", "kueue", f"sigs.k8s.io/kueue@{versions.KUEUE}",
                   (f"-X sigs.k8s.io/kueue/pkg/version.GitVersion={versions.KUEUE}",)),
+        # The LeaderWorkerSet controller (multi-node ModelDeployment replicas); started by e2e/controlplane/lws.py.
+        Component("lws-controller", "sigs.k8s.io/lws/cmd", "lws", f"sigs.k8s.io/lws@{versions.LWS}"),
     ]
 
 

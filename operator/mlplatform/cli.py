@@ -175,7 +175,12 @@ def _schema_checker():
 
 
 def cmd_validate(args) -> int:
+    from .render.checks import config_problems
+
+    config = _load_config_or_exit(args.config)
     result = _validated(args.filename, _schema_checker())
+    for doc, resource in result.resources:
+        result.errors += [_problem_line(doc, problem) for problem in config_problems(resource, config)]
     for line in result.errors:
         print(line, file=sys.stderr)
     if result.errors:
@@ -324,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filename", action="append", required=True, help="FILE, DIR or - (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also list the documents that are not ours: schema-checked or skipped")
+    p.add_argument("--config", help="operator configuration YAML whose presets are checked against (default: "
+                   "the built-in one): model.format, runtime.parallelism, nodesPerReplica")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("render", help="print the child objects the operator will apply")

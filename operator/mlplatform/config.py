@@ -9,9 +9,16 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from .api.common import ApiModel, DNS_LABEL_PATTERN, field
+from .api.common import ApiModel, DNS_LABEL_PATTERN, QUANTITY_PATTERN, field
 
 FEAST_VERSION = "0.67.0"
+
+
+class MultiNodeConfig(ApiModel):
+    leader_command: list[str] = Field(..., description="Command of a group's leader (it serves); {args} is the "
+                                      "shell-quoted server arguments, {nodes} the group size.")
+    worker_command: list[str] = Field(..., description="Command of a group's workers; $(LWS_LEADER_ADDRESS) is "
+                                      "the leader's address (set by the LeaderWorkerSet controller).")
 
 
 class RuntimePresetConfig(ApiModel):
@@ -22,6 +29,16 @@ class RuntimePresetConfig(ApiModel):
     port: int = Field(8080, description="HTTP port.", ge=1, le=65535)
     grpc_port: int | None = field("gRPC port, when the server speaks gRPC.", ge=1, le=65535)
     readiness_path: str | None = field("HTTP readiness path; {name} is filled in. None means a TCP probe.")
+    startup_timeout_seconds: int | None = field(
+        "Default runtime.startupTimeoutSeconds: a startupProbe gives the server this long to load the model. "
+        "None: no startupProbe unless the spec asks.", ge=10, le=86400)
+    parallelism_args: list[str] | None = field(
+        "Server arguments for runtime.parallelism; {tensor} and {pipeline} are filled in. None: the preset "
+        "refuses runtime.parallelism.")
+    formats: list[str] | None = field("model.format values this preset serves. None: any.")
+    multi_node: MultiNodeConfig | None = field(
+        "How a replica spans nodes (nodesPerReplica > 1, a LeaderWorkerSet group). None: the preset refuses "
+        "nodesPerReplica > 1.")
 
 
 def _default_presets() -> dict[str, RuntimePresetConfig]:
@@ -31,32 +48,47 @@ def _default_presets() -> dict[str, RuntimePresetConfig]:
             command=["tritonserver"],
             args=["--model-repository={model_dir}", "--http-port={port}", "--grpc-port=8001"],
             port=8000, grpc_port=8001, readiness_path="/v2/health/ready",
+            # TensorRT plans and Python backends are "custom". Triton's tensor parallelism lives in the model
+            # repository (TensorRT-LLM engines), not in server arguments: no parallelismArgs.
+            formats=["onnx", "tensorflow", "pytorch", "custom"], startup_timeout_seconds=1800,
         ),
         "vllm": RuntimePresetConfig(
             image="vllm/vllm-openai:v0.11.0",
             args=["--model={model_dir}", "--served-model-name={name}", "--port={port}"],
             port=8000, readiness_path="/health",
+            formats=["huggingface"], startup_timeout_seconds=1800,
+            parallelism_args=["--tensor-parallel-size={tensor}", "--pipeline-parallel-size={pipeline}"],
+            # vLLM across nodes: a Ray cluster per group, the head on the leader (vLLM docs, LWS examples).
+            multi_node=MultiNodeConfig(
+                leader_command=["/bin/sh", "-c", "ray start --head --port=6379 && exec python3 -m "
+                                "vllm.entrypoints.openai.api_server {args} --distributed-executor-backend=ray"],
+                worker_command=["/bin/sh", "-c", "exec ray start --address=$(LWS_LEADER_ADDRESS):6379 --block"],
+            ),
         ),
         "torchserve": RuntimePresetConfig(
             image="pytorch/torchserve:0.12.0-cpu", gpu_image="pytorch/torchserve:0.12.0-gpu",
             command=["torchserve"],
             args=["--start", "--foreground", "--model-store={model_dir}", "--models=all", "--disable-token-auth"],
             port=8080, grpc_port=7070, readiness_path="/ping",
+            formats=["pytorch"], startup_timeout_seconds=600,
         ),
         "sklearn": RuntimePresetConfig(
             image="kserve/sklearnserver:v0.15.2",
             args=["--model_name={name}", "--model_dir={model_dir}", "--http_port={port}"],
             port=8080, grpc_port=8081, readiness_path="/v1/models/{name}",
+            formats=["sklearn"], startup_timeout_seconds=300,
         ),
         "xgboost": RuntimePresetConfig(
             image="kserve/xgbserver:v0.15.2",
             args=["--model_name={name}", "--model_dir={model_dir}", "--http_port={port}"],
             port=8080, grpc_port=8081, readiness_path="/v1/models/{name}",
+            formats=["xgboost"], startup_timeout_seconds=300,
         ),
         "mlserver": RuntimePresetConfig(
             image="seldonio/mlserver:1.7.1",
             command=["mlserver", "start", "{model_dir}"],
             port=8080, grpc_port=8081, readiness_path="/v2/health/ready",
+            formats=["sklearn", "xgboost", "huggingface", "custom"], startup_timeout_seconds=600,
         ),
     }
 
@@ -102,6 +134,9 @@ class DefaultsConfig(ApiModel):
         600, description="A canary Deployment not Ready within this many seconds (its progressDeadlineSeconds) "
                          "is aborted.", ge=1)
     cluster_domain: str = Field("cluster.local", description="Cluster DNS domain used in URLs.")
+    gpu_shared_memory: str = Field("16Gi", description="/dev/shm size of GPU pods whose spec sets no "
+                                   "resources.sharedMemory; \"0\" gives them none.",
+                                   pattern=QUANTITY_PATTERN)
 
 
 class OperatorConfig(ApiModel):

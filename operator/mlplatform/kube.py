@@ -34,8 +34,14 @@ CHILD_KINDS: dict[tuple[str, str], str] = {
     ("batch/v1", "CronJob"): "cronjobs",
     # Gateway API: optional, watched when its CRDs are installed (informer.Watched.optional).
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
+    # Multi-node ModelDeployment replicas (nodesPerReplica > 1); served only where LWS is installed.
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): "leaderworkersets",
 }
-OPTIONAL_CHILD_KINDS = {("gateway.networking.k8s.io/v1", "HTTPRoute")}
+# Objects shared by several resources (model.cache claims): applied and read, never watched or pruned as
+# children; each user holds an owner reference and the garbage collector removes them after the last.
+SHARED_KINDS: dict[tuple[str, str], str] = {("v1", "PersistentVolumeClaim"): "persistentvolumeclaims"}
+# Child kinds whose CRD may be absent: their informers retry until served, without holding the workers back.
+OPTIONAL_CHILD_KINDS = {("gateway.networking.k8s.io/v1", "HTTPRoute"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")}
 
 
 class KubeError(Exception):
@@ -112,12 +118,14 @@ class Kube:
             raise KubeError(response.status, data.decode() if isinstance(data, bytes) else str(data), f"{method} {path}")
         return json.loads(data) if data else {}
 
-    def apply(self, obj: dict) -> dict:
-        """Server-side apply of our whole intent; force takes fields back from anyone who edited them."""
-        plural = CHILD_KINDS[(obj["apiVersion"], obj["kind"])]
+    def apply(self, obj: dict, field_manager: str = FIELD_MANAGER) -> dict:
+        """Server-side apply of our whole intent; force takes fields back from anyone who edited them.
+        field_manager: another manager for what several resources share (a model cache's owner references)."""
+        kind_key = (obj["apiVersion"], obj["kind"])
+        plural = CHILD_KINDS.get(kind_key) or SHARED_KINDS[kind_key]
         meta = obj["metadata"]
         path = f"{_collection_path(obj['apiVersion'], plural, meta['namespace'])}/{quote(meta['name'])}"
-        result = self._request("PATCH", path, query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=obj,
+        result = self._request("PATCH", path, query={"fieldManager": field_manager, "force": "true"}, body=obj,
                                content_type="application/apply-patch+yaml")
         if result is None:
             raise KubeError(404, "namespace or resource type not found", f"apply {obj['kind']} {meta['name']}")
@@ -156,8 +164,8 @@ class Kube:
         return True
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
-        """One child, read from the API server (None when it does not exist)."""
-        plural = CHILD_KINDS[(api_version, kind)]
+        """One child (or shared object), read from the API server (None when it does not exist)."""
+        plural = CHILD_KINDS.get((api_version, kind)) or SHARED_KINDS[(api_version, kind)]
         return self._request("GET", f"{_collection_path(api_version, plural, namespace)}/{quote(name)}")
 
     def list_page(self, api_version: str, plural: str, namespace: str | None, label_selector: str | None,

@@ -96,7 +96,8 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     monitor = WorkerMonitor(options.stuck_after_seconds)
 
     def unsynced() -> list[str]:
-        return [f"informer {i.watched.plural}: initial list not complete" for i in informers if not i.synced.is_set()]
+        return [f"informer {i.watched.plural}: initial list not complete" for i in informers
+                if not i.synced.is_set() and not i.watched.optional]
 
     def unhealthy() -> list[str]:
         dead = [f"informer {i.watched.plural} stopped" for i in informers if not i.thread.is_alive()]
@@ -109,7 +110,8 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
 
     def start_leading() -> None:
         for informer in informers:
-            informer.synced.wait()
+            if not informer.watched.optional:
+                informer.synced.wait()
         log.info("%s is leading: reconciling every resource in the cache", identity)
         metrics.leader.set(1)
         for kind in KINDS:

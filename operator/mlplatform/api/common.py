@@ -219,6 +219,11 @@ class Resources(ApiModel):
     cpu: Quantity | None = field("CPU request per pod, e.g. \"4\" or 500m.")
     memory: Quantity | None = field("Memory request and limit per pod, e.g. 16Gi.")
     gpu: Gpu | None = field("GPUs per pod; absent means a CPU-only pod.")
+    shared_memory: Quantity | None = field(
+        "/dev/shm of each pod, as an in-memory emptyDir of this size, e.g. 16Gi (NCCL and data loaders fail on "
+        "the 64Mi container default). GPU pods get the operator configuration's default when unset; CPU pods "
+        "get none unless set; \"0\" turns it off. Counted in the memory request and limit (memory + sharedMemory)."
+    )
 
 
 class Toleration(ApiModel):

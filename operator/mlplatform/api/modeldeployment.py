@@ -12,6 +12,7 @@ from .common import (
     ContainerBlock,
     FeatureRefs,
     IntOrPercent,
+    Quantity,
     Resources,
     Rule,
     Scheduling,
@@ -45,6 +46,10 @@ class Promotion(ApiModel):
     metrics: list[MetricBound] = required(
         "Bounds every deployed run must meet; a run with no metrics recorded fails every bound.",
         min_length=1, max_length=16)
+class ModelCache(ApiModel):
+    size: Quantity = required("Size of the cache claim, e.g. 200Gi: the whole model must fit.")
+    storage_class_name: str | None = field(
+        "StorageClass of the claim (ReadWriteMany); the cluster default when absent.", max_length=253)
 
 
 class Model(ApiModel):
@@ -62,6 +67,11 @@ class Model(ApiModel):
     promotion: Promotion | None = field(
         "Only with fromTrainingJob: the newest successful run whose metrics meet every bound is deployed; "
         "newer runs that miss one are skipped (ModelResolved says which run and which metric).")
+    cache: ModelCache | None = field(
+        "A shared model cache instead of one download per pod: a PersistentVolumeClaim per (namespace, model URI), "
+        "named model-cache-<hash of the URI>, filled once by a Job with the storage initializer; replicas mount "
+        "it read-only and download nothing. Deployments of the same URI share it; it is deleted (garbage "
+        "collected) with the last ModelDeployment that uses it. Not for pvc:// or oci:// models.")
     rules = (
         Rule(
             "has(self.uri) != has(self.fromTrainingJob)",
@@ -75,7 +85,18 @@ class Model(ApiModel):
             "promotion",
             lambda m: m.promotion is None or m.from_training_job is not None,
         ),
+        Rule(
+            "!has(self.cache) || !has(self.uri) || !(self.uri.startsWith('pvc://') || self.uri.startsWith('oci://'))",
+            "model.cache is for downloaded models: a pvc:// or oci:// model is mounted as it is",
+            "cache",
+            lambda m: m.cache is None or m.uri is None or not m.uri.startswith(("pvc://", "oci://")),
+        ),
     )
+
+
+class Parallelism(ApiModel):
+    tensor: int | None = field("Tensor-parallel size: GPUs one layer is split over (default 1).", ge=1, le=512)
+    pipeline: int | None = field("Pipeline-parallel size: stages the layers are split into (default 1).", ge=1, le=512)
 
 
 class Runtime(ContainerBlock):
@@ -84,6 +105,15 @@ class Runtime(ContainerBlock):
     port: int | None = field("Container port the server listens on; default from the preset.", ge=1, le=65535)
     protocol: Literal["http", "grpc"] | None = field("http or grpc; default http.")
     readiness_path: str | None = field("HTTP readiness probe path; default from the preset.", pattern=r"^/.*")
+    parallelism: Parallelism | None = field(
+        "Tensor and pipeline parallelism, passed to the server as the preset's arguments (the operator "
+        "configuration declares them; a preset without them refuses this field). tensor*pipeline must equal "
+        "resources.gpu.count*nodesPerReplica."
+    )
+    startup_timeout_seconds: int | None = field(
+        "How long the server may take to load the model before Kubernetes restarts it: a startupProbe on the "
+        "readiness endpoint. Default from the preset (large for vllm and triton).", ge=10, le=86400
+    )
     rules = (
         Rule(
             "self.preset != 'custom' || has(self.image)",
@@ -207,7 +237,31 @@ class ModelDeploymentSpec(ApiModel):
     )
     disruption_budget: DisruptionBudget | None = field("PodDisruptionBudget of the replicas.")
     suspend: bool | None = field("Scale to zero and keep everything else; phase Suspended.")
+    nodes_per_replica: int | None = field(
+        "Pods (one per GPU node) of one replica, default 1; more than 1: each replica is one LeaderWorkerSet "
+        "group (a leader and nodesPerReplica-1 workers), for models larger than one node. Needs resources.gpu "
+        "and a preset with multi-node support.", ge=1, le=64
+    )
     rules = (
+        Rule(
+            "!has(self.runtime.parallelism) || (has(self.resources) && has(self.resources.gpu) && "
+            "(has(self.runtime.parallelism.tensor) ? self.runtime.parallelism.tensor : 1) * "
+            "(has(self.runtime.parallelism.pipeline) ? self.runtime.parallelism.pipeline : 1) == "
+            "self.resources.gpu.count * (has(self.nodesPerReplica) ? self.nodesPerReplica : 1))",
+            "runtime.parallelism: tensor*pipeline must equal resources.gpu.count*nodesPerReplica "
+            "(the GPUs of one replica), and resources.gpu must be set",
+            "runtime.parallelism",
+            lambda s: s.runtime.parallelism is None or (
+                s.resources is not None and s.resources.gpu is not None
+                and (s.runtime.parallelism.tensor or 1) * (s.runtime.parallelism.pipeline or 1)
+                == s.resources.gpu.count * (s.nodes_per_replica or 1)),
+        ),
+        Rule(
+            "!has(self.nodesPerReplica) || self.nodesPerReplica == 1 || (has(self.resources) && has(self.resources.gpu))",
+            "nodesPerReplica > 1 needs resources.gpu (each pod of a replica is one GPU node's worth)",
+            "nodesPerReplica",
+            lambda s: (s.nodes_per_replica or 1) == 1 or (s.resources is not None and s.resources.gpu is not None),
+        ),
         Rule(
             "!has(self.autoscaling) || !has(self.autoscaling.targets.gpuUtilization) || "
             "(has(self.resources) && has(self.resources.gpu))",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..cache import ResourceKey
 from ..render.common import RenderError
+from ..render.leaderworkerset import as_rollout_view, workload_of
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
 from ..status.dependencies import features_condition, resolve_model
 from ..status.gateway import route_condition, with_route
@@ -23,6 +24,7 @@ from .base import (
     warning_events_if_needed,
     write_status,
 )
+from .model_cache import reconcile_cache
 
 KIND = "ModelDeployment"
 
@@ -39,11 +41,12 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     render_error = None
     previous_rollout = (body.get("status") or {}).get("rollout")
     rollout = None
+    cache_cond = None
     gateway_installed = spec.gateway is None or ctx.kube.gateway_api_installed()
-    # A canary moves with time and pods: only a resource with no canary (and none recorded) skips the render
-    # of children that are as last applied.
-    no_canary = not (spec.rollout and spec.rollout.canary) and previous_rollout is None
-    inputs = render_inputs(owner, resolution.uri, str(gateway_installed)) if no_canary else None
+    # A canary moves with time and pods, a model cache with its fill Job: only a resource with neither (and no
+    # rollout recorded) skips the render of children that are as last applied.
+    skippable = not (spec.rollout and spec.rollout.canary) and previous_rollout is None and spec.model.cache is None
+    inputs = render_inputs(owner, resolution.uri, str(gateway_installed)) if skippable else None
     if inputs is None or not ctx.applied.unchanged(key, inputs, ctx.cache):
         try:
             rendered = render_model_deployment(owner, spec, ctx.config, resolution.uri)
@@ -51,11 +54,12 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
             render_error = str(err)
             ctx.applied.forget(key)
         else:
+            objects, cache_cond, withheld = reconcile_cache(ctx, key, owner, rendered.objects)
             all_pods = ctx.cache.children(key, "Pod")
-            arranged = arrange(ctx, key, owner, spec, rendered.objects, previous_rollout, canary_pods_of(all_pods))
+            arranged = arrange(ctx, key, owner, spec, objects, previous_rollout, canary_pods_of(all_pods))
             rollout = arranged.decision.status if arranged.decision else previous_rollout
             objects = [o for o in arranged.objects if gateway_installed or o["kind"] != "HTTPRoute"]
-            _apply(ctx, key, owner, spec, objects, autoscaled=resolution.uri is not None
+            _apply(ctx, key, owner, spec, objects, autoscaled=resolution.uri is not None and not withheld
                    and spec.autoscaling is not None and not spec.suspend)
             if arranged.decision and arranged.decision.requeue_after:
                 ctx.queue.add(key, delay=arranged.decision.requeue_after + 0.2)
@@ -64,7 +68,9 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
             else:
                 ctx.applied.forget(key)
 
-    deployment = ctx.cache.child(key, "Deployment", owner.name)
+    api_version, workload_kind = workload_of(spec)
+    deployment = (ctx.cache.child(key, "Deployment", owner.name) if workload_kind == "Deployment"
+                  else as_rollout_view(ctx.cache.child(key, workload_kind, owner.name)))
     pods = stable_pods(pods_of(ctx, key, COMPONENT))
     claim_problem = _claim_problem(ctx, namespace, resolution.uri, deployment)
     observed = ModelDeploymentObserved(
@@ -78,6 +84,7 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
         events_by_pod=warning_events_if_needed(ctx, namespace, pods) if deployment else {},
         claim_problem=claim_problem,
         render_error=render_error,
+        cache=cache_cond,
     )
     report = model_deployment_report(observed)
     route = (route_condition(ctx.cache.child(key, "HTTPRoute", owner.name), namespace, gateway_installed)
@@ -105,17 +112,18 @@ def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], aut
         apply_children(ctx, key, owner, objects)
         return
     min_replicas = spec.autoscaling.min_replicas
-    existing = live_child(ctx, key, "apps/v1", "Deployment", owner.name)
+    api_version, workload_kind = workload_of(spec)
+    existing = live_child(ctx, key, api_version, workload_kind, owner.name)
     if existing is not None and owns_spec_field(existing, "replicas"):
         # Switching from a fixed size to autoscaling: keep the current size (at least minReplicas).
         current = (existing.get("spec") or {}).get("replicas") or 0
-        ctx.kube.hand_over("apps/v1", "Deployment", owner.namespace, owner.name,
+        ctx.kube.hand_over(api_version, workload_kind, owner.namespace, owner.name,
                            {"replicas": max(current, min_replicas)})
     apply_children(ctx, key, owner, objects)
     if existing is None:
         # Created just now: start at minReplicas rather than the API default of 1 until the HPA's first
         # sync. Without force: if anyone (the HPA) has sized it meanwhile, their size stays.
-        ctx.kube.hand_over("apps/v1", "Deployment", owner.namespace, owner.name, {"replicas": min_replicas},
+        ctx.kube.hand_over(api_version, workload_kind, owner.namespace, owner.name, {"replicas": min_replicas},
                            force=False)
 
 

@@ -22,6 +22,7 @@ from .common import (
     service_host,
 )
 from .feast import FEAST_REPO_MOUNT, apply_command, feast_repo_files, materialize_command, serve_command
+from .shm import apply_shared_memory, shared_memory_size
 
 SERVER_COMPONENT = "feature-server"
 MATERIALIZE_COMPONENT = "materializer"
@@ -89,6 +90,7 @@ def _feast_pod(config: OperatorConfig, name: str, command: list[str], resources,
     }
     if restart_policy:
         pod["restartPolicy"] = restart_policy
+    apply_shared_memory(pod, shared_memory_size(resources, config), ("feast",))
     return pod
 
 

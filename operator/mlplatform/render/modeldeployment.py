@@ -27,9 +27,13 @@ from .common import (
 )
 from .featureview import feature_server_url
 from .gateway import http_route
+from .leaderworkerset import API_VERSION as LWS_API_VERSION
+from .leaderworkerset import KIND as LWS_KIND
+from .leaderworkerset import LEADER_SELECTOR, render_leader_worker_set
+from .model_cache import cache_claim_name, render_cache, uses_cache
+from .serving import MODEL_DIR, MODEL_VOLUME, model_volume, parallelism_args, preset_problems, startup_probe
+from .shm import apply_shared_memory, shared_memory_size
 
-MODEL_DIR = "/mnt/models"
-MODEL_VOLUME = "model"
 COMPONENT = "predictor"
 SERVICE_PORT = 80
 
@@ -88,6 +92,8 @@ def _probe(spec: ModelDeploymentSpec, preset: RuntimePresetConfig, port_name: st
 
 def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, model_uri: str) -> dict[str, Any]:
     preset = _preset(spec, config)
+    for field_path, message in preset_problems(spec, preset, config):
+        raise RenderError(field_path, message)
     port_name, port = _container_port(spec, preset)
     model_dir = model_dir_for(model_uri)
     gpu = spec.resources.gpu if spec.resources else None
@@ -98,9 +104,7 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
     env = env_list(spec.runtime.env, operator_env)
     env_from = env_from_list(spec.runtime.env_from)
 
-    claim = pvc_claim(model_uri)
-    volume = ({"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}} if claim
-              else {"name": MODEL_VOLUME, "emptyDir": {}})
+    volume, fetch = model_volume(model_uri, cache_claim_name(model_uri) if uses_cache(spec, model_uri) else None)
     server: dict[str, Any] = {
         "name": "server",
         "image": image,
@@ -115,8 +119,11 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
     args = spec.runtime.args if spec.runtime.args is not None else preset.args
     if command:
         server["command"] = _fill(command, owner.name, port, model_dir)
+    args = list(args or []) + parallelism_args(spec, preset)
     if args:
         server["args"] = _fill(args, owner.name, port, model_dir)
+    if startup := startup_probe(spec, preset, server["readinessProbe"]):
+        server["startupProbe"] = startup
     if env_from:
         server["envFrom"] = env_from
     pod: dict[str, Any] = {
@@ -125,7 +132,7 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
         "volumes": [volume],
         **pod_scheduling(spec.resources, spec.scheduling, config),
     }
-    if not claim:
+    if fetch:
         init = config.storage_initializer
         fetcher: dict[str, Any] = {
             "name": "storage-initializer",
@@ -144,6 +151,7 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
         pod["initContainers"] = [fetcher]
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
+    apply_shared_memory(pod, shared_memory_size(spec.resources, config), ("server",))
     return pod
 
 
@@ -175,12 +183,13 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
     """model_uri: spec.model.uri, or the artifact of spec.model.fromTrainingJob once known (else None)."""
     out = Rendered(notes=owner_note(owner))
     pod_selector = selector(owner, COMPONENT)
+    multi_node = (spec.nodes_per_replica or 1) > 1
     port_name = "grpc" if spec.runtime.protocol == "grpc" else "http"
     out.objects.append(render_template(
         "service.yaml.j2",
         metadata=metadata(owner, owner.name, COMPONENT),
         headless=False,
-        selector=pod_selector,
+        selector={**pod_selector, **(LEADER_SELECTOR if multi_node else {})},
         ports=[{"name": port_name, "port": SERVICE_PORT, "targetPort": port_name, "protocol": "TCP",
                 "appProtocol": "kubernetes.io/h2c" if port_name == "grpc" else "http"}],
     ))
@@ -199,28 +208,40 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
     rollout = {"maxSurge": "25%", "maxUnavailable": 0}
     if spec.rollout:
         rollout.update({k: v for k, v in spec.rollout.to_api().items() if k != "canary"})
-    out.objects.append(render_template(
-        "deployment.yaml.j2",
-        metadata=metadata(owner, owner.name, COMPONENT),
-        replicas=replicas,
-        selector=pod_selector,
-        rollout=rollout,
-        pod_labels=metadata(owner, owner.name, COMPONENT)["labels"],
-        pod_annotations=pod_annotations(owner, config, {MODEL_URI_ANNOTATION: model_uri}),
-        pod_spec=_pod_spec(owner, spec, config, model_uri),
-    ))
+    pod_spec = _pod_spec(owner, spec, config, model_uri)
+    if multi_node:
+        pod_metadata = {"labels": metadata(owner, owner.name, COMPONENT)["labels"],
+                        "annotations": pod_annotations(owner, config, {MODEL_URI_ANNOTATION: model_uri})}
+        out.objects.append(render_leader_worker_set(
+            metadata(owner, owner.name, COMPONENT), replicas, spec.nodes_per_replica, rollout, pod_metadata,
+            pod_spec, _preset(spec, config).multi_node))
+    else:
+        out.objects.append(render_template(
+            "deployment.yaml.j2",
+            metadata=metadata(owner, owner.name, COMPONENT),
+            replicas=replicas,
+            selector=pod_selector,
+            rollout=rollout,
+            pod_labels=metadata(owner, owner.name, COMPONENT)["labels"],
+            pod_annotations=pod_annotations(owner, config, {MODEL_URI_ANNOTATION: model_uri}),
+            pod_spec=pod_spec,
+        ))
     if autoscaled:
         stabilization = spec.autoscaling.scale_down_stabilization_seconds
         out.objects.append(render_template(
             "hpa.yaml.j2",
             metadata=metadata(owner, owner.name, COMPONENT),
             target=owner.name,
+            target_api_version=LWS_API_VERSION if multi_node else "apps/v1",
+            target_kind=LWS_KIND if multi_node else "Deployment",
             min_replicas=spec.autoscaling.min_replicas,
             max_replicas=spec.autoscaling.max_replicas,
             metrics=_hpa_metrics(spec, config),
             scale_down_stabilization_seconds=(stabilization if stabilization is not None
                                               else config.defaults.scale_down_stabilization_seconds),
         ))
+    if uses_cache(spec, model_uri):
+        out.objects += render_cache(owner, spec, config, model_uri)
     budget = None if suspended else _disruption_budget(spec)
     if budget:
         out.objects.append(render_template(

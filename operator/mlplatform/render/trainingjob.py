@@ -31,6 +31,7 @@ from .common import (
 )
 from .feast import FEAST_REPO_MOUNT
 from .featureview import repo_configmap_name
+from .shm import apply_shared_memory, shared_memory_size
 
 COMPONENT = "trainer"
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
@@ -170,6 +171,7 @@ def _pod_spec(owner: Owner, spec: TrainingJobSpec, config: OperatorConfig, run: 
         pod["subdomain"] = workers_service_name(owner.name)
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
+    apply_shared_memory(pod, shared_memory_size(spec.resources, config), ("trainer",))
     return pod
 
 

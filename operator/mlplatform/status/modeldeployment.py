@@ -21,6 +21,7 @@ class ModelDeploymentObserved:
     events_by_pod: dict[str, list[dict]] = field(default_factory=dict)
     claim_problem: PodProblem | None = None
     render_error: str | None = None
+    cache: Cond | None = None  # ModelCached, with model.cache
 
 
 @dataclass
@@ -57,7 +58,7 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
     replicas = ready = 0
     if obs.deployment:
         _, replicas, ready = _rollout_done(obs.deployment, desired)
-    extra = [obs.resolution.condition, obs.features]
+    extra = [obs.resolution.condition, obs.features] + ([obs.cache] if obs.cache else [])
 
     def report(phase: str, ready_cond: Cond, converging: bool, stalled: Cond | None = None) -> ModelDeploymentReport:
         return ModelDeploymentReport(phase, kstatus(ready_cond, converging=converging, stalled=stalled) + extra,
@@ -77,6 +78,11 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
     if obs.resolution.uri is None:
         c = obs.resolution.condition
         return report("WaitingForTrainingJob", Cond("Ready", False, c.reason, c.message), True)
+    if obs.cache is not None and not obs.cache.status and obs.deployment is None:
+        waiting = Cond("Ready", False, obs.cache.reason, obs.cache.message)
+        if obs.cache.reason == "FillFailed":
+            return report("Stalled", waiting, False, Cond("Stalled", True, obs.cache.reason, obs.cache.message))
+        return report("Progressing", waiting, True)
     if obs.deployment is None:
         return report("Progressing", Cond("Ready", False, "Creating", "Deployment not created yet"), True)
     done, _, _ = _rollout_done(obs.deployment, desired)
