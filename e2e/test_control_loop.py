@@ -114,7 +114,15 @@ def test_a_restart_over_existing_state_writes_nothing(start_operator, kubectl, c
     wait_for(lambda: get_cr(custom, "TrainingJob", namespace, "admitted")["status"].get("phase") == "Running",
              timeout=60, what="the admitted run Running")
     wait_for(lambda: all_ready(custom, namespace, expected=50), timeout=120, what="scaled models Ready again")
-    time.sleep(3)  # let the last status writes and events land before counting
+
+    def statuses_caught_up() -> bool:
+        """Every status shows its Deployment's replica counts (progress alone is written at most every 5 s)."""
+        deployments = {d.metadata.name: d.status for d in apps_v1.list_namespaced_deployment(namespace).items}
+        return all((b.get("status") or {}).get("readyReplicas") == (deployments[b["metadata"]["name"]].ready_replicas or 0)
+                   and (b.get("status") or {}).get("replicas") == (deployments[b["metadata"]["name"]].replicas or 0)
+                   for b in list_crs(custom, "ModelDeployment", namespace))
+    wait_for(statuses_caught_up, timeout=60, what="every status caught up with its Deployment")
+    time.sleep(3)  # let the last events land before counting
 
     first.stop()
     since = audit.offset()
