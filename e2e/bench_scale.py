@@ -51,7 +51,7 @@ MODEL = {"model": {"uri": "s3://models/m/"}, "runtime": {"preset": "sklearn"},
          "resources": {"cpu": "100m", "memory": "256Mi"}, "replicas": 2}
 RATE_MODEL = {**MODEL, "replicas": 1}
 SUSPENDED_MODEL = {**RATE_MODEL, "suspend": True}
-PODS_PER_NODE = 380
+PODS_PER_NODE = 300  # a simulated CPU node holds 400 pods, but CPU for only 320 of these (32 CPUs, 100m each)
 MEMORY_APPLY_RATE = 50.0  # ModelDeployments per second added for the memory figure
 APPLIERS = 32  # threads applying at a steady rate: one slow apply must not delay the next slots  # of the 400 a simulated CPU node holds
 WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION")
