@@ -226,6 +226,11 @@ _session_operator: list[Operator] = []
 
 @pytest.fixture(scope="session")
 def operator(kubeconfig, crds, operator_config):
+    """One operator for the whole session. Every test module that imports this fixture is a definition of
+    its own to pytest, which would start one more process each: they would all reconcile at once."""
+    if _session_operator:
+        yield _session_operator[0]  # stopped while a module runs its own (no_session_operator)
+        return
     if stop_dev_operator():
         print("stopped the operator of `make dev`: the tests run their own")
     process = Operator(kubeconfig, ROOT / ".run" / "e2e-operator.log")

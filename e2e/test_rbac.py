@@ -263,8 +263,8 @@ def test_the_chart_service_account_runs_the_core_scenarios_without_a_403(
     operator = run_as_service_account(chart)
 
     # A ModelDeployment to Ready, autoscaled: the HPA is created and owns the replica count. Its pods
-    # start late, so the operator reads their warning events meanwhile.
-    kubectl.apply(resource("ModelDeployment", "scorer", AUTOSCALED, {"mlplatform.dev/kwok-start-after": "3s"}),
+    # start late (past the 10 s after which the operator reads a pending pod's warning events).
+    kubectl.apply(resource("ModelDeployment", "scorer", AUTOSCALED, {"mlplatform.dev/kwok-start-after": "12s"}),
                   namespace)
     body = wait_condition(wait_for, custom, "ModelDeployment", namespace, "scorer", "Ready", "True", timeout=WAIT)
     assert body["status"]["replicaSummary"] == "2/2"
@@ -303,7 +303,7 @@ def test_the_chart_service_account_runs_the_core_scenarios_without_a_403(
 
     # A child pruned: autoscaling turned off deletes the HPA (the operator's DELETE, not garbage collection).
     kubectl.apply(resource("ModelDeployment", "scorer", {**CPU_MODEL, "replicas": 2},
-                           {"mlplatform.dev/kwok-start-after": "3s"}), namespace)
+                           {"mlplatform.dev/kwok-start-after": "12s"}), namespace)
     wait_for(lambda: kubectl.run("get", "hpa", "scorer", "-n", namespace, check=False).returncode != 0,
              timeout=30, what="HPA pruned")
     wait_for(lambda: get_cr(custom, "ModelDeployment", namespace, "scorer")["status"]["observedGeneration"] == 2,
