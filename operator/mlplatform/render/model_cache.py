@@ -21,8 +21,8 @@ from ..api import API_VERSION
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..config import OperatorConfig
 from ..labels import MANAGED_BY, MANAGED_BY_LABEL, MODEL_URI_ANNOTATION, PART_OF_LABEL, short_hash
-from .common import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT, Owner
-from .serving import MODEL_DIR
+from .common import POD_SECURITY_CONTEXT, Owner
+from .serving import storage_initializer
 
 CACHE_LABEL = "mlplatform.dev/model-cache"
 COMPONENT = "model-cache"
@@ -78,20 +78,7 @@ def render_cache(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig
     }
     if cache.storage_class_name is not None:
         pvc["spec"]["storageClassName"] = cache.storage_class_name
-    init = config.storage_initializer
-    fetcher: dict[str, Any] = {
-        "name": "storage-initializer",
-        "image": init.image,
-        "args": [uri, MODEL_DIR],
-        "resources": {"requests": {"cpu": init.cpu, "memory": init.memory}, "limits": {"memory": init.memory}},
-        "volumeMounts": [{"name": VOLUME, "mountPath": MODEL_DIR}],
-        "securityContext": CONTAINER_SECURITY_CONTEXT,
-    }
-    credentials = [e.to_api() for e in (spec.runtime.env or []) if e.value_from is not None]
-    if credentials:
-        fetcher["env"] = credentials
-    if spec.runtime.env_from:
-        fetcher["envFrom"] = [e.to_api() for e in spec.runtime.env_from]
+    fetcher = storage_initializer(spec, config, uri, VOLUME)
     pod: dict[str, Any] = {"restartPolicy": "Never", "securityContext": POD_SECURITY_CONTEXT,
                            "containers": [fetcher],
                            "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": claim}}]}

@@ -31,7 +31,7 @@ from .leaderworkerset import API_VERSION as LWS_API_VERSION
 from .leaderworkerset import KIND as LWS_KIND
 from .leaderworkerset import LEADER_SELECTOR, render_leader_worker_set
 from .model_cache import cache_claim_name, render_cache, uses_cache
-from .serving import MODEL_DIR, MODEL_VOLUME, model_volume, parallelism_args, preset_problems, startup_probe
+from .serving import MODEL_DIR, MODEL_VOLUME, model_volume, parallelism_args, preset_problems, startup_probe, storage_initializer
 from .shm import apply_shared_memory, shared_memory_size
 
 COMPONENT = "predictor"
@@ -133,21 +133,7 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
         **pod_scheduling(spec.resources, spec.scheduling, config),
     }
     if fetch:
-        init = config.storage_initializer
-        fetcher: dict[str, Any] = {
-            "name": "storage-initializer",
-            "image": init.image,
-            "args": [model_uri, MODEL_DIR],
-            "resources": {"requests": {"cpu": init.cpu, "memory": init.memory}, "limits": {"memory": init.memory}},
-            "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_DIR}],
-            "securityContext": CONTAINER_SECURITY_CONTEXT,
-        }
-        # Storage credentials come the same way the server gets them.
-        credentials = [e.to_api() for e in (spec.runtime.env or []) if e.value_from is not None]
-        if credentials:
-            fetcher["env"] = credentials
-        if env_from:
-            fetcher["envFrom"] = env_from
+        fetcher = storage_initializer(spec, config, model_uri, MODEL_VOLUME)
         pod["initContainers"] = [fetcher]
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..config import OperatorConfig, RuntimePresetConfig
+from .common import CONTAINER_SECURITY_CONTEXT, env_from_list
 
 MODEL_DIR = "/mnt/models"
 MODEL_VOLUME = "model"
@@ -76,3 +77,23 @@ def model_volume(uri: str, cache_claim: str | None = None) -> tuple[dict[str, An
     if uri.startswith("oci://"):
         return {"name": MODEL_VOLUME, "image": {"reference": uri[len("oci://"):], "pullPolicy": "IfNotPresent"}}, False
     return {"name": MODEL_VOLUME, "emptyDir": {}}, True
+
+
+def storage_initializer(spec: ModelDeploymentSpec, config: OperatorConfig, uri: str, volume: str) -> dict[str, Any]:
+    """The container that downloads the model at uri into volume (mounted at MODEL_DIR); storage credentials
+    come the same way the server gets them."""
+    init = config.storage_initializer
+    fetcher: dict[str, Any] = {
+        "name": "storage-initializer",
+        "image": init.image,
+        "args": [uri, MODEL_DIR],
+        "resources": {"requests": {"cpu": init.cpu, "memory": init.memory}, "limits": {"memory": init.memory}},
+        "volumeMounts": [{"name": volume, "mountPath": MODEL_DIR}],
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
+    }
+    credentials = [e.to_api() for e in (spec.runtime.env or []) if e.value_from is not None]
+    if credentials:
+        fetcher["env"] = credentials
+    if spec.runtime.env_from:
+        fetcher["envFrom"] = env_from_list(spec.runtime.env_from)
+    return fetcher
