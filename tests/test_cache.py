@@ -145,14 +145,32 @@ def test_trim_keeps_of_a_pod_status_what_the_pod_checks_read():
                                                "state": {"terminated": {"exitCode": 0}}}]}
 
 
-def test_trimmed_objects_share_their_keys_and_short_strings():
-    """Two objects decoded from the API (json.loads makes new str objects each time) share them once cached."""
-    text = json.dumps(obj("Service", "a", 1, "modeldeployment.scorer", status={"loadBalancer": {}}))
-    first, second = (trim("Service", json.loads(text), MANAGERS) for _ in range(2))
-    assert json.loads(text)["metadata"]["labels"][OWNER_LABEL] is not json.loads(text)["metadata"]["labels"][OWNER_LABEL]
-    assert first == second
+def test_cached_custom_resources_share_their_keys_and_short_strings():
+    """Two resources decoded from the API (json.loads makes new str objects each time) share them once cached."""
+    cache = Cache(MANAGERS)
+    for name in ("a", "b"):
+        text = json.dumps(obj("ModelDeployment", name, 1, "team.x", api_version=API_VERSION, spec={"replicas": 1}))
+        cache.upsert("ModelDeployment", json.loads(text))
+    first, second = (cache.resource(("ModelDeployment", NS, name)) for name in ("a", "b"))
     assert next(iter(first["metadata"]["labels"])) is next(iter(second["metadata"]["labels"]))
     assert first["metadata"]["labels"][OWNER_LABEL] is second["metadata"]["labels"][OWNER_LABEL]
+
+
+def test_a_child_is_kept_packed_and_every_read_is_a_fresh_copy():
+    cache = Cache(MANAGERS)
+    cache.upsert("Deployment", DEPLOYMENT)
+    read = cache.child(SCORER, "Deployment", "scorer")
+    assert read == trim("Deployment", DEPLOYMENT, MANAGERS)
+    read["spec"]["replicas"] = 99  # a reconcile changing what it read changes nothing cached
+    assert cache.child(SCORER, "Deployment", "scorer")["spec"]["replicas"] == 4
+    assert cache.resources("Deployment") == [trim("Deployment", DEPLOYMENT, MANAGERS)]
+
+
+def test_a_relisted_child_s_change_carries_its_head_only():
+    cache = Cache(MANAGERS)
+    [change] = cache.replace("Deployment", [DEPLOYMENT])
+    assert change.obj == {k: trim("Deployment", DEPLOYMENT, MANAGERS)[k] for k in ("apiVersion", "kind", "metadata")}
+    assert cache.child(SCORER, "Deployment", "scorer")["spec"]["replicas"] == 4
 
 
 def test_children_are_indexed_by_the_owner_label():

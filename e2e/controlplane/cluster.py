@@ -48,6 +48,7 @@ DEFAULT_RUN_DIR = REPO / ".run" / "cluster"
 STAGES_DIR = HERE / "stages"
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
+CONTROLLER_MANAGER_QPS = 100  # client requests/s of kube-controller-manager (default 20)
 KWOK_NODE_IP = "10.240.0.1"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 CLUSTER_NAME = "mlplatform-local"
@@ -766,6 +767,10 @@ class Cluster:
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",
             f"--cluster-signing-key-file={pki / 'ca.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Its default client rate (20/s, burst 30) is shared by each controller's creates and Events: the
+            # ReplicaSet controller then makes ~8 pods/s, so every workload waits on it behind a burst.
+            f"--kube-api-qps={CONTROLLER_MANAGER_QPS}",
+            f"--kube-api-burst={2 * CONTROLLER_MANAGER_QPS}",
             "--profiling=false",
             "--v=0",
         ])

@@ -17,7 +17,7 @@ from .kube import Kube, KubeError, WatchExpired
 
 log = logging.getLogger("mlplatform.informer")
 
-LIST_PAGE_SIZE = 500
+LIST_PAGE_SIZE = 100  # objects per list request: a page of pods or Deployments decoded is ~20 MiB at 500
 WATCH_TIMEOUT_SECONDS = 300
 MAX_RETRY_SECONDS = 30.0
 
