@@ -131,7 +131,7 @@ def _stored_version(stored: Stored) -> str | None:
 
 class Cache:
     def __init__(self, managers: tuple[str, ...] = (), trimmed: bool = True):
-        """trimmed=False keeps whole objects: only the memory benchmark's baseline uses it."""
+        """trimmed=False keeps whole objects as dicts: only the memory benchmark's baseline uses it."""
         self._lock = threading.Lock()
         self._managers = managers
         self._trim = trim if trimmed else _untrimmed
