@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port of /healthz (workers not stuck) and /readyz (caches synced)")
     p.add_argument("--bind-address", default="127.0.0.1", help="address of the metrics and health endpoints "
                    "(0.0.0.0 in a pod)")
-    p.add_argument("--workers", type=int, default=8, help="reconciles in parallel (each mostly waits on API round trips)")
+    p.add_argument("--workers", type=int, default=4, help="reconciles in parallel")
     p.add_argument("--resync-seconds", type=float, default=600.0,
                    help="each kind is listed again this often; the listing replaces its cache content")
     p.add_argument("--stuck-after-seconds", type=float, default=300.0,

@@ -44,7 +44,7 @@ class RunOptions:
     metrics_port: int = 8080
     health_port: int = 8081
     bind_address: str = "127.0.0.1"
-    workers: int = 8
+    workers: int = 4
     resync_seconds: float = 600.0
     stuck_after_seconds: float = 300.0
     leader_election: LeaseSettings | None = None
