@@ -53,7 +53,7 @@ RATE_MODEL = {**MODEL, "replicas": 1}
 SUSPENDED_MODEL = {**RATE_MODEL, "suspend": True}
 PODS_PER_NODE = 300  # a simulated CPU node holds 400 pods, but CPU for only 320 of these (32 CPUs, 100m each)
 MEMORY_APPLY_RATE = 50.0  # ModelDeployments per second added for the memory figure
-APPLIERS = 32  # threads applying at a steady rate: one slow apply must not delay the next slots  # of the 400 a simulated CPU node holds
+APPLIERS = 32  # threads applying at a steady rate: one slow apply must not delay the next slots
 WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION")
 # What the apiserver writes on its own or for the simulated nodes, whoever runs: not the workload's.
 BACKGROUND = {"leases", "nodes"}

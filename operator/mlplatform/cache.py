@@ -187,14 +187,14 @@ class Cache:
                 self._store(kind, key, stored, owner_key_of(head))
         return changes
 
-    def _packed(self, kind: str, body: dict) -> Packed | None:
-        return Packed(body) if self._packs and kind not in RESOURCE_KINDS.values() else None
-
     def _kept(self, kind: str, obj: dict) -> tuple[dict, Packed | None]:
-        """The trimmed body, and its packed form for a child kind (else the body is compacted to be kept)."""
+        """The trimmed body, and its packed form for a child kind (a custom resource's body is compacted)."""
         body = self._trim(kind, obj, self._managers)
-        packed = self._packed(kind, body)
-        return (body if packed or not self._packs else compact(body)), packed
+        if not self._packs:
+            return body, None
+        if kind in RESOURCE_KINDS.values():
+            return compact(body), None
+        return body, Packed(body)
 
     def _store(self, kind: str, key: ObjectKey, stored: Stored, owner: ResourceKey | None) -> None:
         self._objects[kind][key] = stored
