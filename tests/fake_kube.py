@@ -14,12 +14,12 @@ import json
 from typing import Any, NamedTuple
 
 from mlplatform.api import API_VERSION
-from mlplatform.cache import Cache
 from mlplatform.config import OperatorConfig
 from mlplatform.controllers.base import Context
-from mlplatform.kube import FIELD_MANAGER, HANDOFF_FIELD_MANAGER, KubeError
 from mlplatform.metrics import Metrics
-from mlplatform.workqueue import WorkQueue
+from mlplatform.runtime.cache import Cache
+from mlplatform.runtime.kube import FIELD_MANAGER, HANDOFF_FIELD_MANAGER, KubeError
+from mlplatform.runtime.workqueue import WorkQueue
 
 Key = tuple[str, str, str | None, str]
 SPEC_DEFAULTS = {("apps/v1", "Deployment"): {"replicas": 1}, ("batch/v1", "Job"): {"suspend": False}}

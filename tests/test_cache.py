@@ -10,13 +10,13 @@ import time
 import pytest
 
 from mlplatform.api import API_VERSION
-from mlplatform.cache import Cache, owner_key_of, trim
 from mlplatform.controllers.base import owns_spec_field
-from mlplatform.health import WorkerMonitor
-from mlplatform.informer import Informer, Watched
-from mlplatform.kube import FIELD_MANAGER, HANDOFF_FIELD_MANAGER, KubeError, WatchExpired
 from mlplatform.labels import LAST_APPLIED_ANNOTATION, OWNER_LABEL
-from mlplatform.workqueue import WorkQueue
+from mlplatform.runtime.cache import Cache, owner_key_of, trim
+from mlplatform.runtime.health import WorkerMonitor
+from mlplatform.runtime.informer import Informer, Watched
+from mlplatform.runtime.kube import FIELD_MANAGER, HANDOFF_FIELD_MANAGER, KubeError, WatchExpired
+from mlplatform.runtime.workqueue import WorkQueue
 
 MANAGERS = (FIELD_MANAGER, HANDOFF_FIELD_MANAGER)
 NS = "team"

@@ -323,7 +323,7 @@ def test_serve_command(repo1, tmp_path):
                 assert time.monotonic() < deadline, "feast serve did not answer"
                 time.sleep(0.5)
         names = result["metadata"]["feature_names"]
-        values = {n: r["values"] for n, r in zip(names, result["results"])}
+        values = {n: r["values"] for n, r in zip(names, result["results"], strict=True)}
         assert values["trips_today"] == [12, 5]
         assert values["city"] == ['ber"lin', "paris"]
     finally:

@@ -25,9 +25,9 @@ import yaml
 from mlplatform.api import GROUP, KINDS
 from mlplatform.cli import build_parser
 from mlplatform.config import OperatorConfig, load_config
-from mlplatform.kube import CHILD_KINDS, SHARED_KINDS
-from mlplatform.leader import LeaseSettings
 from mlplatform.operator_main import WATCHED
+from mlplatform.runtime.kube import CHILD_KINDS, SHARED_KINDS
+from mlplatform.runtime.leader import LeaseSettings
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"
@@ -48,7 +48,7 @@ def _group(api_version: str) -> str:
 
 def _operator_rules() -> dict[tuple[str, str], set[str]]:
     """(apiGroup, resource) -> exactly the verbs the operator's requests are authorized as, from the code:
-    operator/mlplatform/kube.py (the only module that calls the API server) and operator_main.WATCHED."""
+    operator/mlplatform/runtime/kube.py (the only module that calls the API server) and operator_main.WATCHED."""
     rules: dict[tuple[str, str], set[str]] = {}
 
     def grant(group: str, resource: str, *verbs: str) -> None:

@@ -23,10 +23,10 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from mlplatform import loop
-from mlplatform.cache import Cache, Change
 from mlplatform.metrics import Metrics
-from mlplatform.workqueue import WorkQueue
+from mlplatform.runtime import loop
+from mlplatform.runtime.cache import Cache, Change
+from mlplatform.runtime.workqueue import WorkQueue
 
 from .test_install_manifests import helm, helm_run, only, render  # noqa: F401 - the helm fixture
 from .test_reconcilers import (

@@ -9,19 +9,19 @@ from typing import Any
 
 import pytest
 
-from mlplatform import loop
 from mlplatform.api import API_VERSION
-from mlplatform.cache import Change
 from mlplatform.config import OperatorConfig
 from mlplatform.controllers import RECONCILERS
 from mlplatform.controllers.base import PROGRESS_WRITE_INTERVAL_SECONDS, InvalidSpec, owner_of, typed_spec, with_intent_hash
 from mlplatform.controllers.modeldeployment import dependents
-from mlplatform.kube import Kube, KubeError
 from mlplatform.labels import OWNER_LABEL
 from mlplatform.render.common import RenderError, labels
 from mlplatform.render.featureview import materialization_job_name, materialization_spec_hash
 from mlplatform.render.modeldeployment import render_model_deployment
 from mlplatform.render.trainingjob import RUN_LABEL, render_training_job, run_spec_hash
+from mlplatform.runtime import loop
+from mlplatform.runtime.cache import Change
+from mlplatform.runtime.kube import Kube, KubeError
 
 from .conftest import load_example
 from .fake_kube import FakeKube, kube_error, make_context, namespace_terminating, sync

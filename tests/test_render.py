@@ -8,7 +8,14 @@ import yaml
 
 from mlplatform.api.validation import validate_document
 from mlplatform.config import OperatorConfig
-from mlplatform.render import Owner, RenderError, render_feature_view, render_model_deployment, render_offline, render_training_job
+from mlplatform.render import (
+    Owner,
+    RenderError,
+    render_feature_view,
+    render_model_deployment,
+    render_offline,
+    render_training_job,
+)
 
 from .conftest import all_example_documents, load_example, set_path
 from .gateway_schema import validate_httproute

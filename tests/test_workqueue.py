@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from mlplatform.workqueue import MAX_BACKOFF_SECONDS, WorkQueue
+from mlplatform.runtime.workqueue import MAX_BACKOFF_SECONDS, WorkQueue
 
 
 class Clock:

@@ -272,7 +272,7 @@ def cmd_crds(args) -> int:
 
 
 def _lease_settings(args):
-    from .leader import LeaseSettings
+    from .runtime.leader import LeaseSettings
 
     if not args.leader_elect:
         return None

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from .api.common import ApiModel, DNS_LABEL_PATTERN, QUANTITY_PATTERN, field
+from .api.common import DNS_LABEL_PATTERN, QUANTITY_PATTERN, ApiModel, field
 
 FEAST_VERSION = "0.67.0"
 

@@ -261,10 +261,11 @@ def _kind_section(kind: Kind) -> str:
 
 
 def render() -> str:
+    kind_links = ', '.join(f'[{k}](#{k.lower()})' for k in KINDS)
     intro = f"""# API reference: `{API_VERSION}`
 
 {HEADER}
-Group `{GROUP}`, version `{API_VERSION.split('/')[1]}`; the kinds {', '.join(f'[{k}](#{k.lower()})' for k in KINDS)} are namespaced
+Group `{GROUP}`, version `{API_VERSION.split('/')[1]}`; the kinds {kind_links} are namespaced
 and in the categories {', '.join(_code(c) for c in CATEGORIES)}. The same rules are enforced three times, in the same words:
 by `mlplatform validate -f` (before you commit), by the API server (the CRDs carry them as OpenAPI
 constraints and CEL `x-kubernetes-validations`) and by the operator. `kubectl explain <kind>.spec.<field>`

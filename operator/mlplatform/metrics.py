@@ -16,7 +16,6 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-
 ResourceKey = tuple[str, str, str]  # kind, namespace, name
 
 

@@ -18,17 +18,17 @@ import uuid
 from dataclasses import dataclass
 
 from .api import API_VERSION, KINDS
-from .cache import Cache
 from .config import OperatorConfig
 from .controllers.base import Context
-from .health import WorkerMonitor, serve_health
-from .informer import Informer, Watched
-from .kube import CHILD_KINDS, FIELD_MANAGER, OPTIONAL_CHILD_KINDS, HANDOFF_FIELD_MANAGER, Kube, make_api_client
 from .labels import OWNER_LABEL
-from .leader import LeaderElector, LeaseSettings
-from .loop import enqueue, process
 from .metrics import Metrics
-from .workqueue import WorkQueue
+from .runtime.cache import Cache
+from .runtime.health import WorkerMonitor, serve_health
+from .runtime.informer import Informer, Watched
+from .runtime.kube import CHILD_KINDS, FIELD_MANAGER, HANDOFF_FIELD_MANAGER, OPTIONAL_CHILD_KINDS, Kube, make_api_client
+from .runtime.leader import LeaderElector, LeaseSettings
+from .runtime.loop import enqueue, process
+from .runtime.workqueue import WorkQueue
 
 log = logging.getLogger("mlplatform")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 from .common import API_VERSION, GROUP, VERSION, ApiModel, CommonStatus
 from .featureview import FeatureView, FeatureViewStatus

@@ -175,7 +175,7 @@ class Canary(ApiModel):
             "self.steps.isSorted() && self.steps.all(s, self.steps.exists_one(t, t == s))",
             "rollout.canary.steps must be strictly increasing",
             "steps",
-            lambda c: all(a < b for a, b in zip(c.steps, c.steps[1:])),
+            lambda c: all(a < b for a, b in zip(c.steps, c.steps[1:], strict=False)),
         ),
     )
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from ..cache import Cache, ResourceKey
 from ..labels import INTENT_HASH_ANNOTATION, short_hash
 from ..render.common import Owner
+from ..runtime.cache import Cache, ResourceKey
 
 ChildState = tuple[str, str, str | None, str | None]  # kind, name, intent hash, version
 
@@ -51,7 +51,8 @@ class AppliedChildren:
             return False
         for kind, name, intent, version in applied.children:
             live = cache.child(key, kind, name)
-            if live is None or live["metadata"].get("deletionTimestamp") or _state(kind, name, live) != (kind, name, intent, version):
+            if live is None or live["metadata"].get("deletionTimestamp") or \
+                    _state(kind, name, live) != (kind, name, intent, version):
                 return False
         return True
 

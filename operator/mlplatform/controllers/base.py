@@ -9,16 +9,16 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ..api.validation import validate_document
-from ..cache import Cache, ResourceKey, owner_key_of
 from ..config import OperatorConfig
-from ..kube import CHILD_KINDS, FIELD_MANAGER, Kube, KubeError
 from ..labels import COMPONENT_LABEL, INTENT_HASH_ANNOTATION, short_hash
 from ..metrics import Metrics
 from ..render.common import Owner
+from ..runtime.cache import Cache, ResourceKey, owner_key_of
+from ..runtime.kube import CHILD_KINDS, FIELD_MANAGER, Kube, KubeError
+from ..runtime.workqueue import WorkQueue
 from ..status.conditions import Cond, merge, now_iso, true_condition
 from ..status.events import condition_events
 from ..status.pods import pod_problem, pod_ready
-from ..workqueue import WorkQueue
 from .applied import AppliedChildren
 
 log = logging.getLogger("mlplatform")

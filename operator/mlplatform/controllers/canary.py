@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from ..cache import ResourceKey
 from ..labels import INTENT_HASH_ANNOTATION, MODEL_URI_ANNOTATION, TEMPLATE_HASH_ANNOTATION
 from ..render.canary import (
     canary_deployment,
@@ -30,6 +29,7 @@ from ..rollout import (
     plan_rollout,
     without_canary,
 )
+from ..runtime.cache import ResourceKey
 from ..status.conditions import Cond
 from ..status.pods import first_problem
 from .base import Context, is_subset, live_child

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..api.common import parse_duration_seconds
-from ..cache import ResourceKey
 from ..render.featureview import (
     MATERIALIZE_COMPONENT,
     SERVER_COMPONENT,
@@ -16,6 +15,7 @@ from ..render.featureview import (
     render_feature_view,
     server_name,
 )
+from ..runtime.cache import ResourceKey
 from ..status.conditions import parse_time
 from ..status.featureview import FeatureViewObserved, feature_view_report
 from .base import (

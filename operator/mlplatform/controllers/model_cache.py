@@ -4,9 +4,9 @@ cache is filled (its pods would otherwise mount an empty claim); one that alread
 
 from __future__ import annotations
 
-from ..cache import ResourceKey
 from ..render.common import Owner
 from ..render.model_cache import cache_field_manager, is_cache_object, owner_reference_only
+from ..runtime.cache import ResourceKey
 from ..status.conditions import Cond
 from .base import Context
 

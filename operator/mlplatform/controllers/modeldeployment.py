@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from ..cache import ResourceKey
 from ..render.common import RenderError
 from ..render.leaderworkerset import as_rollout_view, workload_of
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
+from ..runtime.cache import ResourceKey
 from ..status.dependencies import features_condition, resolve_model
 from ..status.gateway import route_condition, with_route
-from ..status.promotion import resolve_promoted
 from ..status.modeldeployment import ModelDeploymentObserved, model_deployment_report
 from ..status.pods import PodProblem
+from ..status.promotion import resolve_promoted
 from .applied import render_inputs
-from .canary import arrange, canary_pods_of, rollout_condition, stable_pods
 from .base import (
     Context,
     apply_children,
@@ -24,6 +23,7 @@ from .base import (
     warning_events_if_needed,
     write_status,
 )
+from .canary import arrange, canary_pods_of, rollout_condition, stable_pods
 from .model_cache import reconcile_cache
 
 KIND = "ModelDeployment"

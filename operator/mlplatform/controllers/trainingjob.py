@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import logging
-
 from ..api.trainingjob import restart_policy
-from ..cache import ResourceKey
-from ..kube import KubeError
 from ..render.trainingjob import COMPONENT, RUN_LABEL, artifact_uri, job_name, render_training_job, run_spec_hash
-from ..status.run_metrics import record_metrics
+from ..runtime.cache import ResourceKey
+from ..runtime.kube import KubeError
 from ..status.kueue import workload_condition
 from ..status.restarts import Decision, failed_attempt, kueue_eviction, record_decision
+from ..status.run_metrics import record_metrics
 from ..status.trainingjob import QueueState, current_record, plan_run, run_state, training_job_report
 from .base import (
     Context,
     apply_children,
+    job_finished,
     live_child,
     log,
-    job_finished,
     owner_of,
     owns_spec_field,
     pods_of,
@@ -28,8 +26,6 @@ from .base import (
 
 KIND = "TrainingJob"
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"  # the Job controller's label on its pods
-
-log = logging.getLogger("mlplatform")
 
 
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:

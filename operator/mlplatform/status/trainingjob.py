@@ -165,7 +165,8 @@ def training_job_report(previous: dict, plan: RunPlan, spec_hash: str, generatio
     else:
         ready = Cond("Ready", False, state.reason, state.message)
     conditions = kstatus(ready, converging=running, stalled=stalled) + [
-        Cond("Running", phase == "Running", state.reason if phase == "Running" else phase, state.message if phase == "Running" else ""),
+        Cond("Running", phase == "Running", state.reason if phase == "Running" else phase,
+             state.message if phase == "Running" else ""),
         Cond("Succeeded", phase == "Succeeded", "Completed" if phase == "Succeeded" else phase,
              state.message if phase == "Succeeded" else ""),
         Cond("Failed", phase == "Failed", state.reason if phase == "Failed" else "NotFailed",

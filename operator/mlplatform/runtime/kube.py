@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import kubernetes
 
-from .api import API_VERSION, KINDS
+from ..api import API_VERSION, KINDS
 
 FIELD_MANAGER = "mlplatform"
 HANDOFF_FIELD_MANAGER = "mlplatform-handoff"

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 from .cache import Cache, Change
 from .kube import Kube, KubeError, WatchExpired
 
-log = logging.getLogger("mlplatform.informer")
+log = logging.getLogger("mlplatform.runtime.informer")
 
 LIST_PAGE_SIZE = 100  # objects per list request: a page of pods or Deployments decoded is ~20 MiB at 500
 WATCH_TIMEOUT_SECONDS = 300

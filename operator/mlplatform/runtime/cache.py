@@ -19,12 +19,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
-from .labels import LAST_APPLIED_ANNOTATION, OWNER_LABEL
+from ..api import KINDS
+from ..labels import LAST_APPLIED_ANNOTATION, OWNER_LABEL
 
 ResourceKey = tuple[str, str, str]  # (kind, namespace, name)
 ObjectKey = tuple[str, str]  # (namespace, name) within one kind
 
-RESOURCE_KINDS = {"featureview": "FeatureView", "modeldeployment": "ModelDeployment", "trainingjob": "TrainingJob"}
+# lower-case kind (as in the owner label) -> kind, for every custom resource kind of the API
+RESOURCE_KINDS = {kind.singular: kind.kind for kind in KINDS.values()}
 # Decisions read which of a child's spec fields our field managers own (replicas, suspend).
 _OWNERSHIP_READ_FOR = ("Deployment", "Job")
 _KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",

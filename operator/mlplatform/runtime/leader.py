@@ -11,7 +11,7 @@ import kubernetes
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
-log = logging.getLogger("mlplatform.leader")
+log = logging.getLogger("mlplatform.runtime.leader")
 
 
 @dataclass(frozen=True)

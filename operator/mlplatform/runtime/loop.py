@@ -6,12 +6,11 @@ import enum
 import logging
 import time
 
+from ..controllers import CONTROLLERS
+from ..controllers.base import Context, InvalidSpec, report_invalid
+from ..render.common import RenderError
 from .cache import RESOURCE_KINDS, Change, ResourceKey, owner_key_of
-from .controllers import RECONCILERS
-from .controllers.base import Context, InvalidSpec, report_invalid
-from .controllers.modeldeployment import dependents
 from .kube import KubeError
-from .render.common import RenderError
 
 log = logging.getLogger("mlplatform")
 
@@ -43,7 +42,7 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
     try:
         body = ctx.cache.resource(key)
         if body is not None:
-            RECONCILERS[kind](ctx, key, body)
+            CONTROLLERS[kind].reconcile(ctx, key, body)
     except Exception as err:  # noqa: BLE001 - every failure is classified, counted and logged
         outcome = classify(err)
         if outcome is Outcome.INVALID:
@@ -75,9 +74,8 @@ def enqueue(ctx: Context, change: Change) -> None:
             ctx.status_written_at.pop(key, None)
         else:
             ctx.queue.add(key)
-        if change.kind in ("FeatureView", "TrainingJob"):
-            for dependent in dependents(ctx, change.kind, key[1], key[2]):
-                ctx.queue.add(dependent)
+        for dependent in CONTROLLERS[change.kind].dependents(ctx, key[1], key[2]):
+            ctx.queue.add(dependent)
         return
     owner = owner_key_of(change.obj)
     if owner is not None:
