@@ -71,6 +71,7 @@ class FakeKube:
         self._owners: dict[Key, dict[str, set[str]]] = {}
         self._version = 0
         self._uids = 0
+        self._written: list[Key] = []  # objects written since the last drain_written()
 
     # -- test controls ---------------------------------------------------------------------------
 
@@ -125,6 +126,13 @@ class FakeKube:
         obj = self.objects.get((api_version, kind, namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
+    def drain_written(self) -> list[tuple[str, dict | None, Key]]:
+        """What a watch would deliver for the writes made since the last call: (kind, object now or None when
+        deleted, key), in write order, each object once."""
+        keys = list(dict.fromkeys(self._written))
+        self._written.clear()
+        return [(key[1], self.stored(*key), key) for key in keys]
+
     def writes(self) -> list[Call]:
         return [c for c in self.calls if c.method in ("apply", "delete", "hand_over", "patch_status", "post_event")]
 
@@ -136,11 +144,14 @@ class FakeKube:
     def apply(self, obj: dict, field_manager: str = FIELD_MANAGER) -> dict:
         meta = obj["metadata"]
         self._record("apply", obj["kind"], meta["name"], copy.deepcopy(obj))
-        return self._apply(obj, field_manager)
+        applied = self._apply(obj, field_manager)
+        self._written.append(self._key(applied))
+        return applied
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
         self._record("delete", kind, name)
         key = (api_version, kind, namespace, name)
+        self._written.append(key)
         if uid and key in self.objects and self.objects[key]["metadata"].get("uid") != uid:
             return  # the precondition: another incarnation of the name is left alone
         self.objects.pop(key, None)
@@ -156,6 +167,7 @@ class FakeKube:
             return False
         self._apply({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace},
                      "spec": spec}, HANDOFF_FIELD_MANAGER)
+        self._written.append(key)
         return True
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
@@ -169,6 +181,7 @@ class FakeKube:
             return None
         obj["status"] = _merge_patch(obj.get("status") or {}, status)
         obj["metadata"]["resourceVersion"] = self._next_version()
+        self._written.append((API_VERSION, kind, namespace, name))
         return copy.deepcopy(obj)
 
     def get_pvc(self, namespace: str, name: str) -> dict | None:
@@ -284,6 +297,15 @@ class FakeKube:
 def make_context(kube: FakeKube | None = None, clock=None) -> Context:
     return Context(kube=kube or FakeKube(), cache=Cache(managers=(FIELD_MANAGER, HANDOFF_FIELD_MANAGER)),
                    config=OperatorConfig(), queue=WorkQueue(clock) if clock else WorkQueue(), metrics=Metrics())
+
+
+def deliver_writes(ctx: Context, kube: FakeKube) -> None:
+    """What the informers would deliver of the writes made so far (the reconcilers never write the cache)."""
+    for kind, obj, key in kube.drain_written():
+        if obj is None:
+            ctx.cache.remove(kind, {"metadata": {"namespace": key[2], "name": key[3]}})
+        else:
+            ctx.cache.upsert(kind, obj)
 
 
 def sync(ctx: Context, kube: FakeKube) -> None:

@@ -262,7 +262,7 @@ class Recorder:
 def run_informer(source: ListWatch, until, timeout: float = 3.0) -> tuple[Cache, Recorder, Informer]:
     cache, recorder = Cache(MANAGERS), Recorder()
     informer = Informer(source, cache, Watched(API_VERSION, "ModelDeployment", "modeldeployments"), None,
-                        recorder.on_change, resync_seconds=3600, on_relist=recorder.on_relist)
+                        recorder.on_change, relist_seconds=3600, on_relist=recorder.on_relist)
     informer.start()
     try:
         deadline = time.monotonic() + timeout
@@ -300,7 +300,7 @@ def test_synced_stays_unset_until_the_first_listing_succeeds():
     source = Slow([page(md("a", 1), version="5")], [])
     cache, recorder = Cache(MANAGERS), Recorder()
     informer = Informer(source, cache, Watched(API_VERSION, "ModelDeployment", "modeldeployments"), None,
-                        recorder.on_change, resync_seconds=3600)
+                        recorder.on_change, relist_seconds=3600)
     informer.start()
     try:
         assert entered.wait(2)
@@ -392,7 +392,7 @@ def test_a_kind_not_served_counts_as_synced_only_when_optional(optional):
     source = NotServed([], [])
     informer = Informer(source, Cache(MANAGERS), Watched("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes",
                                                          optional=optional), None, lambda change: None,
-                        resync_seconds=3600)
+                        relist_seconds=3600)
     informer.start()
     try:
         assert informer.synced.wait(1.5) is optional

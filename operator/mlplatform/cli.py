@@ -301,8 +301,17 @@ def cmd_run(args) -> int:
     if args.workers < 1:
         print(f"error: --workers: found {args.workers}; allowed: 1 or more", file=sys.stderr)
         return 2
+    for flag, value in (("--relist-seconds", args.relist_seconds), ("--cache-sync-timeout", args.cache_sync_timeout)):
+        if value <= 0:
+            print(f"error: {flag}: found {value:g}; allowed: more than 0 seconds", file=sys.stderr)
+            return 2
+    if args.resync_seconds < 0:
+        print(f"error: --resync-seconds: found {args.resync_seconds:g}; allowed: 0 (never) or more seconds",
+              file=sys.stderr)
+        return 2
     options = RunOptions(namespace=args.namespace, metrics_port=args.metrics_port, health_port=args.health_port,
                          bind_address=args.bind_address, workers=args.workers, resync_seconds=args.resync_seconds,
+                         relist_seconds=args.relist_seconds, cache_sync_timeout=args.cache_sync_timeout,
                          stuck_after_seconds=args.stuck_after_seconds, leader_election=_lease_settings(args),
                          verbose=args.verbose)
     return run_operator(config, options)
@@ -350,8 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind-address", default="127.0.0.1", help="address of the metrics and health endpoints "
                    "(0.0.0.0 in a pod)")
     p.add_argument("--workers", type=int, default=4, help="reconciles in parallel")
-    p.add_argument("--resync-seconds", type=float, default=600.0,
+    p.add_argument("--resync-seconds", type=float, default=3600.0,
+                   help="every cached resource is reconciled again this often (client-go's resync: no API call; "
+                   "0: never)")
+    p.add_argument("--relist-seconds", type=float, default=600.0,
                    help="each kind is listed again this often; the listing replaces its cache content")
+    p.add_argument("--cache-sync-timeout", type=float, default=120.0,
+                   help="seconds the first listing of every kind may take; past it the operator exits (its "
+                   "restart lists again) rather than lead with a cache that never syncs")
     p.add_argument("--stuck-after-seconds", type=float, default=300.0,
                    help="/healthz fails while a worker has been in one reconcile longer than this")
     p.add_argument("--leader-elect", action="store_true",

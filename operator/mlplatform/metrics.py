@@ -36,9 +36,12 @@ class Metrics:
                                ["kind"], registry=self.registry)
         self.leader = Gauge("mlplatform_leader", "1 while this instance holds the lease (or runs without leader "
                             "election), else 0.", registry=self.registry)
+        self.handler_errors = Counter("mlplatform_informer_handler_errors_total", "Changes whose event handler "
+                                      "failed (a bug: see the operator's error log); their keys were enqueued "
+                                      "again.", ["kind"], registry=self.registry)
         self.relists = Counter("mlplatform_informer_relists_total", "Full listings that replaced a kind's cache "
-                               "content, by kind and reason (initial, expired, resync, error).", ["kind", "reason"],
-                               registry=self.registry)
+                               "content, by kind and reason (initial, expired, periodic: every --relist-seconds, "
+                               "error).", ["kind", "reason"], registry=self.registry)
         self._queue = None
         self._cache = None
         self._phases: dict[ResourceKey, str] = {}
@@ -89,14 +92,21 @@ class Metrics:
             self._workloads.pop(key, None)
 
     def snapshot(self) -> tuple[dict[ResourceKey, str], dict[ResourceKey, bool], dict[ResourceKey, dict]]:
+        """Series of the resources the cache holds: a reconcile that was still running when its resource was
+        deleted may set a series after the clean-up; it is not exported (and the next clean-up drops it)."""
         with self._lock:
-            return dict(self._phases), dict(self._ready), dict(self._workloads)
+            phases, ready, workloads = dict(self._phases), dict(self._ready), dict(self._workloads)
+        if self._cache is not None:
+            exists = self._cache.holds
+            phases = {k: v for k, v in phases.items() if exists(k)}
+            ready = {k: v for k, v in ready.items() if exists(k)}
+            workloads = {k: v for k, v in workloads.items() if exists(k)}
+        return phases, ready, workloads
 
     def phase_counts(self) -> dict[tuple[str, str], int]:
         counts: dict[tuple[str, str], int] = {}
-        with self._lock:
-            for (kind, _, _), phase in self._phases.items():
-                counts[(kind, phase)] = counts.get((kind, phase), 0) + 1
+        for (kind, _, _), phase in self.snapshot()[0].items():
+            counts[(kind, phase)] = counts.get((kind, phase), 0) + 1
         return counts
 
     def count_api_calls(self, read) -> None:

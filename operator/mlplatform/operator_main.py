@@ -2,7 +2,9 @@
 
 Start-up order, as client-go's: the informers list every watched kind; the workers start only when
 every first listing is in the cache (and, with leader election, once this instance leads). Standbys
-keep their informers running, so a takeover reconciles from a warm cache at once.
+keep their informers running, so a takeover reconciles from a warm cache at once. A cache that does not
+sync within --cache-sync-timeout, and a leader that loses its Lease, end the process at once (as
+controller-runtime's manager does): the restart starts clean, and a deposed leader makes no further write.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -27,7 +30,7 @@ from .runtime.health import WorkerMonitor, serve_health
 from .runtime.informer import Informer, Watched
 from .runtime.kube import CHILD_KINDS, FIELD_MANAGER, HANDOFF_FIELD_MANAGER, OPTIONAL_CHILD_KINDS, Kube, make_api_client
 from .runtime.leader import LeaderElector, LeaseSettings
-from .runtime.loop import enqueue, process
+from .runtime.loop import enqueue, keys_for, process
 from .runtime.workqueue import WorkQueue
 
 log = logging.getLogger("mlplatform")
@@ -45,7 +48,9 @@ class RunOptions:
     health_port: int = 8081
     bind_address: str = "127.0.0.1"
     workers: int = 4
-    resync_seconds: float = 600.0
+    resync_seconds: float = 3600.0  # every cached resource enqueued again (client-go resync); 0: never
+    relist_seconds: float = 600.0  # each kind listed again, replacing its cache content
+    cache_sync_timeout: float = 120.0
     stuck_after_seconds: float = 300.0
     leader_election: LeaseSettings | None = None
     verbose: bool = False
@@ -69,6 +74,20 @@ def _worker(ctx: Context, name: str, may_run: threading.Event, stop: threading.E
         finally:
             monitor.finished(name)
             ctx.queue.done(key)
+
+
+def exit_now(code: int) -> None:
+    """End the process without running another line of any thread (a worker mid-reconcile included)."""
+    logging.shutdown()
+    os._exit(code)
+
+
+def resync(ctx: Context, stop: threading.Event, every_seconds: float) -> None:
+    """client-go's resync: every cached resource is reconciled again, without an API call."""
+    while not stop.wait(every_seconds):
+        for kind in KINDS:
+            for body in ctx.cache.resources(kind):
+                ctx.queue.add((kind, body["metadata"]["namespace"], body["metadata"]["name"]))
 
 
 MALLOC_ARENAS = 2
@@ -109,12 +128,16 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     ctx = Context(kube=kube, cache=cache, config=config, queue=queue, metrics=metrics)
     metrics.observe_loop(queue, cache)
 
+    def handler_failed(change, err: Exception) -> None:
+        metrics.handler_errors.labels(change.kind).inc()
+        for key in keys_for(change):
+            queue.add(key, delay=1.0)
+
     informers = [Informer(kube, cache, watched, options.namespace, lambda change: enqueue(ctx, change),
-                          options.resync_seconds, on_relist=metrics.count_relist)
+                          options.relist_seconds, on_relist=metrics.count_relist, on_handler_error=handler_failed)
                  for watched in WATCHED]
     may_run = threading.Event()  # synced and leading
     stop = threading.Event()
-    exit_code = 0
     monitor = WorkerMonitor(options.stuck_after_seconds)
 
     def unsynced() -> list[str]:
@@ -131,9 +154,12 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
         informer.start()
 
     def start_leading() -> None:
+        deadline = time.monotonic() + options.cache_sync_timeout
         for informer in informers:
-            if not informer.watched.optional:
-                informer.synced.wait()
+            if not informer.watched.optional and not informer.synced.wait(max(0.0, deadline - time.monotonic())):
+                log.error("%s: the cache did not sync within --cache-sync-timeout=%gs (%s); exiting", identity,
+                          options.cache_sync_timeout, "; ".join(unsynced()))
+                exit_now(1)
         log.info("%s is leading: reconciling every resource in the cache", identity)
         metrics.leader.set(1)
         for kind in KINDS:
@@ -142,12 +168,11 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
         may_run.set()
 
     def stop_leading() -> None:
-        nonlocal exit_code
-        log.error("%s lost the lease: stopping so that only the new leader writes", identity)
-        metrics.leader.set(0)
+        kube.fence()  # no write leaves this process from now on, whatever a worker is in the middle of
         may_run.clear()
-        exit_code = 1
-        stop.set()
+        metrics.leader.set(0)
+        log.error("%s lost the lease: exiting so that only the new leader writes", identity)
+        exit_now(1)
 
     elector = None
     if options.leader_election:
@@ -158,6 +183,8 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     else:
         threading.Thread(target=start_leading, name="start", daemon=True).start()
 
+    if options.resync_seconds > 0:
+        threading.Thread(target=resync, args=(ctx, stop, options.resync_seconds), name="resync", daemon=True).start()
     threads = [threading.Thread(target=_worker, args=(ctx, f"reconcile-{i}", may_run, stop, monitor),
                                 name=f"reconcile-{i}", daemon=True) for i in range(options.workers)]
     for thread in threads:
@@ -179,4 +206,4 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
             thread.join(timeout=5)
         if elector is not None and may_run.is_set():
             elector.release()  # after the workers stopped: the next leader never overlaps our writes
-    return exit_code
+    return 0

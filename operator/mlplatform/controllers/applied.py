@@ -56,12 +56,12 @@ class AppliedChildren:
                 return False
         return True
 
-    def record(self, key: ResourceKey, inputs: str, objects: list[dict], cache: Cache) -> None:
-        """After an apply of `objects`: their live state as the cache now has it."""
+    def record(self, key: ResourceKey, inputs: str, objects: list[dict], live_now: dict[tuple[str, str], dict]) -> None:
+        """After an apply of `objects`: their live state as the apply left it (apply_children's result)."""
         children = []
         for obj in objects:
             kind, name = obj["kind"], obj["metadata"]["name"]
-            live = cache.child(key, kind, name)
+            live = live_now.get((kind, name))
             if live is None:
                 self.forget(key)
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,8 @@ from ..config import OperatorConfig
 from ..labels import COMPONENT_LABEL, INTENT_HASH_ANNOTATION, short_hash
 from ..metrics import Metrics
 from ..render.common import Owner
-from ..runtime.cache import Cache, ResourceKey, owner_key_of
+from ..runtime.cache import Cache, ReconcileView, ResourceKey, owner_key_of
+from ..runtime.expectations import Expectations
 from ..runtime.kube import CHILD_KINDS, FIELD_MANAGER, Kube, KubeError
 from ..runtime.workqueue import WorkQueue
 from ..status.conditions import Cond, merge, now_iso, true_condition
@@ -27,13 +29,35 @@ log = logging.getLogger("mlplatform")
 @dataclass
 class Context:
     kube: Kube
-    cache: Cache
+    cache: Cache | ReconcileView
     config: OperatorConfig
     queue: WorkQueue
     metrics: Metrics
     applied: AppliedChildren = field(default_factory=AppliedChildren)
+    # writes of each resource's reconcile that the informers have not delivered yet (read-your-writes)
+    expectations: Expectations = field(default_factory=Expectations)
     # resource key -> time.monotonic() of its last status write (progress-only writes are spaced by it)
     status_written_at: dict[ResourceKey, float] = field(default_factory=dict)
+
+    def reconciling(self, key: ResourceKey) -> Context:
+        """The context of one reconcile of key: its cache reads see its own writes (see ReconcileView)."""
+        return dataclasses.replace(self, cache=ReconcileView(self.cache, key))
+
+
+def wrote(ctx: Context, key: ResourceKey, kind: str, response: dict | None, api_version: str | None = None) -> None:
+    """key's reconcile wrote an object: later reads of this reconcile see the response, and key's next
+    reconcile waits until the informers delivered it."""
+    if not response:
+        return
+    ctx.expectations.wrote(key, kind, response)
+    if isinstance(ctx.cache, ReconcileView):
+        ctx.cache.wrote(kind, {"apiVersion": api_version or response.get("apiVersion"), "kind": kind, **response})
+
+
+def deleted(ctx: Context, key: ResourceKey, kind: str, namespace: str, name: str) -> None:
+    ctx.expectations.deleted(key, kind, namespace, name)
+    if isinstance(ctx.cache, ReconcileView):
+        ctx.cache.deleted(kind, namespace, name)
 
 
 class InvalidSpec(ValueError):
@@ -106,13 +130,16 @@ def up_to_date(intent: dict, live: dict | None) -> bool:
 
 
 def apply_children(ctx: Context, key: ResourceKey, owner: Owner, objects: list[dict],
-                   keep: Callable[[dict], bool] = lambda child: False) -> None:
+                   keep: Callable[[dict], bool] = lambda child: False) -> dict[tuple[str, str], dict]:
     """Apply what differs from the live children; delete our children that are no longer rendered
-    (except those `keep` protects, such as finished Jobs left for their TTL)."""
+    (except those `keep` protects, such as finished Jobs left for their TTL). Returns each rendered child
+    as it is now, by (kind, name): the API server's response where it was applied, else the cached one."""
     wanted = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    now: dict[tuple[str, str], dict] = {}
     for obj in map(with_intent_hash, objects):
         live = ctx.cache.child(key, obj["kind"], obj["metadata"]["name"])
         if up_to_date(obj, live):
+            now[(obj["kind"], obj["metadata"]["name"])] = live
             continue
         try:
             applied = ctx.kube.apply(obj)
@@ -120,10 +147,12 @@ def apply_children(ctx: Context, key: ResourceKey, owner: Owner, objects: list[d
             if obj["kind"] == "Job" and err.status == 422 and live is not None:
                 # A Job's pod template is immutable: a run keeps the template it started with.
                 log.info("kept %s/%s as it started: %s", obj["kind"], obj["metadata"]["name"], err.message)
+                now[(obj["kind"], obj["metadata"]["name"])] = live
                 continue
             raise
         ctx.metrics.applies.labels(obj["kind"]).inc()
-        ctx.cache.upsert(obj["kind"], applied)
+        wrote(ctx, key, obj["kind"], applied, obj["apiVersion"])
+        now[(obj["kind"], obj["metadata"]["name"])] = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], **applied}
     for (api_version, kind) in CHILD_KINDS:
         for child in ctx.cache.children(key, kind):
             name = child["metadata"]["name"]
@@ -132,21 +161,27 @@ def apply_children(ctx: Context, key: ResourceKey, owner: Owner, objects: list[d
             if (child["metadata"]).get("deletionTimestamp"):
                 continue
             ctx.kube.delete(api_version, kind, owner.namespace, name)
+            deleted(ctx, key, kind, owner.namespace, name)
             log.info("pruned %s %s/%s of %s %s", kind, owner.namespace, name, owner.kind, owner.name)
+    return now
 
 
 def live_child(ctx: Context, key: ResourceKey, api_version: str, kind: str, name: str) -> dict | None:
     """A child as it is now. The cache answers when it has the child; its *absence* from the cache is
     confirmed with the API server, because decisions taken on "does not exist yet" are destructive
-    (start at minReplicas, create a Job suspended) when the child does exist."""
+    (start at minReplicas, create a Job suspended) when the child does exist. What the GET returns is seen
+    by the rest of this reconcile only (ReconcileView): the informer delivers it to the cache."""
     cached = ctx.cache.child(key, kind, name)
     if cached is not None:
         return cached
     live = ctx.kube.get(api_version, kind, key[1], name)
-    if live is not None:
-        change = ctx.cache.upsert(kind, {"apiVersion": api_version, "kind": kind, **live})
-        return change.obj if change else ctx.cache.child(key, kind, name)
-    return None
+    if live is None:
+        return None
+    live = {"apiVersion": api_version, "kind": kind, **live}
+    if isinstance(ctx.cache, ReconcileView):
+        ctx.cache.wrote(kind, live)
+        return ctx.cache.child(key, kind, name)
+    return live
 
 
 def pods_of(ctx: Context, key: ResourceKey, component: str, extra_labels: dict[str, str] | None = None) -> list[dict]:
@@ -210,6 +245,17 @@ def progress_only(previous: dict, new: dict) -> bool:
     return shape(previous.get("conditions")) == shape(new.get("conditions"))
 
 
+def forget(ctx: Context, key: ResourceKey) -> None:
+    """Drop everything the operator keeps about a resource that is gone: called by the worker that finds the
+    key absent from the cache (never by the event handler, whose clean-up a reconcile still running on the
+    key would undo)."""
+    ctx.queue.forget(key)
+    ctx.metrics.forget(*key)
+    ctx.applied.forget(key)
+    ctx.status_written_at.pop(key, None)
+    ctx.expectations.forget(key)
+
+
 def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, conditions: list[Cond]) -> bool:
     """Patch status only when it changed (progress alone at most every PROGRESS_WRITE_INTERVAL_SECONDS);
     announce condition changes as the event policy says. Returns whether it wrote."""
@@ -233,8 +279,7 @@ def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, 
     updated = ctx.kube.patch_status(kind, meta["namespace"], meta["name"], patch)
     ctx.metrics.status_writes.labels(kind).inc()
     ctx.status_written_at[key] = time.monotonic()
-    if updated is not None:
-        ctx.cache.upsert(kind, updated)
+    wrote(ctx, key, kind, updated)
     for event in condition_events(previous.get("conditions"), merged):
         try:
             ctx.kube.post_event(body, event.type, event.reason, event.message)

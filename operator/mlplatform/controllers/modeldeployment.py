@@ -59,12 +59,12 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
             arranged = arrange(ctx, key, owner, spec, objects, previous_rollout, canary_pods_of(all_pods))
             rollout = arranged.decision.status if arranged.decision else previous_rollout
             objects = [o for o in arranged.objects if gateway_installed or o["kind"] != "HTTPRoute"]
-            _apply(ctx, key, owner, spec, objects, autoscaled=resolution.uri is not None and not withheld
-                   and spec.autoscaling is not None and not spec.suspend)
+            live_now = _apply(ctx, key, owner, spec, objects, autoscaled=resolution.uri is not None and not withheld
+                              and spec.autoscaling is not None and not spec.suspend)
             if arranged.decision and arranged.decision.requeue_after:
                 ctx.queue.add(key, delay=arranged.decision.requeue_after + 0.2)
             if inputs is not None:
-                ctx.applied.record(key, inputs, objects, ctx.cache)
+                ctx.applied.record(key, inputs, objects, live_now)
             else:
                 ctx.applied.forget(key)
 
@@ -107,10 +107,9 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     }, phase, conditions)
 
 
-def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], autoscaled: bool) -> None:
+def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], autoscaled: bool) -> dict:
     if not autoscaled:
-        apply_children(ctx, key, owner, objects)
-        return
+        return apply_children(ctx, key, owner, objects)
     min_replicas = spec.autoscaling.min_replicas
     api_version, workload_kind = workload_of(spec)
     existing = live_child(ctx, key, api_version, workload_kind, owner.name)
@@ -119,12 +118,14 @@ def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], aut
         current = (existing.get("spec") or {}).get("replicas") or 0
         ctx.kube.hand_over(api_version, workload_kind, owner.namespace, owner.name,
                            {"replicas": max(current, min_replicas)})
-    apply_children(ctx, key, owner, objects)
+    live_now = apply_children(ctx, key, owner, objects)
     if existing is None:
         # Created just now: start at minReplicas rather than the API default of 1 until the HPA's first
         # sync. Without force: if anyone (the HPA) has sized it meanwhile, their size stays.
         ctx.kube.hand_over(api_version, workload_kind, owner.namespace, owner.name, {"replicas": min_replicas},
                            force=False)
+        live_now.pop((workload_kind, owner.name), None)  # changed since: not as the apply left it
+    return live_now
 
 
 def _claim_problem(ctx: Context, namespace: str, uri: str | None, deployment: dict | None) -> PodProblem | None:

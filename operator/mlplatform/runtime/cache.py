@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -36,6 +37,9 @@ _KEPT_POD_STATUS = ("phase", "reason", "message", "conditions", "containerStatus
                     "startTime")
 _KEPT_CONTAINER_STATUS = ("name", "ready", "started", "restartCount", "state", "lastState")
 _INTERNED_MAX_LEN = 64
+# How long the resourceVersion of a DELETED event is remembered: long enough for the writes a reconcile
+# made just before the deletion to be recognised as seen (see `seen`).
+TOMBSTONE_SECONDS = 120.0
 
 
 def compact(value):
@@ -132,9 +136,13 @@ def _stored_version(stored: Stored) -> str | None:
 
 
 class Cache:
-    def __init__(self, managers: tuple[str, ...] = (), trimmed: bool = True):
+    def __init__(self, managers: tuple[str, ...] = (), trimmed: bool = True, clock=time.monotonic):
         """trimmed=False keeps whole objects as dicts: only the memory benchmark's baseline uses it."""
         self._lock = threading.Lock()
+        self._clock = clock
+        # (kind, namespace, name) -> resourceVersion of its DELETED event; oldest first in _tombstone_order
+        self._tombstones: dict[tuple[str, str, str], int] = {}
+        self._tombstone_order: deque[tuple[float, tuple[str, str, str]]] = deque()
         self._managers = managers
         self._trim = trim if trimmed else _untrimmed
         self._packs = trimmed
@@ -142,7 +150,7 @@ class Cache:
         # owner -> child kind -> child name -> stored body: an index over the children's stores
         self._children: dict[ResourceKey, dict[str, dict[str, Stored]]] = defaultdict(lambda: defaultdict(dict))
 
-    # -- written by the informers (and by apply responses) -------------------------------------
+    # -- written by the informers only: a reconcile never stores what an API call returned --------
 
     def upsert(self, kind: str, obj: dict) -> Change | None:
         """Store an object; an older version than the one stored is ignored (None)."""
@@ -161,7 +169,16 @@ class Cache:
         with self._lock:
             body = _opened(self._objects[kind].pop(key, None)) or self._trim(kind, obj, self._managers)
             self._unindex(kind, key, body)
+            self._bury(kind, key, _as_int(meta.get("resourceVersion")))
         return Change(kind, body, True)
+
+    def _bury(self, kind: str, key: ObjectKey, version: int) -> None:
+        now = self._clock()
+        while self._tombstone_order and self._tombstone_order[0][0] < now - TOMBSTONE_SECONDS:
+            _, old = self._tombstone_order.popleft()
+            self._tombstones.pop(old, None)
+        self._tombstones[(kind, *key)] = version
+        self._tombstone_order.append((now, (kind, *key)))
 
     def replace(self, kind: str, objects: Iterable[dict]) -> list[Change]:
         """A full listing of one kind replaces what was stored: objects gone from it are dropped (a watch
@@ -219,6 +236,11 @@ class Cache:
             stored = self._objects[kind].get((namespace, name))
         return _opened(stored)
 
+    def holds(self, key: ResourceKey) -> bool:
+        kind, namespace, name = key
+        with self._lock:
+            return (namespace, name) in self._objects.get(kind, {})
+
     def resources(self, kind: str, namespace: str | None = None) -> list[dict]:
         with self._lock:
             stored = [b for (ns, _), b in self._objects[kind].items() if namespace is None or ns == namespace]
@@ -234,6 +256,65 @@ class Cache:
             stored = self._children.get(owner, {}).get(kind, {}).get(name)
         return _opened(stored)
 
+    def seen(self, kind: str, namespace: str, name: str, version: str | None) -> bool:
+        """Whether the informers delivered that object at that resourceVersion, or a later one, or its deletion
+        after it. version None: whether its deletion was delivered (it is absent or terminating)."""
+        with self._lock:
+            stored = self._objects[kind].get((namespace, name))
+            buried = self._tombstones.get((kind, namespace, name))
+        if version is None:
+            return stored is None or bool(_opened(stored)["metadata"].get("deletionTimestamp"))
+        wanted = _as_int(version)
+        if stored is not None and _as_int(_stored_version(stored)) >= wanted:
+            return True
+        return buried is not None and buried >= wanted
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             return {kind: len(store) for kind, store in self._objects.items()}
+
+
+class ReconcileView:
+    """The cache as one reconcile sees it: what the informers delivered, overlaid with that reconcile's own
+    writes (the API server's responses) until it ends. Read-your-writes within a reconcile, without
+    putting a response into the shared cache, where it could outlive a later DELETED event."""
+
+    def __init__(self, cache: Cache, key: ResourceKey):
+        self._cache = cache
+        self._key = key
+        # (kind, namespace, name) -> the object as this reconcile's write left it; None: deleted by it
+        self._written: dict[tuple[str, str, str], dict | None] = {}
+
+    def wrote(self, kind: str, obj: dict) -> None:
+        """An object as this reconcile's write (or a GET of it) returned it."""
+        meta = obj["metadata"]
+        self._written[(kind, meta.get("namespace"), meta["name"])] = self._cache._trim(kind, obj, self._cache._managers)
+
+    def deleted(self, kind: str, namespace: str, name: str) -> None:
+        self._written[(kind, namespace, name)] = None
+
+    def resource(self, key: ResourceKey) -> dict | None:
+        if key in self._written:
+            return self._written[key]
+        return self._cache.resource(key)
+
+    def children(self, owner: ResourceKey, kind: str) -> list[dict]:
+        cached = {c["metadata"]["name"]: c for c in self._cache.children(owner, kind)}
+        for (written_kind, namespace, name), obj in self._written.items():
+            if written_kind != kind or namespace != owner[1]:
+                continue
+            if obj is None:
+                cached.pop(name, None)
+            elif owner_key_of(obj) == owner:
+                cached[name] = obj
+        return list(cached.values())
+
+    def child(self, owner: ResourceKey, kind: str, name: str) -> dict | None:
+        ident = (kind, owner[1], name)
+        if ident in self._written:
+            obj = self._written[ident]
+            return obj if obj is None or owner_key_of(obj) == owner else None
+        return self._cache.child(owner, kind, name)
+
+    def __getattr__(self, name: str):
+        return getattr(self._cache, name)  # resources(), counts(), seen(), holds(): as the cache has them

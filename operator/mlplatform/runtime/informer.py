@@ -1,7 +1,11 @@
 """One informer per watched kind, in the shape of client-go's reflector: list, then watch from the list's
-resourceVersion; a watch that expires (HTTP 410) or a periodic resync lists again and *replaces* the
-kind's cache content, so objects deleted during a gap are dropped and their owners reconciled.
-`synced` is set once the first listing is in the cache: workers wait for every informer's."""
+resourceVersion; a watch that expires (HTTP 410) or the periodic relist (`relist_seconds`) lists again and
+*replaces* the kind's cache content, so objects deleted during a gap are dropped and their owners reconciled.
+`synced` is set once the first listing is in the cache: workers wait for every informer's.
+
+The informer is the cache's only writer. A failing handler (`on_change`) is a bug of ours, not a watch
+problem: it is logged as an error, `on_handler_error` is told (it counts it and enqueues the object's keys
+again), and the watch goes on."""
 
 from __future__ import annotations
 
@@ -33,15 +37,17 @@ class Watched:
 
 class Informer:
     def __init__(self, kube: Kube, cache: Cache, watched: Watched, namespace: str | None,
-                 on_change: Callable[[Change], None], resync_seconds: float,
-                 on_relist: Callable[[str, str], None] = lambda kind, reason: None):
+                 on_change: Callable[[Change], None], relist_seconds: float,
+                 on_relist: Callable[[str, str], None] = lambda kind, reason: None,
+                 on_handler_error: Callable[[Change, Exception], None] = lambda change, err: None):
         self.kube = kube
         self.cache = cache
         self.watched = watched
         self.namespace = namespace
         self.on_change = on_change
         self.on_relist = on_relist
-        self.resync_seconds = resync_seconds
+        self.on_handler_error = on_handler_error
+        self.relist_seconds = relist_seconds
         self.synced = threading.Event()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"informer-{watched.plural}", daemon=True)
@@ -59,7 +65,7 @@ class Informer:
             try:
                 version = self._relist(reason)
                 failures = 0
-                reason = self._watch_until_resync(version)
+                reason = self._watch_until_relist(version)
             except WatchExpired as err:
                 log.info("watch of %s expired (%s): listing again", self.watched.plural, err)
                 reason = "expired"
@@ -83,7 +89,7 @@ class Informer:
         self.on_relist(self.watched.kind, reason)
         log.debug("listed %s (%s): %d changes", self.watched.plural, reason, len(changes))
         for change in changes:
-            self.on_change(change)
+            self._deliver(change)
         self.synced.set()
         return listing["version"]
 
@@ -103,15 +109,23 @@ class Informer:
             if not token:
                 return
 
-    def _watch_until_resync(self, version: str) -> str:
+    def _deliver(self, change: Change) -> None:
+        try:
+            self.on_change(change)
+        except Exception as err:  # noqa: BLE001 - a handler bug must not end the watch or lose the change
+            log.error("handling a change of %s %s/%s failed; enqueued again: %s", change.kind,
+                      change.obj["metadata"].get("namespace"), change.obj["metadata"].get("name"), err, exc_info=True)
+            self.on_handler_error(change, err)
+
+    def _watch_until_relist(self, version: str) -> str:
         """Watch from version, re-watching from the last version seen after each server timeout or
-        dropped connection, until the resync period is over. Returns the reason to list again."""
+        dropped connection, until the relist period is over. Returns the reason to list again."""
         w = self.watched
-        resync_at = time.monotonic() + self.resync_seconds * random.uniform(0.9, 1.1)
+        relist_at = time.monotonic() + self.relist_seconds * random.uniform(0.9, 1.1)
         while not self._stop.is_set():
-            remaining = resync_at - time.monotonic()
+            remaining = relist_at - time.monotonic()
             if remaining <= 0:
-                return "resync"
+                return "periodic"
             try:
                 for event in self.kube.watch(w.api_version, w.plural, self.namespace, w.label_selector, version,
                                              int(min(WATCH_TIMEOUT_SECONDS, max(remaining, 1)))):
@@ -123,7 +137,7 @@ class Informer:
                     change = (self.cache.remove(w.kind, obj) if event["type"] == "DELETED"
                               else self.cache.upsert(w.kind, obj))
                     if change is not None:
-                        self.on_change(change)
+                        self._deliver(change)
                     if self._stop.is_set():
                         break
             except WatchExpired:

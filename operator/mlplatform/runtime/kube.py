@@ -44,6 +44,10 @@ SHARED_KINDS: dict[tuple[str, str], str] = {("v1", "PersistentVolumeClaim"): "pe
 OPTIONAL_CHILD_KINDS = {("gateway.networking.k8s.io/v1", "HTTPRoute"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")}
 
 
+class Fenced(RuntimeError):
+    """A write refused before it was sent: the process is no longer the leader."""
+
+
 class KubeError(Exception):
     def __init__(self, status: int, body: str, what: str):
         self.status = status
@@ -91,6 +95,7 @@ class Kube:
         self._gateway_api: _Cached | None = None
         self._lock = threading.Lock()
         self._requests = 0
+        self._fenced = False
 
     @property
     def requests(self) -> int:
@@ -98,7 +103,13 @@ class Kube:
         with self._lock:
             return self._requests
 
+    def fence(self) -> None:
+        """Refuse every later write (a deposed leader): reads still go out, writes raise Fenced."""
+        self._fenced = True
+
     def _send(self, method: str, path: str, query: dict | None, body: Any, content_type: str, timeout):
+        if self._fenced and method != "GET":
+            raise Fenced(f"{method} {path}: this operator lost its lease and writes nothing more")
         headers = {"Accept": "application/json", "Content-Type": content_type}
         method, url, headers, body, post = self.api_client.param_serialize(
             method, path, query_params=list((query or {}).items()), header_params=headers, body=body,

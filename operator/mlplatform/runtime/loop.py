@@ -7,7 +7,7 @@ import logging
 import time
 
 from ..controllers import CONTROLLERS
-from ..controllers.base import Context, InvalidSpec, report_invalid
+from ..controllers.base import Context, InvalidSpec, forget, report_invalid
 from ..render.common import RenderError
 from .cache import RESOURCE_KINDS, Change, ResourceKey, owner_key_of
 from .kube import KubeError
@@ -16,12 +16,16 @@ log = logging.getLogger("mlplatform")
 
 # Children change in bursts (a rollout touches pods many times a second): coalesce them.
 CHILD_EVENT_DELAY_SECONDS = 0.25
+# A key whose own writes the informers have not delivered yet is looked at again this soon (the events of
+# those writes enqueue it too; this is the fallback).
+UNSEEN_WRITES_RECHECK_SECONDS = 0.5
 
 
 class Outcome(enum.Enum):
     DONE = "success"  # converged, or nothing left to do
     INVALID = "invalid"  # the spec cannot be acted on: reported on the resource; a spec change will retry
     GONE = "gone"  # the resource or its namespace is going away: nothing to converge
+    WAITING = "waiting"  # its last reconcile's writes are not in the cache yet: reconciled once they are
     RETRY = "error"  # transient: retried with backoff
 
 
@@ -39,10 +43,17 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
     kind = key[0]
     started = time.perf_counter()
     outcome = Outcome.DONE
+    body = None
     try:
         body = ctx.cache.resource(key)
-        if body is not None:
-            CONTROLLERS[kind].reconcile(ctx, key, body)
+        if body is None:
+            forget(ctx, key)
+            outcome = Outcome.GONE
+        elif ctx.expectations.unseen(key, ctx.cache):
+            ctx.queue.add(key, delay=UNSEEN_WRITES_RECHECK_SECONDS)
+            outcome = Outcome.WAITING
+        else:
+            CONTROLLERS[kind].reconcile(ctx.reconciling(key), key, body)
     except Exception as err:  # noqa: BLE001 - every failure is classified, counted and logged
         outcome = classify(err)
         if outcome is Outcome.INVALID:
@@ -63,20 +74,25 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
 
 
 def enqueue(ctx: Context, change: Change) -> None:
-    """What to reconcile after the cache saw a change: the resource itself, its dependents, or a child's owner."""
+    """What to reconcile after the cache saw a change: the resource itself (also when deleted: the worker that
+    finds it gone cleans up after it), its dependents, or a child's owner."""
     meta = change.obj["metadata"]
     if change.kind in RESOURCE_KINDS.values():
         key = (change.kind, meta.get("namespace"), meta["name"])
-        if change.deleted:
-            ctx.queue.discard(key)
-            ctx.metrics.forget(*key)
-            ctx.applied.forget(key)
-            ctx.status_written_at.pop(key, None)
-        else:
-            ctx.queue.add(key)
+        ctx.queue.add(key)
         for dependent in CONTROLLERS[change.kind].dependents(ctx, key[1], key[2]):
             ctx.queue.add(dependent)
         return
     owner = owner_key_of(change.obj)
     if owner is not None:
         ctx.queue.add(owner, delay=CHILD_EVENT_DELAY_SECONDS)
+
+
+def keys_for(change: Change) -> list[ResourceKey]:
+    """The keys a change concerns, found without the cache or the controllers (what a failed handler's
+    change is re-enqueued under)."""
+    meta = change.obj.get("metadata") or {}
+    if change.kind in RESOURCE_KINDS.values():
+        return [(change.kind, meta.get("namespace"), meta["name"])]
+    owner = owner_key_of(change.obj)
+    return [owner] if owner is not None else []
