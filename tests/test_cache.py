@@ -259,10 +259,17 @@ class Recorder:
         self.relists.append((kind, reason))
 
 
-def run_informer(source: ListWatch, until, timeout: float = 3.0) -> tuple[Cache, Recorder, Informer]:
+def run_informer(source: ListWatch, until, timeout: float = 3.0, on_change=None,
+                 on_handler_error=lambda change, err: None) -> tuple[Cache, Recorder, Informer]:
     cache, recorder = Cache(MANAGERS), Recorder()
+
+    def handle(change):
+        recorder.on_change(change)
+        if on_change is not None:
+            on_change(change)
+
     informer = Informer(source, cache, Watched(API_VERSION, "ModelDeployment", "modeldeployments"), None,
-                        recorder.on_change, relist_seconds=3600, on_relist=recorder.on_relist)
+                        handle, relist_seconds=3600, on_relist=recorder.on_relist, on_handler_error=on_handler_error)
     informer.start()
     try:
         deadline = time.monotonic() + timeout

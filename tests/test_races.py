@@ -1,0 +1,176 @@
+"""Races of the control loop, each with its interleaving injected (a hook between two steps), never a sleep.
+
+- a late apply or status-patch response never brings back an object whose DELETED event was handled first;
+- a resource deleted while a worker reconciles it leaves no metric series behind;
+- a failing watch handler is reported and its change enqueued again, and the watch goes on.
+"""
+
+from __future__ import annotations
+
+from mlplatform.labels import OWNER_LABEL
+from mlplatform.runtime import loop
+from mlplatform.runtime.cache import Change
+from mlplatform.runtime.expectations import EXPECTATION_TIMEOUT_SECONDS
+
+from .fake_kube import FakeKube, deliver_writes
+from .test_cache import ListWatch, event, md, page, run_informer
+from .test_reconcilers import FIXED, NS, Clock, Harness, key_of
+
+DEPLOYMENT = ("Deployment", NS, "scorer")
+
+
+class DeletedAfterWrite(FakeKube):
+    """Between a write returning and the reconcile's next step, the object is deleted and the informer
+    handles the DELETED event (the window the old code's `cache.upsert(response)` fell into)."""
+
+    def __init__(self, kind: str, name: str, **kwargs):
+        super().__init__(**kwargs)
+        self.target = (kind, name)
+        self.cache = None
+        self.fired = False
+
+    def _delete_behind_the_reconcile(self, kind: str, name: str) -> None:
+        if self.fired or (kind, name) != self.target:
+            return
+        self.fired = True
+        key = next(k for k in self.objects if (k[1], k[3]) == (kind, name))
+        gone = self.objects.pop(key)
+        gone["metadata"]["resourceVersion"] = self._next_version()  # a DELETED event's version
+        self.cache.remove(kind, gone)
+
+    def apply(self, obj, field_manager=None):
+        applied = super().apply(obj, **({"field_manager": field_manager} if field_manager else {}))
+        self._delete_behind_the_reconcile(obj["kind"], obj["metadata"]["name"])
+        return applied
+
+    def patch_status(self, kind, namespace, name, status):
+        updated = super().patch_status(kind, namespace, name, status)
+        self._delete_behind_the_reconcile(kind, name)
+        return updated
+
+
+def harness_deleting(kind: str, name: str) -> Harness:
+    kube = DeletedAfterWrite(kind, name, local_queues=((NS, "team-a"),))
+    h = Harness(kube, clock=Clock())
+    kube.cache = h.ctx.cache
+    return h
+
+
+def test_a_child_deleted_after_our_apply_is_no_ghost_and_is_applied_again():
+    h = harness_deleting("Deployment", "scorer")
+    key = key_of(h.add(FIXED))
+
+    assert loop.process(h.ctx, key) is loop.Outcome.DONE
+    assert h.kube.fired
+    assert h.ctx.cache.child(key, "Deployment", "scorer") is None, "the late apply response came back as a ghost"
+    unseen = {(w.kind, w.name) for w in h.ctx.expectations.unseen(key, h.ctx.cache)}
+    assert ("Deployment", "scorer") not in unseen, "the DELETED event is newer than our write: seen"
+
+    deliver_writes(h.ctx, h.kube)
+    h.kube.calls.clear()
+    assert loop.process(h.ctx, key) is loop.Outcome.DONE
+    assert ("Deployment", "scorer") in [(c.kind, c.name) for c in h.kube.called("apply")]
+
+
+def test_a_resource_deleted_after_our_status_write_stays_deleted_and_is_cleaned_up():
+    h = harness_deleting("ModelDeployment", "scorer")
+    key = key_of(h.add(FIXED))
+
+    assert loop.process(h.ctx, key) is loop.Outcome.DONE
+    assert h.kube.fired
+    assert h.ctx.cache.resource(key) is None, "the status response brought the deleted resource back"
+
+    h.kube.calls.clear()
+    deliver_writes(h.ctx, h.kube)
+    assert loop.process(h.ctx, key) is loop.Outcome.GONE
+    assert h.kube.writes() == [], "nothing is written for a resource that is gone"
+
+
+def test_the_next_reconcile_waits_until_the_informers_delivered_our_writes():
+    h = Harness(clock=Clock())
+    key = key_of(h.add(FIXED))
+    assert loop.process(h.ctx, key) is loop.Outcome.DONE
+    unseen = {(w.kind, w.name) for w in h.ctx.expectations.unseen(key, h.ctx.cache)}
+    assert {("Service", "scorer"), ("Deployment", "scorer"), ("ModelDeployment", "scorer")} <= unseen
+
+    h.kube.calls.clear()
+    assert loop.process(h.ctx, key) is loop.Outcome.WAITING
+    assert h.kube.calls == [], "a reconcile on a cache older than our own writes decides nothing"
+
+    deliver_writes(h.ctx, h.kube)
+    assert loop.process(h.ctx, key) is loop.Outcome.DONE
+
+
+def test_writes_the_informers_never_deliver_are_given_up_after_the_timeout():
+    clock = Clock()
+    h = Harness(clock=clock)
+    h.ctx.expectations._clock = clock  # noqa: SLF001 - the test's clock for the expectations too
+    key = key_of(h.add(FIXED))
+    loop.process(h.ctx, key)
+    assert h.ctx.expectations.unseen(key, h.ctx.cache)
+    clock.now += EXPECTATION_TIMEOUT_SECONDS + 1
+    assert h.ctx.expectations.unseen(key, h.ctx.cache) == []
+
+
+class DeletedDuringReconcile(FakeKube):
+    """The resource is deleted while its reconcile is between its status write and its end: the informer
+    thread handles the DELETED event (loop.enqueue) in that window."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.ctx = None
+        self.fired = False
+
+    def patch_status(self, kind, namespace, name, status):
+        updated = super().patch_status(kind, namespace, name, status)
+        if not self.fired:
+            self.fired = True
+            gone = self.objects.pop(next(k for k in self.objects if (k[1], k[3]) == (kind, name)))
+            loop.enqueue(self.ctx, self.ctx.cache.remove(kind, gone))
+        return updated
+
+
+def series(h: Harness, key) -> list:
+    return [s for family in h.ctx.metrics.registry.collect() for s in family.samples
+            if s.labels.get("name") == key[2] and s.labels.get("namespace") == key[1]]
+
+
+def test_a_resource_deleted_mid_reconcile_leaves_no_metric_series():
+    kube = DeletedDuringReconcile(local_queues=((NS, "team-a"),))
+    h = Harness(kube, clock=Clock())
+    kube.ctx = h.ctx
+    h.ctx.metrics.observe_loop(h.ctx.queue, h.ctx.cache)
+    key = key_of(h.add(FIXED))
+    assert h.ctx.queue.get(timeout=0) is None
+
+    assert loop.process(h.ctx, key) is loop.Outcome.DONE  # wrote its phase after the DELETED was handled
+    assert kube.fired
+    assert series(h, key) == [], "the collector exports only resources the cache holds"
+    assert h.ctx.queue.get(timeout=0) == key, "the deletion was handed to a worker"
+
+    assert loop.process(h.ctx, key) is loop.Outcome.GONE
+    assert key not in h.ctx.metrics.snapshot()[0] and key not in h.ctx.status_written_at
+    assert h.ctx.metrics._phases.get(key) is None  # noqa: SLF001 - the series' state itself is dropped
+
+
+def test_a_failing_handler_is_reported_its_change_enqueued_again_and_the_watch_goes_on():
+    source = ListWatch([page(md("a", 10), version="10")],
+                       [([event("MODIFIED", md("a", 11)), event("ADDED", md("b", 12))], None)])
+    failed = []
+
+    def on_change(change):
+        if change.obj["metadata"]["name"] == "a" and change.obj["metadata"]["resourceVersion"] == "11":
+            raise KeyError("a bug in the handler")
+
+    cache, recorder, informer = run_informer(
+        source, lambda cache, rec: cache.resource(("ModelDeployment", NS, "b")) is not None,
+        on_change=on_change, on_handler_error=lambda change, err: failed.append((change, err)))
+    [(change, err)] = failed
+    assert (change.kind, change.obj["metadata"]["name"], isinstance(err, KeyError)) == ("ModelDeployment", "a", True)
+    assert loop.keys_for(change) == [("ModelDeployment", NS, "a")]
+
+
+def test_the_keys_of_a_failed_change_are_found_without_the_handler():
+    owned = {"metadata": {"namespace": NS, "name": "scorer-x", "labels": {OWNER_LABEL: "modeldeployment.scorer"}}}
+    assert loop.keys_for(Change("Pod", owned, False)) == [("ModelDeployment", NS, "scorer")]
+    assert loop.keys_for(Change("Pod", {"metadata": {"namespace": NS, "name": "stray"}}, False)) == []
