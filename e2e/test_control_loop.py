@@ -195,6 +195,38 @@ def test_only_the_leader_writes_and_a_standby_takes_over_after_a_kill(start_oper
     assert metric(standby, "mlplatform_leader") == 1
 
 
+def test_a_deposed_leader_makes_no_write_after_the_new_leaders_first(start_operator, kubectl, custom, namespace,
+                                                                     audit, wait_for):
+    """The leader is frozen (SIGSTOP: a long pause or a partition) past its lease; a standby takes over and
+    reconciles an edit made meanwhile. Woken up, the old leader's informers deliver that edit to its workers
+    at once, before its election thread notices the lost lease: its writes must be refused, and it exits."""
+    lease = ("--leader-elect", "--leader-elect-namespace", namespace, *LEASE)
+    since = audit.offset()
+    old = start_operator("deposed-a", *lease)
+    wait_for(lambda: metric(old, "mlplatform_leader") == 1, timeout=30, what="a leader")
+    new = start_operator("deposed-b", *lease)
+    kubectl.apply(resource("ModelDeployment", "first", CPU_MODEL), namespace)
+    wait_for(lambda: all_ready(custom, namespace, expected=1), timeout=60, what="first model Ready")
+
+    old.process.send_signal(signal.SIGSTOP)
+    try:
+        kubectl.apply(resource("ModelDeployment", "first", {**CPU_MODEL, "replicas": 2}), namespace)
+        kubectl.apply(resource("ModelDeployment", "second", CPU_MODEL), namespace)
+        wait_for(lambda: metric(new, "mlplatform_leader") == 1, timeout=8 + 10, interval=0.2, what="a new leader")
+        wait_for(lambda: all_ready(custom, namespace, expected=2), timeout=60, what="both models Ready by the new leader")
+    finally:
+        old.process.send_signal(signal.SIGCONT)
+    assert old.process.wait(timeout=30) == 1, "the deposed leader exits"
+
+    new_writes = audit.writes(since, namespace, agent="mlplatform-operator/deposed-b")
+    assert new_writes, "the new leader reconciled"
+    first_by_new = min(w["requestReceivedTimestamp"] for w in new_writes)
+    late = [w for w in audit.writes(since, namespace, agent="mlplatform-operator/deposed-a")
+            if w["requestReceivedTimestamp"] >= first_by_new]
+    assert late == [], f"the deposed leader wrote after the new leader's first write: {summary(late)}"
+    assert "lost the lease" in old.log_path.read_text() or "renew deadline" in old.log_path.read_text()
+
+
 def test_a_leader_stopped_cleanly_hands_over_without_waiting_out_the_lease(start_operator, kubectl, custom,
                                                                            namespace, wait_for):
     lease = ("--leader-elect", "--leader-elect-namespace", namespace, *LEASE)

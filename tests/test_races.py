@@ -2,15 +2,21 @@
 
 - a late apply or status-patch response never brings back an object whose DELETED event was handled first;
 - a resource deleted while a worker reconciles it leaves no metric series behind;
-- a failing watch handler is reported and its change enqueued again, and the watch goes on.
+- a failing watch handler is reported and its change enqueued again, and the watch goes on;
+- a leader whose lease is not current (deposed, or frozen past its renew deadline) sends no write.
 """
 
 from __future__ import annotations
 
+import kubernetes
+import pytest
+
 from mlplatform.labels import OWNER_LABEL
-from mlplatform.runtime import loop
+from mlplatform.runtime import leader, loop
 from mlplatform.runtime.cache import Change
 from mlplatform.runtime.expectations import EXPECTATION_TIMEOUT_SECONDS
+from mlplatform.runtime.kube import Fenced, Kube
+from mlplatform.runtime.leader import LeaderElector, LeaseSettings
 
 from .fake_kube import FakeKube, deliver_writes
 from .test_cache import ListWatch, event, md, page, run_informer
@@ -174,3 +180,32 @@ def test_the_keys_of_a_failed_change_are_found_without_the_handler():
     owned = {"metadata": {"namespace": NS, "name": "scorer-x", "labels": {OWNER_LABEL: "modeldeployment.scorer"}}}
     assert loop.keys_for(Change("Pod", owned, False)) == [("ModelDeployment", NS, "scorer")]
     assert loop.keys_for(Change("Pod", {"metadata": {"namespace": NS, "name": "stray"}}, False)) == []
+
+
+class NeverCalled:
+    def param_serialize(self, *args, **kwargs):
+        raise AssertionError("a refused write reached the API client")
+
+
+def test_a_write_is_refused_before_it_is_sent_once_the_lease_is_not_current():
+    kube = Kube(NeverCalled())
+    reasons = iter(["the lease was last renewed 12.0s ago, past the renew deadline of 10s"])
+    kube.guard_writes(lambda: next(reasons))
+    with pytest.raises(Fenced, match="past the renew deadline"):
+        kube.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": NS}})
+    kube.guard_writes(lambda: None)
+    kube.fence()
+    with pytest.raises(Fenced, match="lost its lease"):
+        kube.patch_status("ModelDeployment", NS, "scorer", {})
+
+
+def test_the_leader_may_write_only_within_the_renew_deadline_of_its_last_renewal(monkeypatch):
+    elector = LeaderElector(kubernetes.client.ApiClient(), LeaseSettings(renew_deadline=10), "me",
+                            lambda: None, lambda: None)
+    assert "never held" in elector.write_refusal()
+    now = [1000.0]
+    monkeypatch.setattr(leader.time, "monotonic", lambda: now[0])
+    elector._lock.renewed_at = 995.0  # noqa: SLF001 - as a successful renewal sets it
+    assert elector.write_refusal() is None
+    now[0] = 1005.5
+    assert "past the renew deadline" in elector.write_refusal()

@@ -177,6 +177,7 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     elector = None
     if options.leader_election:
         elector = LeaderElector(api_client, options.leader_election, identity, start_leading, stop_leading)
+        kube.guard_writes(elector.write_refusal)
         elector.start()
         log.info("%s is a candidate for lease %s/%s", identity, options.leader_election.namespace,
                  options.leader_election.name)

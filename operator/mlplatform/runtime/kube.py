@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 import kubernetes
@@ -96,6 +96,7 @@ class Kube:
         self._lock = threading.Lock()
         self._requests = 0
         self._fenced = False
+        self._write_refusal: Callable[[], str | None] = lambda: None
 
     @property
     def requests(self) -> int:
@@ -107,9 +108,15 @@ class Kube:
         """Refuse every later write (a deposed leader): reads still go out, writes raise Fenced."""
         self._fenced = True
 
+    def guard_writes(self, refusal: Callable[[], str | None]) -> None:
+        """refusal() is asked before every write: a reason refuses it (the leader's lease is not current)."""
+        self._write_refusal = refusal
+
     def _send(self, method: str, path: str, query: dict | None, body: Any, content_type: str, timeout):
-        if self._fenced and method != "GET":
-            raise Fenced(f"{method} {path}: this operator lost its lease and writes nothing more")
+        if method != "GET":
+            reason = "this operator lost its lease and writes nothing more" if self._fenced else self._write_refusal()
+            if reason:
+                raise Fenced(f"{method} {path}: {reason}")
         headers = {"Accept": "application/json", "Content-Type": content_type}
         method, url, headers, body, post = self.api_client.param_serialize(
             method, path, query_params=list((query or {}).items()), header_params=headers, body=body,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,6 +41,7 @@ class _GuardedLeaseLock(LeaseLock):
     Once released, it takes no lease again (the process is stopping)."""
 
     released = False
+    renewed_at: float | None = None  # time.monotonic() of the last create or renewal that succeeded
 
     def get(self, name, namespace):
         try:
@@ -52,19 +54,25 @@ class _GuardedLeaseLock(LeaseLock):
         if self.released:
             return False
         try:
-            return super().create(name, namespace, election_record)
+            created = super().create(name, namespace, election_record)
         except Exception as err:  # noqa: BLE001
             log.warning("creating lease %s/%s failed: %s", namespace, name, err)
             return False
+        if created:
+            self.renewed_at = time.monotonic()
+        return created
 
     def update(self, name, namespace, updated_record):
         if self.released:
             return False
         try:
-            return super().update(name, namespace, updated_record)
+            updated = super().update(name, namespace, updated_record)
         except Exception as err:  # noqa: BLE001
             log.warning("renewing lease %s/%s failed: %s", namespace, name, err)
             return False
+        if updated:
+            self.renewed_at = time.monotonic()
+        return updated
 
 
 class LeaderElector:
@@ -77,10 +85,24 @@ class LeaderElector:
         config = electionconfig.Config(lock, settings.lease_duration, settings.renew_deadline,
                                        settings.retry_period, on_started, on_stopped)
         self._election = leaderelection.LeaderElection(config)
+        self._renew_deadline = settings.renew_deadline
         self.thread = threading.Thread(target=self._election.run, name="leader-election", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
+
+    def write_refusal(self) -> str | None:
+        """Why this process may not write now, else None: its last renewal is older than the renew deadline.
+        Checked before every write, without an API call: a leader frozen past its lease (a long pause, a
+        partition) writes nothing when it wakes, even before the election thread notices it lost the lease.
+        The lease lasts longer than the renew deadline, so no other instance can lead while this allows."""
+        renewed_at = self._lock.renewed_at
+        if renewed_at is None:
+            return "this instance never held the lease"
+        age = time.monotonic() - renewed_at
+        if age > self._renew_deadline:
+            return f"the lease was last renewed {age:.1f}s ago, past the renew deadline of {self._renew_deadline}s"
+        return None
 
     def release(self) -> bool:
         """On a clean stop: clear the holder of a lease we hold, so that a standby takes it at its next
