@@ -4,9 +4,12 @@
 - a resource deleted while a worker reconciles it leaves no metric series behind;
 - a failing watch handler is reported and its change enqueued again, and the watch goes on;
 - a leader whose lease is not current (deposed, or frozen past its renew deadline) sends no write.
+Also: a not-Ready owner's pending pods have their Warning Events read per pod, never the whole namespace's.
 """
 
 from __future__ import annotations
+
+import json
 
 import kubernetes
 import pytest
@@ -15,7 +18,7 @@ from mlplatform.labels import OWNER_LABEL
 from mlplatform.runtime import leader, loop
 from mlplatform.runtime.cache import Change
 from mlplatform.runtime.expectations import EXPECTATION_TIMEOUT_SECONDS
-from mlplatform.runtime.kube import Fenced, Kube
+from mlplatform.runtime.kube import WARNING_EVENT_PODS, Fenced, Kube
 from mlplatform.runtime.leader import LeaderElector, LeaseSettings
 
 from .fake_kube import FakeKube, deliver_writes
@@ -209,3 +212,29 @@ def test_the_leader_may_write_only_within_the_renew_deadline_of_its_last_renewal
     assert elector.write_refusal() is None
     now[0] = 1005.5
     assert "past the renew deadline" in elector.write_refusal()
+
+
+class RecordingClient:
+    """Just enough of kubernetes.client.ApiClient for Kube: records each request's path and query."""
+
+    def __init__(self, items_by_pod: dict[str, list[dict]]):
+        self.requests: list[tuple[str, dict]] = []
+        self.items_by_pod = items_by_pod
+
+    def param_serialize(self, method, path, query_params, header_params, body, auth_settings):
+        self.requests.append((path, dict(query_params)))
+        return method, path, header_params, body, None
+
+    def call_api(self, method, url, header_params, body, post_params, _request_timeout):
+        pod = dict(self.requests[-1][1])["fieldSelector"].rsplit("involvedObject.name=", 1)[1]
+        data = json.dumps({"items": self.items_by_pod.get(pod, [])}).encode()
+        return type("Response", (), {"status": 200, "read": lambda self: data})()
+
+
+def test_warning_events_are_read_per_pod_by_field_selector_and_capped():
+    client = RecordingClient({"p1": [{"reason": "FailedScheduling"}]})
+    found = Kube(client).warning_events(NS, ["p1", "p2", "p3", "p4", "p5"])
+    assert found == {"p1": [{"reason": "FailedScheduling"}]}
+    selectors = [query["fieldSelector"] for _, query in client.requests]
+    assert selectors == [f"type=Warning,involvedObject.kind=Pod,involvedObject.name=p{i}"
+                         for i in range(1, WARNING_EVENT_PODS + 1)]
