@@ -263,6 +263,13 @@ class ModelDeploymentSpec(ApiModel):
             lambda s: (s.nodes_per_replica or 1) == 1 or (s.resources is not None and s.resources.gpu is not None),
         ),
         Rule(
+            "!has(self.nodesPerReplica) || self.nodesPerReplica == 1 || !has(self.rollout) || !has(self.rollout.canary)",
+            "rollout.canary is not supported with nodesPerReplica > 1 (a multi-node replica is a LeaderWorkerSet "
+            "group, rolled out by the LeaderWorkerSet): remove rollout.canary or set nodesPerReplica to 1",
+            "rollout.canary",
+            lambda s: (s.nodes_per_replica or 1) == 1 or s.rollout is None or s.rollout.canary is None,
+        ),
+        Rule(
             "!has(self.autoscaling) || !has(self.autoscaling.targets.gpuUtilization) || "
             "(has(self.resources) && has(self.resources.gpu))",
             "autoscaling.targets.gpuUtilization needs resources.gpu",
