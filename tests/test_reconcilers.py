@@ -619,10 +619,41 @@ def test_a_changed_input_or_child_is_rendered_and_applied_again(renders, change)
     h.sync()
     h.kube.calls.clear()
     h.reconcile(current(h, body))
-    assert renders == ["scorer", "scorer"]
+    # The render is keyed on its own inputs: a changed child is applied again from the kept render.
+    assert renders == (["scorer"] if change.startswith("child") else ["scorer", "scorer"])
     if change in ("child spec edited", "child deleted", "resource edited"):
         assert [c.kind for c in h.kube.called("apply")] == [{"child spec edited": "Deployment", "child deleted": "Service",
                                                               "resource edited": "Deployment"}[change]]
+
+
+def test_the_render_skip_is_keyed_on_every_argument_of_the_render():
+    """The plan step's key covers what render_model_deployment takes, the configuration included: a changed
+    configuration renders and applies again (a key of a few chosen inputs froze the children)."""
+    from mlplatform.controllers import modeldeployment
+
+    assert list(inspect.signature(render_model_deployment).parameters) == ["owner", "spec", "config", "model_uri"]
+    h = converged(FIXED)
+    body = current(h, FIXED)
+    resolved = modeldeployment.resolve(h.ctx, key_of(body), body)
+    before = modeldeployment.render_key(resolved, h.ctx.config)
+    h.ctx.config = OperatorConfig.model_validate({"storageInitializer": {"image": "registry.internal/init:2"}})
+    assert modeldeployment.render_key(resolved, h.ctx.config) != before
+    h.ctx.config = OperatorConfig.model_validate({"runtimes": {"sklearn": {"image": "registry.internal/sklearn:9"}}})
+    h.reconcile(body)
+    assert [c.kind for c in h.kube.called("apply")] == ["Deployment"]
+    live = h.kube.stored("apps/v1", "Deployment", NS, "scorer")
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.internal/sklearn:9"
+
+
+def test_no_feature_opts_out_of_the_render_skip(renders):
+    """A canary and a model cache read live state after the render, on every reconcile: the render itself is
+    skipped for them too while its inputs are unchanged, and their decisions still reach the children."""
+    canary = model_deployment(replicas=2, rollout={"canary": {"steps": [50], "stepSeconds": 0}},
+                              model={"uri": "s3://models/churn/v3/", "cache": {"size": "1Gi"}})
+    h = converged(canary)
+    h.reconcile(current(h, canary))
+    h.reconcile(current(h, canary))
+    assert renders == ["scorer"]
 
 
 def test_admitted_job_missing_from_a_fresh_cache_is_not_suspended_again():

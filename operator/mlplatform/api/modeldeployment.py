@@ -282,10 +282,13 @@ class ModelDeploymentSpec(ApiModel):
 
 
 class RolloutStatus(ApiModel):
-    phase: Literal["Progressing", "Paused", "Promoted", "Aborted"] | None = field(
-        "Progressing, Paused (rollout.canary.pause), Promoted (the canary's template is now stable) or Aborted.")
+    phase: Literal["Progressing", "Paused", "Promoting", "Promoted", "Aborted"] | None = field(
+        "Progressing, Paused (rollout.canary.pause), Promoting (after the last step: the stable Deployment rolls to "
+        "the new template while the canary keeps its share), Promoted (the canary's template is now stable) or "
+        "Aborted.")
     step: int | None = field("Current canary step, from 1.")
-    canary_weight: int | None = field("Percent of traffic the canary gets now.")
+    canary_weight: int | None = field("Percent of traffic the canary gets now: a step's weight once the canary has "
+                                      "the Ready replicas it needs (until then the previous step's, or 0).")
     stable_model_uri: str | None = field("Model served by the stable Deployment.")
     canary_model_uri: str | None = field("Model served by the canary Deployment.")
     message: str | None = field("What the rollout is doing, or why it was aborted.")
@@ -293,7 +296,8 @@ class RolloutStatus(ApiModel):
                                "to the stable template).")
     stable_hash: str | None = field("Hash of the stable pod template.")
     canary_hash: str | None = field("Hash of the canary pod template.")
-    step_start_time: str | None = field("When the current step began holding (the canary Ready).",
+    step_start_time: str | None = field("When the current step began holding: the first reconcile that routed its weight "
+                                        "(the canary's Ready capacity there); microsecond precision.",
                                         json_schema_extra={"format": "date-time"})
     start_time: str | None = field("When this canary started.", json_schema_extra={"format": "date-time"})
 

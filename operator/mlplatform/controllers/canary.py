@@ -9,10 +9,11 @@ from datetime import datetime, timezone
 from ..labels import INTENT_HASH_ANNOTATION, MODEL_URI_ANNOTATION, TEMPLATE_HASH_ANNOTATION
 from ..render.canary import (
     canary_deployment,
-    canary_ready,
     canary_service,
     is_canary,
     progress_deadline_exceeded,
+    ready_with_template,
+    rolled_out,
     stable_deployment,
     template_hash,
     with_template_hash,
@@ -82,16 +83,17 @@ def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[di
         failure = f"{problem.reason}: {problem.message}" if problem else failure
     policy = CanaryPolicy(tuple(canary.steps), canary.step_seconds if canary.step_seconds is not None else 300,
                           bool(canary.pause)) if canary else None
+    exact = spec.gateway is not None
+    total = _total_replicas(spec, ctx.cache.child(key, "HorizontalPodAutoscaler", owner.name), live)
     decision = plan_rollout(RolloutInputs(
         policy=policy, desired_hash=desired_hash,
         desired_model_uri=(desired["spec"]["template"]["metadata"].get("annotations") or {}).get(MODEL_URI_ANNOTATION),
         stable_hash=live_annotations.get(TEMPLATE_HASH_ANNOTATION) if live else None,
         stable_model_uri=live_template_annotations.get(MODEL_URI_ANNOTATION),
-        previous=previous, canary_ready=canary_current and canary_ready(canary_live, desired_hash),
-        canary_failure=failure, now=now or datetime.now(timezone.utc)))
+        previous=previous, canary_ready_replicas=ready_with_template(canary_live, desired_hash),
+        canary_failure=failure, total_replicas=total, exact_weights=exact,
+        stable_rolled=rolled_out(live, desired_hash, total), now=now or datetime.now(timezone.utc)))
 
-    exact = spec.gateway is not None
-    total = _total_replicas(spec, ctx.cache.child(key, "HorizontalPodAutoscaler", owner.name), live)
     if not decision.stable_takes_desired:
         stable = stable_deployment(stamped, live, live_annotations[TEMPLATE_HASH_ANNOTATION])
         if live_annotations.get(INTENT_HASH_ANNOTATION) and is_subset(stable, live):
@@ -100,7 +102,9 @@ def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[di
             stable["metadata"]["annotations"][INTENT_HASH_ANNOTATION] = live_annotations[INTENT_HASH_ANNOTATION]
         objects = _replace(objects, stamped, stable)
     if decision.canary:
-        deployment = canary_deployment(stamped, desired_hash, canary_replicas(total, decision.weight, exact), exact,
+        # Sized for the current step's share (the last one's while promoting), routed only what is Ready.
+        size = canary_replicas(total, decision.capacity_weight, exact)
+        deployment = canary_deployment(stamped, desired_hash, size, exact,
                                        ctx.config.defaults.canary_progress_deadline_seconds)
         objects.append(deployment)
         service = _find(objects, "Service", owner.name)

@@ -67,16 +67,31 @@ def is_canary(obj: dict) -> bool:
     return (obj["metadata"].get("labels") or {}).get(TRACK_LABEL) == CANARY_TRACK
 
 
-def canary_ready(deployment: dict | None, desired_hash: str) -> bool:
-    """The canary Deployment runs the desired template and all its replicas are ready and updated."""
-    if deployment is None:
-        return False
+def _current(deployment: dict, desired_hash: str) -> bool:
+    """Runs the desired template (our annotation) and the Deployment controller has seen this generation."""
     if (deployment["metadata"].get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION) != desired_hash:
         return False
     status = deployment.get("status") or {}
-    wanted = (deployment.get("spec") or {}).get("replicas", 1)
-    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
-    return current and status.get("readyReplicas", 0) >= wanted and status.get("updatedReplicas", 0) >= wanted
+    return status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+
+
+def ready_with_template(deployment: dict | None, desired_hash: str) -> int:
+    """Ready pods of a Deployment that run the desired template: its ready pods less those of older templates
+    (replicas - updatedReplicas), once the controller has observed the current generation."""
+    if deployment is None or not _current(deployment, desired_hash):
+        return 0
+    status = deployment.get("status") or {}
+    older = max(status.get("replicas", 0) - status.get("updatedReplicas", 0), 0)
+    return max(status.get("readyReplicas", 0) - older, 0)
+
+
+def rolled_out(deployment: dict | None, desired_hash: str, replicas: int) -> bool:
+    """The Deployment runs the desired template on all its replicas, none of another left, all available."""
+    if deployment is None or not _current(deployment, desired_hash):
+        return False
+    status = deployment.get("status") or {}
+    return status.get("updatedReplicas", 0) >= replicas and status.get("availableReplicas", 0) >= replicas \
+        and status.get("replicas", 0) <= status.get("updatedReplicas", 0)
 
 
 def progress_deadline_exceeded(deployment: dict | None) -> str | None:

@@ -22,6 +22,8 @@ class ModelDeploymentObserved:
     claim_problem: PodProblem | None = None
     render_error: str | None = None
     cache: Cond | None = None  # ModelCached, with model.cache
+    promoting: bool = False  # a canary's promotion: the stable Deployment rolls while the canary serves
+    canary_ready: int = 0  # Ready pods of the canary Deployment (counted while promoting)
 
 
 @dataclass
@@ -86,6 +88,10 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
     if obs.deployment is None:
         return report("Progressing", Cond("Ready", False, "Creating", "Deployment not created yet"), True)
     done, _, _ = _rollout_done(obs.deployment, desired)
+    if obs.promoting and ready + obs.canary_ready >= desired:
+        # A promotion is not a rollout to report: the stable Deployment rolls to the template the canary has
+        # served, within maxSurge, while the canary keeps its share. Ready stays True as long as the capacity is.
+        done = True
     if not done:
         problem = obs.claim_problem or first_problem(obs.pods, obs.events_by_pod)
         if problem:
