@@ -235,7 +235,9 @@ class ModelDeploymentSpec(ApiModel):
         "FeatureViews in this namespace read at inference time: each must be Ready before this is Ready; "
         "its serving URL is passed as FEATURES_<NAME>_URL."
     )
-    disruption_budget: DisruptionBudget | None = field("PodDisruptionBudget of the replicas.")
+    disruption_budget: DisruptionBudget | None = field(
+        "PodDisruptionBudget of the replicas (pods; with nodesPerReplica > 1, replicas, i.e. whole groups: one "
+        "evicted pod restarts its group, so the budget allows as many pod evictions as groups may be down).")
     suspend: bool | None = field("Scale to zero and keep everything else; phase Suspended.")
     nodes_per_replica: int | None = field(
         "Pods (one per GPU node) of one replica, default 1; more than 1: each replica is one LeaderWorkerSet "

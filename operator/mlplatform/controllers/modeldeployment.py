@@ -25,7 +25,7 @@ from ..runtime.cache import ResourceKey
 from ..status.conditions import Cond
 from ..status.dependencies import ModelResolution, features_condition, resolve_model
 from ..status.gateway import route_condition, with_route
-from ..status.modeldeployment import ModelDeploymentObserved, model_deployment_report
+from ..status.modeldeployment import ModelDeploymentObserved, group_readiness, model_deployment_report
 from ..status.pods import PodProblem
 from ..status.promotion import resolve_promoted
 from .base import (
@@ -163,6 +163,10 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: Cached, a
     deployment = (ctx.cache.child(key, "Deployment", owner.name) if workload_kind == "Deployment"
                   else as_rollout_view(ctx.cache.child(key, workload_kind, owner.name)))
     pods = stable_pods(pods_of(ctx, key, COMPONENT))
+    groups = None
+    if workload_kind != "Deployment" and deployment is not None:
+        groups = group_readiness(pods, spec.nodes_per_replica or 1,
+                                 (deployment.get("spec") or {}).get("replicas", desired_replicas_hint(spec)))
     claim_problem = _claim_problem(ctx, namespace, resolution.uri, deployment)
     promoting = (rollout_status or {}).get("phase") == PROMOTING
     canary = ctx.cache.child(key, "Deployment", canary_service_name(owner.name)) if promoting else None
@@ -180,6 +184,7 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: Cached, a
         cache=cached.condition,
         promoting=promoting,
         canary_ready=((canary or {}).get("status") or {}).get("readyReplicas", 0),
+        groups=groups,
     )
     result = model_deployment_report(observed)
     route = (route_condition(ctx.cache.child(key, "HTTPRoute", owner.name), namespace, resolved.gateway_installed)
@@ -200,6 +205,14 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: Cached, a
         "url": service_url(owner, spec, ctx.config),
         "rollout": rollout_status,
     }, phase, conditions)
+
+
+def desired_replicas_hint(spec: ModelDeploymentSpec) -> int:
+    if spec.suspend:
+        return 0
+    if spec.autoscaling is not None:
+        return spec.autoscaling.min_replicas
+    return spec.replicas if spec.replicas is not None else 1
 
 
 def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], autoscaled: bool) -> None:

@@ -6,7 +6,43 @@ from dataclasses import dataclass, field
 
 from .conditions import Cond, kstatus
 from .dependencies import ModelResolution
-from .pods import PodProblem, first_problem
+from .pods import PodProblem, first_problem, pod_ready
+
+GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
+WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+
+
+@dataclass(frozen=True)
+class GroupReadiness:
+    ready: int                  # groups whose every pod exists and is Ready
+    missing: str | None = None  # the first group that is not, and why (for the Ready message)
+
+
+def group_readiness(pods: list[dict], size: int, replicas: int) -> GroupReadiness:
+    """Multi-node replicas (LeaderWorkerSet groups of `size` pods) counted from their pods, whatever the
+    LeaderWorkerSet's status says (v0.8 counts a group before its workers are Ready): a group is Ready when
+    all its pods are there, not terminating, and Ready."""
+    by_group: dict[int, list[dict]] = {}
+    for pod in pods:
+        index = (pod["metadata"].get("labels") or {}).get(GROUP_INDEX_LABEL)
+        if index is not None and index.isdigit() and not pod["metadata"].get("deletionTimestamp"):
+            by_group.setdefault(int(index), []).append(pod)
+    ready, missing = 0, None
+    for group in range(replicas):
+        members = by_group.get(group, [])
+        not_ready = sorted((p for p in members if not pod_ready(p)), key=lambda p: p["metadata"]["name"])
+        if len(members) >= size and not not_ready:
+            ready += 1
+            continue
+        if missing is None:
+            if not_ready:
+                pod = not_ready[0]
+                role = "leader" if (pod["metadata"].get("labels") or {}).get(WORKER_INDEX_LABEL) == "0" else "worker"
+                phase = (pod.get("status") or {}).get("phase") or "Pending"
+                missing = f"group {group} not Ready: {role} pod {pod['metadata']['name']} is {phase}, not Ready"
+            else:
+                missing = f"group {group} not Ready: {len(members)} of its {size} pods exist"
+    return GroupReadiness(ready, missing)
 
 
 @dataclass
@@ -24,6 +60,7 @@ class ModelDeploymentObserved:
     cache: Cond | None = None  # ModelCached, with model.cache
     promoting: bool = False  # a canary's promotion: the stable Deployment rolls while the canary serves
     canary_ready: int = 0  # Ready pods of the canary Deployment (counted while promoting)
+    groups: GroupReadiness | None = None  # multi-node: whole groups Ready, counted from their pods
 
 
 @dataclass
@@ -58,6 +95,9 @@ def _rollout_done(deployment: dict, desired: int) -> tuple[bool, int, int]:
 def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentReport:
     desired = desired_replicas(obs)
     replicas = ready = 0
+    if obs.deployment and obs.groups is not None:
+        status = obs.deployment.get("status") or {}
+        obs.deployment = {**obs.deployment, "status": {**status, "readyReplicas": obs.groups.ready}}
     if obs.deployment:
         _, replicas, ready = _rollout_done(obs.deployment, desired)
     extra = [obs.resolution.condition, obs.features] + ([obs.cache] if obs.cache else [])
@@ -94,9 +134,11 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
         done = True
     if not done:
         problem = obs.claim_problem or first_problem(obs.pods, obs.events_by_pod)
+        group = f"; {obs.groups.missing}" if obs.groups is not None and obs.groups.missing else ""
         if problem:
-            return report("Degraded" if ready else "Progressing", Cond("Ready", False, problem.reason, problem.message), True)
-        return report("Progressing", Cond("Ready", False, "RollingOut", f"{ready}/{desired} replicas ready"), True)
+            return report("Degraded" if ready else "Progressing",
+                          Cond("Ready", False, problem.reason, problem.message + group), True)
+        return report("Progressing", Cond("Ready", False, "RollingOut", f"{ready}/{desired} replicas ready{group}"), True)
     if not obs.features.status:
         return report("WaitingForFeatures", Cond("Ready", False, obs.features.reason, obs.features.message), True)
     return report("Ready", Cond("Ready", True, "AllReplicasAvailable", f"{ready}/{desired} replicas ready"), False)
