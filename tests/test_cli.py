@@ -44,7 +44,8 @@ spec:
     lines = result.stderr.strip().splitlines()
     assert lines == [
         f"{bad}#2 ModelDeployment/bad-md: spec.model.uri: found 'ftp://x'; allowed: s3://, gs://, hf://, oci:// or pvc://<claim>/<path>",
-        f"{bad}#2 ModelDeployment/bad-md: spec.autoscaling.minReplicas: autoscaling.minReplicas must be <= autoscaling.maxReplicas",
+        f"{bad}#2 ModelDeployment/bad-md: spec.autoscaling.minReplicas: "
+        "autoscaling.minReplicas must be <= autoscaling.maxReplicas",
     ]
 
 
