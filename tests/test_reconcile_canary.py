@@ -23,14 +23,31 @@ def uri(dep: dict | None) -> str | None:
     return dep["spec"]["template"]["metadata"]["annotations"][MODEL_URI_ANNOTATION] if dep else None
 
 
-def ready(h: Harness, name: str) -> None:
-    """The Deployment controller's word: every replica of the current generation ready."""
+def ready(h: Harness, name: str, pods: bool = True) -> None:
+    """The Deployment controller's word: every replica of the current generation ready (and its pods, Ready)."""
     dep = deployment(h, name)
     n = dep["spec"].get("replicas", 1)
     dep["metadata"]["generation"] = dep["metadata"].get("generation", 1)
     dep["status"] = {"observedGeneration": dep["metadata"]["generation"], "replicas": n, "readyReplicas": n,
                      "updatedReplicas": n, "availableReplicas": n}
     h.add(dep)
+    if pods:
+        set_pods(h, name, n, ready=True)
+
+
+def set_pods(h: Harness, name: str, n: int, ready: bool) -> None:
+    """The Deployment's pods as the pod informer delivers them: n of its current template."""
+    dep = deployment(h, name)
+    for key in [k for k in h.kube.objects if k[1] == "Pod" and k[3].startswith(f"{name}-pod-")]:
+        h.kube.objects.pop(key)
+    h.sync()
+    template = dep["spec"]["template"]
+    for i in range(n):
+        h.add({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": f"{name}-pod-{i}", "namespace": NS, "labels": dict(template["metadata"]["labels"]),
+                            "annotations": dict(template["metadata"].get("annotations") or {})},
+               "spec": template["spec"],
+               "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}})
 
 
 def body(h: Harness, name: str = "scorer") -> dict:
@@ -177,9 +194,10 @@ def test_a_promotion_whose_status_write_failed_is_not_taken_for_a_revert():
 def test_without_a_gateway_the_pods_split_and_the_stable_stays_ready():
     h = start({})
     h.kube.calls.clear()
+    stable_hash = deployment(h, "scorer")["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
     edit(h, "s3://models/churn/v4/", 2, replicas=4, rollout=CANARY)
     # The stable Deployment is not touched at all (its generation moves with any annotation change).
-    assert [c.name for c in h.kube.calls if c.method == "apply"] == ["scorer-canary"]
+    assert [c.name for c in h.kube.calls if c.method == "apply"] == ["scorer-stable-" + stable_hash, "scorer-canary"]
     # The stable Deployment keeps its size (Ready does not flicker); 1 canary pod of 5 ~ 10%.
     assert (deployment(h, "scorer")["spec"]["replicas"], deployment(h, "scorer-canary")["spec"]["replicas"]) == (4, 1)
     assert h.kube.stored("v1", "Service", NS, "scorer-canary") is None
@@ -254,3 +272,54 @@ def test_a_step_holds_from_when_its_weight_was_routed_with_sub_second_precision(
     assert rollout(h)["canaryWeight"] == 10 and len(started) == len("2026-11-28T12:00:00.123456Z")
     h.reconcile(body(h))
     assert rollout(h)["stepStartTime"] == started and rollout(h)["step"] == 1
+
+
+def revisions(h: Harness) -> list[dict]:
+    return [o for (av, kind, ns, name), o in h.kube.objects.items() if kind == "ControllerRevision"]
+
+
+def test_the_stable_template_is_kept_in_a_controller_revision_while_the_canary_runs():
+    h = start({"gateway": GATEWAY})
+    stable_template = deployment(h, "scorer")["spec"]["template"]
+    edit(h, "s3://models/churn/v4/", 2, replicas=4, rollout=CANARY, gateway=GATEWAY)
+    revision, = revisions(h)
+    stable_hash = deployment(h, "scorer")["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
+    assert revision["metadata"]["name"] == f"scorer-stable-{stable_hash}"
+    assert revision["data"] == {"template": stable_template, "templateHash": stable_hash}
+    assert revision["metadata"]["ownerReferences"][0]["uid"] == body(h)["metadata"]["uid"]
+    for _ in range(2):
+        ready(h, "scorer-canary")
+        h.reconcile(body(h))
+    assert rollout(h)["phase"] == "Promoting" and len(revisions(h)) == 1
+    ready(h, "scorer")
+    h.reconcile(body(h))
+    assert rollout(h)["phase"] == "Promoted" and revisions(h) == []  # pruned with the canary
+
+
+def test_a_stable_deployment_deleted_mid_canary_comes_back_with_the_stable_template():
+    h = start({"gateway": GATEWAY})
+    edit(h, "s3://models/churn/v4/", 2, replicas=4, rollout=CANARY, gateway=GATEWAY)
+    ready(h, "scorer-canary")
+    h.reconcile(body(h))
+    assert (rollout(h)["step"], rollout(h)["canaryWeight"]) == (2, 10)
+    h.kube.delete("apps/v1", "Deployment", NS, "scorer")
+    h.sync()
+    h.reconcile(body(h))
+    assert uri(deployment(h, "scorer")) == "s3://models/churn/v3/", "the new template went to 100% at once"
+    assert deployment(h, "scorer")["spec"]["replicas"] == 4
+    assert rollout(h)["phase"] == "Progressing" and rollout(h)["step"] == 2
+    assert uri(deployment(h, "scorer-canary")) == "s3://models/churn/v4/"
+    assert route_weights(h) == [("scorer", 90), ("scorer-canary", 10)]
+
+
+def test_a_canary_scaled_up_for_the_next_step_keeps_the_weight_its_ready_pods_carry():
+    """The canary Deployment's status lags its scale-up by a generation; its Ready pods still serve: the
+    route keeps their share (counted from the pods) instead of dropping to 0 until the controller catches up."""
+    h = start({"gateway": GATEWAY})
+    edit(h, "s3://models/churn/v4/", 2, replicas=4, rollout=CANARY, gateway=GATEWAY)
+    ready(h, "scorer-canary")
+    h.reconcile(body(h))
+    assert deployment(h, "scorer-canary")["spec"]["replicas"] == 2
+    for _ in range(2):
+        h.reconcile(body(h))
+        assert route_weights(h) == [("scorer", 90), ("scorer-canary", 10)]
