@@ -22,7 +22,6 @@ from ..render.leaderworkerset import as_rollout_view, workload_of
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
 from ..rollout import PROMOTING
 from ..runtime.cache import ResourceKey
-from ..status.conditions import Cond
 from ..status.dependencies import ModelResolution, features_condition, resolve_model
 from ..status.gateway import route_condition, with_route
 from ..status.modeldeployment import ModelDeploymentObserved, group_readiness, model_deployment_report
@@ -40,7 +39,7 @@ from .base import (
     write_status,
 )
 from .canary import Arranged, arrange, canary_pods_of, rollout_condition, stable_pods
-from .model_cache import reconcile_cache
+from .model_cache import CacheOutcome, reconcile_cache
 
 KIND = "ModelDeployment"
 
@@ -64,18 +63,13 @@ class Planned:
     error: str | None = None    # why it cannot
 
 
-@dataclass(frozen=True)
-class Cached:
-    objects: list[dict]         # the children left for this resource to apply (the cache objects are shared)
-    condition: Cond | None      # ModelCached, with model.cache
-    withheld: bool              # the workload waits for the fill
 
 
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     resolved = resolve(ctx, key, body)
     planned = plan(ctx, resolved)
-    cached = Cached(planned.objects, None, False) if planned.error else cache(ctx, resolved, planned)
-    arranged = Arranged(cached.objects, None) if planned.error else rollout(ctx, resolved, cached)
+    cached = CacheOutcome(planned.objects, None) if planned.error else cache(ctx, resolved, planned)
+    arranged = Arranged(cached.objects, None) if planned.error or cached.held else rollout(ctx, resolved, cached)
     if not planned.error:
         apply(ctx, resolved, cached, arranged)
     report(ctx, resolved, planned, cached, arranged)
@@ -132,12 +126,11 @@ def plan(ctx: Context, resolved: Resolved) -> Planned:
     return Planned(rendered.objects)
 
 
-def cache(ctx: Context, resolved: Resolved, planned: Planned) -> Cached:
-    objects, condition, withheld = reconcile_cache(ctx, resolved.key, resolved.owner, planned.objects)
-    return Cached(objects, condition, withheld)
+def cache(ctx: Context, resolved: Resolved, planned: Planned) -> CacheOutcome:
+    return reconcile_cache(ctx, resolved.key, resolved.owner, planned.objects, resolved.resolution.run)
 
 
-def rollout(ctx: Context, resolved: Resolved, cached: Cached) -> Arranged:
+def rollout(ctx: Context, resolved: Resolved, cached: CacheOutcome) -> Arranged:
     canary_pods = canary_pods_of(ctx.cache.children(resolved.key, "Pod"))
     arranged = arrange(ctx, resolved.key, resolved.owner, resolved.spec, cached.objects, resolved.previous_rollout,
                        canary_pods)
@@ -146,16 +139,18 @@ def rollout(ctx: Context, resolved: Resolved, cached: Cached) -> Arranged:
     return arranged
 
 
-def apply(ctx: Context, resolved: Resolved, cached: Cached, arranged: Arranged) -> None:
+def apply(ctx: Context, resolved: Resolved, cached: CacheOutcome, arranged: Arranged) -> None:
     spec = resolved.spec
+    # A held workload (a new model URI still filling its cache) keeps every child it runs with: none is pruned.
+    keep = (lambda child: True) if cached.held else (lambda child: False)
     _apply(ctx, resolved.key, resolved.owner, spec, arranged.objects,
-           autoscaled=resolved.resolution.uri is not None and not cached.withheld
-           and spec.autoscaling is not None and not spec.suspend)
+           autoscaled=resolved.resolution.uri is not None and not cached.withheld and not cached.held
+           and spec.autoscaling is not None and not spec.suspend, keep=keep)
     if arranged.decision and arranged.decision.requeue_after:
         ctx.queue.add(resolved.key, delay=arranged.decision.requeue_after + 0.2)
 
 
-def report(ctx: Context, resolved: Resolved, planned: Planned, cached: Cached, arranged: Arranged) -> None:
+def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutcome, arranged: Arranged) -> None:
     key, owner, spec, resolution = resolved.key, resolved.owner, resolved.spec, resolved.resolution
     namespace = owner.namespace
     rollout_status = arranged.decision.status if arranged.decision else resolved.previous_rollout
@@ -215,9 +210,10 @@ def desired_replicas_hint(spec: ModelDeploymentSpec) -> int:
     return spec.replicas if spec.replicas is not None else 1
 
 
-def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], autoscaled: bool) -> None:
+def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], autoscaled: bool,
+           keep=lambda child: False) -> None:
     if not autoscaled:
-        apply_children(ctx, key, owner, objects)
+        apply_children(ctx, key, owner, objects, keep=keep)
         return
     min_replicas = spec.autoscaling.min_replicas
     api_version, workload_kind = workload_of(spec)
@@ -227,7 +223,7 @@ def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], aut
         current = (existing.get("spec") or {}).get("replicas") or 0
         ctx.kube.hand_over(api_version, workload_kind, owner.namespace, owner.name,
                            {"replicas": max(current, min_replicas)})
-    apply_children(ctx, key, owner, objects)
+    apply_children(ctx, key, owner, objects, keep=keep)
     if existing is None:
         # Created just now: start at minReplicas rather than the API default of 1 until the HPA's first
         # sync. Without force: if anyone (the HPA) has sized it meanwhile, their size stays.

@@ -122,7 +122,7 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
         return report("WaitingForTrainingJob", Cond("Ready", False, c.reason, c.message), True)
     if obs.cache is not None and not obs.cache.status and obs.deployment is None:
         waiting = Cond("Ready", False, obs.cache.reason, obs.cache.message)
-        if obs.cache.reason == "FillFailed":
+        if obs.cache.reason in ("FillFailed", "CacheConflict"):
             return report("Stalled", waiting, False, Cond("Stalled", True, obs.cache.reason, obs.cache.message))
         return report("Progressing", waiting, True)
     if obs.deployment is None:
