@@ -161,8 +161,10 @@ def test_canary_behind_a_gateway_goes_10_50_100(delivery_operator, kubectl, cust
     apply(kubectl, resource("ModelDeployment", name, model("s3://models/churn/v2/", gateway=gateway, rollout=canary)),
           namespace)
     for step, weight in ((1, 10), (2, 50)):
+        # A step's weight is routed once the canary has the Ready pods for it.
         status = wait_rollout(wait_for, custom, namespace, name,
-                              lambda s: s.get("step") == step and s.get("phase") == "Progressing", f"step {step}")
+                              lambda s: s.get("step") == step and s.get("phase") == "Progressing"
+                              and s.get("canaryWeight") == weight, f"step {step} at {weight}%")
         transcript(f"canary step {step} ({weight}%): kubectl get md {name} -o yaml", md_yaml_rollout(kubectl, namespace, name))
         assert status["canaryWeight"] == weight
         assert (status["stableModelUri"], status["canaryModelUri"]) == ("s3://models/churn/v1/", "s3://models/churn/v2/")
@@ -246,6 +248,7 @@ def test_pause_holds_and_an_edit_mid_canary_restarts_from_step_1(delivery_operat
     apply(kubectl, resource("ModelDeployment", name, model("s3://models/m/v2/", rollout=paused)), namespace)
     wait_rollout(wait_for, custom, namespace, name, lambda s: s.get("phase") == "Paused", "Paused")
     wait_for(lambda: deployment(apps_v1, namespace, f"{name}-canary"), timeout=15, what="canary Deployment")
+    wait_rollout(wait_for, custom, namespace, name, lambda s: s.get("canaryWeight") == 10, "10% once Ready")
     time.sleep(4 * 1)  # four times stepSeconds: a running canary would have moved on
     status = rollout(custom, namespace, name)
     transcript(f"paused canary: kubectl get md {name} -o yaml", md_yaml_rollout(kubectl, namespace, name))
@@ -259,12 +262,95 @@ def test_pause_holds_and_an_edit_mid_canary_restarts_from_step_1(delivery_operat
     status = wait_rollout(wait_for, custom, namespace, name,
                           lambda s: s.get("canaryModelUri") == "s3://models/m/v3/", "restarted for v3")
     transcript(f"edit mid-canary: kubectl get md {name} -o yaml", md_yaml_rollout(kubectl, namespace, name))
-    assert (status["step"], status["canaryWeight"], status["stableModelUri"]) == (1, 10, "s3://models/m/v1/")
+    assert (status["step"], status["stableModelUri"]) == (1, "s3://models/m/v1/")
+    assert status["canaryWeight"] in (0, 10)  # 0 until the v3 canary pod is Ready
     assert status["startTime"] > first["startTime"] and status["canaryHash"] != first["canaryHash"]
     wait_for(lambda: template_uri(deployment(apps_v1, namespace, f"{name}-canary")) == "s3://models/m/v3/",
              timeout=15, what="canary on v3")
     wait_rollout(wait_for, custom, namespace, name, lambda s: s.get("phase") == "Promoted", "Promoted", timeout=90)
     assert template_uri(deployment(apps_v1, namespace, name)) == "s3://models/m/v3/"
+
+
+class Recorder:
+    """Every state the API server holds of one object, as a watch delivers them (from the resourceVersion of a
+    first list, so none is missed), in a background thread until stopped."""
+
+    def __init__(self, list_call, *args, name: str):
+        import threading
+
+        from kubernetes import watch
+        self.states: list[dict] = []
+        self._watch = watch.Watch()
+        listed = list_call(*args, field_selector=f"metadata.name={name}")
+        for item in listed.get("items") or []:
+            self.states.append(item)
+        version = listed["metadata"]["resourceVersion"]
+        self._thread = threading.Thread(target=self._run, args=(list_call, args, name, version), daemon=True)
+        self._thread.start()
+
+    def _run(self, list_call, args, name, version):
+        for event in self._watch.stream(list_call, *args, field_selector=f"metadata.name={name}",
+                                        resource_version=version, timeout_seconds=300):
+            self.states.append(event["object"])
+
+    def stop(self) -> list[dict]:
+        import time
+        time.sleep(1)  # the last events in flight
+        self._watch.stop()
+        return list(self.states)
+
+
+def _rv(obj: dict) -> int:
+    return int(obj["metadata"]["resourceVersion"])
+
+
+def test_slow_canary_pods_get_no_weight_until_ready_and_promotion_never_drops_the_share(
+        delivery_operator, kubectl, custom, apps_v1, namespace, wait_for, transcript):
+    """The new version's pods take 6 s to start (kwok start delay): the canary gets no traffic until it has Ready
+    pods; at promotion the stable Deployment's pods (the new template, as slow) roll while the canary keeps the
+    last step's share; watched on every state: the route never gives the new version less than that share, and
+    Ready never leaves True."""
+    name = "slowcanary"
+    gateway = {"parentRefs": [{"name": "inference", "namespace": "gateway-system"}]}
+    canary = {"canary": {"steps": [25, 50], "stepSeconds": 2}}
+    apply(kubectl, resource("ModelDeployment", name, model("s3://models/slow/v1/", gateway=gateway, rollout=canary,
+                                                           replicas=4)), namespace)
+    wait_ready(wait_for, custom, namespace, name)
+    routes = Recorder(custom.list_namespaced_custom_object, "gateway.networking.k8s.io", "v1", namespace, "httproutes",
+                      name=name)
+    bodies = Recorder(custom.list_namespaced_custom_object, "mlplatform.dev", "v1alpha1", namespace, "modeldeployments",
+                      name=name)
+    canaries = Recorder(custom.list_namespaced_custom_object, "apps", "v1", namespace, "deployments",
+                        name=f"{name}-canary")  # as plain dicts
+    slow = resource("ModelDeployment", name, model("s3://models/slow/v2/", gateway=gateway, rollout=canary, replicas=4),
+                    annotations={"mlplatform.dev/kwok-start-after": "6s"})
+    apply(kubectl, slow, namespace)
+    wait_rollout(wait_for, custom, namespace, name, lambda s: s.get("phase") == "Promoted", "Promoted", timeout=120)
+    wait_for(lambda: backend_weights(route(custom, namespace, name)) == [(name, 1)], timeout=20, what="one backend")
+    route_states, md_states, canary_states = routes.stop(), bodies.stop(), canaries.stop()
+    transcript(f"slow canary promoted: kubectl get md {name} -o yaml", md_yaml_rollout(kubectl, namespace, name))
+
+    # No weight before the canary had a Ready pod (resourceVersions order the states of one etcd).
+    first_ready = min((_rv(d) for d in canary_states if ((d.get("status") or {}).get("readyReplicas") or 0) > 0),
+                      default=None)
+    weighted = [r for r in route_states if dict(backend_weights(r)).get(f"{name}-canary", 0) > 0]
+    assert first_ready is not None and weighted, (len(canary_states), len(route_states))
+    assert min(_rv(r) for r in weighted) > first_ready, "the canary got traffic before any of its pods was Ready"
+    assert any(backend_weights(r) == [(name, 100), (f"{name}-canary", 0)] for r in route_states)
+
+    # From the last step on, the new version's share never drops below it.
+    shares = [backend_weights(r) for r in route_states]
+    last_step = next(i for i, w in enumerate(shares) if dict(w).get(f"{name}-canary") == 50)
+    for weights in shares[last_step:]:
+        assert weights in ([(name, 50), (f"{name}-canary", 50)], [(name, 1)]), shares[last_step:]
+    # Ready True in every state of the resource from the edit to the promotion.
+    after_edit = [b for b in md_states if b["metadata"]["generation"] >= 2]
+    assert after_edit
+    for body in after_edit:
+        ready = condition(body, "Ready")
+        assert ready.get("status") == "True", (body["metadata"]["resourceVersion"], ready, body["status"].get("rollout"))
+    phases = [(b["status"].get("rollout") or {}).get("phase") for b in after_edit]
+    assert "Promoting" in phases and phases[-1] == "Promoted"
 
 
 def test_a_refused_route_makes_the_model_not_ready(delivery_operator, kubectl, custom, namespace, wait_for):

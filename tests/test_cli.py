@@ -44,7 +44,8 @@ spec:
     lines = result.stderr.strip().splitlines()
     assert lines == [
         f"{bad}#2 ModelDeployment/bad-md: spec.model.uri: found 'ftp://x'; allowed: s3://, gs://, hf://, oci:// or pvc://<claim>/<path>",
-        f"{bad}#2 ModelDeployment/bad-md: spec.autoscaling.minReplicas: autoscaling.minReplicas must be <= autoscaling.maxReplicas",
+        f"{bad}#2 ModelDeployment/bad-md: spec.autoscaling.minReplicas: "
+        "autoscaling.minReplicas must be <= autoscaling.maxReplicas",
     ]
 
 
@@ -214,3 +215,53 @@ def test_render_of_a_gitops_folder_renders_ours_only(tmp_path):
     assert result.returncode == 0, result.stderr
     kinds = {d["kind"] for d in yaml.safe_load_all(result.stdout) if d}
     assert "Namespace" not in kinds and "Application" not in kinds and {"Deployment", "Job"} <= kinds
+
+
+# ---------------------------------------------------------------- issue 17: render = what the operator applies
+
+def test_render_with_a_config_copies_the_pod_annotations_the_operator_copies(tmp_path):
+    """podAnnotationPrefixes: the operator copies matching annotations of the resource onto its pods; render
+    prints the same pod template (compared with the reconciler's apply against the fake Kube)."""
+    from mlplatform.api.validation import validate_document
+    from mlplatform.config import load_config
+    from mlplatform.controllers import RECONCILERS
+
+    from .fake_kube import FakeKube, make_context
+
+    config = tmp_path / "config.yaml"
+    config.write_text("podAnnotationPrefixes: [sidecar.istio.io/]\n")
+    doc = yaml.safe_load((ROOT / "examples/modeldeployment-sklearn-cpu.yaml").read_text())
+    doc["metadata"]["annotations"] = {"sidecar.istio.io/inject": "false", "team": "risk"}
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump(doc))
+    result = mlplatform("render", "-f", str(tmp_path / "md.yaml"), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    printed, = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "Deployment"]
+    assert printed["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    assert "team" not in printed["spec"]["template"]["metadata"]["annotations"]
+
+    kube = FakeKube()
+    ctx = make_context(kube)
+    ctx.config = load_config(str(config))
+    namespace = doc["metadata"].get("namespace", "default")
+    body = {**doc, "metadata": {**doc["metadata"], "namespace": namespace, "uid": "u1", "generation": 1}}
+    assert validate_document(body)[1] == []
+    ctx.cache.upsert("ModelDeployment", kube.put(body))
+    RECONCILERS["ModelDeployment"](ctx, ("ModelDeployment", namespace, doc["metadata"]["name"]),
+                                   ctx.cache.resource(("ModelDeployment", namespace, doc["metadata"]["name"])))
+    applied = kube.stored("apps/v1", "Deployment", namespace, doc["metadata"]["name"])
+    assert applied["spec"]["template"] == printed["spec"]["template"]
+
+
+def test_render_prints_no_yaml_anchors_or_aliases():
+    result = mlplatform("render", "-f", "examples/modeldeployment-llm-multinode.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "&id" not in result.stdout and "*id" not in result.stdout
+
+
+def test_validate_refuses_a_canary_of_multi_node_replicas_naming_both_fields(tmp_path):
+    doc = yaml.safe_load((ROOT / "examples/modeldeployment-llm-multinode.yaml").read_text())
+    doc["spec"]["rollout"] = {"canary": {"steps": [50]}}
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump(doc))
+    result = mlplatform("validate", "-f", str(tmp_path / "md.yaml"))
+    assert result.returncode == 1
+    assert "rollout.canary" in result.stdout + result.stderr and "nodesPerReplica" in result.stdout + result.stderr

@@ -361,6 +361,77 @@ def test_ready_counts_whole_groups():
     assert as_rollout_view(lws)["status"]["observedGeneration"] == 3
 
 
+def lws_pod(name: str, group: int, worker: int, ready: bool, phase: str = "Running") -> dict:
+    from mlplatform.render.common import Owner, labels
+    pod_labels = {**labels(Owner("ModelDeployment", "llm", "team"), "predictor"),
+                  "leaderworkerset.sigs.k8s.io/name": "llm",
+                  "leaderworkerset.sigs.k8s.io/group-index": str(group),
+                  "leaderworkerset.sigs.k8s.io/worker-index": str(worker)}
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "team", "labels": pod_labels},
+            "spec": {"containers": [{"name": "server", "image": "x"}]},
+            "status": {"phase": phase, "conditions": conditions}}
+
+
+def test_group_readiness_counts_a_group_only_when_every_pod_is_ready():
+    from mlplatform.status.modeldeployment import group_readiness
+    pods = [lws_pod("llm-0", 0, 0, True), lws_pod("llm-0-1", 0, 1, True),
+            lws_pod("llm-1", 1, 0, True), lws_pod("llm-1-1", 1, 1, False, phase="Pending")]
+    result = group_readiness(pods, size=2, replicas=2)
+    assert result.ready == 1
+    assert result.missing == "group 1 not Ready: worker pod llm-1-1 is Pending, not Ready"
+    assert group_readiness(pods[:3], 2, 2).missing == "group 1 not Ready: 1 of its 2 pods exist"
+    assert group_readiness(pods[:2], 2, 1).ready == 1 and group_readiness(pods[:2], 2, 1).missing is None
+
+
+def test_multi_node_ready_comes_from_the_pods_whatever_the_leader_worker_set_reports():
+    """LWS v0.8 counts a group Ready before its workers are: with group 1's worker Pending, the ModelDeployment
+    is not Ready and its message names the group."""
+    from .test_reconcilers import Harness, model_deployment
+
+    h = Harness()
+    body = model_deployment("llm", **{k: v for k, v in MULTI.items()})
+    h.add(body)
+    h.reconcile(body)
+    lws = h.kube.stored("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "team", "llm")
+    lws["status"] = {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2,
+                     "conditions": [{"type": "Available", "status": "True",
+                                     "observedGeneration": lws["metadata"]["generation"]}]}
+    h.add(lws)
+    pods = [lws_pod("llm-0", 0, 0, True), lws_pod("llm-0-1", 0, 1, True),
+            lws_pod("llm-1", 1, 0, True), lws_pod("llm-1-1", 1, 1, False, phase="Pending")]
+    for pod in pods:
+        h.add(pod)
+    h.ctx.status_written_at.clear()  # past the progress-write interval
+    h.reconcile(h.ctx.cache.resource(("ModelDeployment", "team", "llm")))
+    status = h.kube.stored("mlplatform.dev/v1alpha1", "ModelDeployment", "team", "llm")["status"]
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert ready["status"] == "False" and status["replicaSummary"] == "1/2"
+    assert "group 1 not Ready: worker pod llm-1-1 is Pending" in ready["message"]
+    h.add({**pods[3], "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+    h.reconcile(h.ctx.cache.resource(("ModelDeployment", "team", "llm")))
+    status = h.kube.stored("mlplatform.dev/v1alpha1", "ModelDeployment", "team", "llm")["status"]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+
+
+@pytest.mark.parametrize("budget,replicas,max_unavailable", [
+    (None, 2, 1),
+    ({"maxUnavailable": 1}, 4, 1),
+    ({"maxUnavailable": 2}, 4, 2),
+    ({"minAvailable": 1}, 2, 1),        # 1 of 2 groups up: 1 pod may be evicted (it takes its group down)
+    ({"minAvailable": 3}, 4, 1),
+    ({"minAvailable": "50%"}, 4, 2),
+    ({"maxUnavailable": "25%"}, 4, 1),
+])
+def test_the_multi_node_disruption_budget_counts_whole_groups(budget, replicas, max_unavailable):
+    spec = {**MULTI, "replicas": replicas}
+    if budget:
+        spec["disruptionBudget"] = budget
+    pdb, = [o for o in render(md(spec)) if o["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"] == {"maxUnavailable": max_unavailable, "selector": pdb["spec"]["selector"]}
+    assert "leaderworkerset.sigs.k8s.io/worker-index" not in pdb["spec"]["selector"]["matchLabels"]
+
+
 # --- model.cache ---------------------------------------------------------------------------------
 
 CACHED = {"model": {"uri": "s3://models/llama-70b/", "format": "huggingface", "cache": {"size": "200Gi",

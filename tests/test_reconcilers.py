@@ -621,10 +621,41 @@ def test_a_changed_input_or_child_is_rendered_and_applied_again(renders, change)
     h.sync()
     h.kube.calls.clear()
     h.reconcile(current(h, body))
-    assert renders == ["scorer", "scorer"]
+    # The render is keyed on its own inputs: a changed child is applied again from the kept render.
+    assert renders == (["scorer"] if change.startswith("child") else ["scorer", "scorer"])
     if change in ("child spec edited", "child deleted", "resource edited"):
         assert [c.kind for c in h.kube.called("apply")] == [{"child spec edited": "Deployment", "child deleted": "Service",
                                                               "resource edited": "Deployment"}[change]]
+
+
+def test_the_render_skip_is_keyed_on_every_argument_of_the_render():
+    """The plan step's key covers what render_model_deployment takes, the configuration included: a changed
+    configuration renders and applies again (a key of a few chosen inputs froze the children)."""
+    from mlplatform.controllers import modeldeployment
+
+    assert list(inspect.signature(render_model_deployment).parameters) == ["owner", "spec", "config", "model_uri"]
+    h = converged(FIXED)
+    body = current(h, FIXED)
+    resolved = modeldeployment.resolve(h.ctx, key_of(body), body)
+    before = modeldeployment.render_key(resolved, h.ctx.config)
+    h.ctx.config = OperatorConfig.model_validate({"storageInitializer": {"image": "registry.internal/init:2"}})
+    assert modeldeployment.render_key(resolved, h.ctx.config) != before
+    h.ctx.config = OperatorConfig.model_validate({"runtimes": {"sklearn": {"image": "registry.internal/sklearn:9"}}})
+    h.reconcile(body)
+    assert [c.kind for c in h.kube.called("apply")] == ["Deployment"]
+    live = h.kube.stored("apps/v1", "Deployment", NS, "scorer")
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.internal/sklearn:9"
+
+
+def test_no_feature_opts_out_of_the_render_skip(renders):
+    """A canary and a model cache read live state after the render, on every reconcile: the render itself is
+    skipped for them too while its inputs are unchanged, and their decisions still reach the children."""
+    canary = model_deployment(replicas=2, rollout={"canary": {"steps": [50], "stepSeconds": 0}},
+                              model={"uri": "s3://models/churn/v3/", "cache": {"size": "1Gi"}})
+    h = converged(canary)
+    h.reconcile(current(h, canary))
+    h.reconcile(current(h, canary))
+    assert renders == ["scorer"]
 
 
 def test_admitted_job_missing_from_a_fresh_cache_is_not_suspended_again():
@@ -889,3 +920,68 @@ def test_model_cache_is_created_once_shared_by_reference_and_withholds_the_workl
     assert [c.kind for c in h.kube.called("apply")] == ["Deployment"]  # filled: served, nothing re-applied to the cache
     status = h.kube.stored(API_VERSION, "ModelDeployment", NS, "a")["status"]
     assert {c["type"]: c["reason"] for c in status["conditions"]}["ModelCached"] == "Filled"
+
+
+def _fill(h: Harness, uri: str) -> None:
+    from mlplatform.render.model_cache import cache_claim_name
+    claim = cache_claim_name(uri)
+    h.kube.put(with_status(h.kube.stored("v1", "PersistentVolumeClaim", NS, claim), {"phase": "Bound"}))
+    job = h.kube.stored("batch/v1", "Job", NS, f"{claim}-fill")
+    h.kube.put(with_status(job, {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}))
+
+
+def _claim_of(dep: dict) -> str:
+    return dep["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+
+
+def test_a_new_model_uri_is_filled_first_while_the_running_template_keeps_serving():
+    from mlplatform.render.model_cache import cache_claim_name
+    cache = {"size": "10Gi"}
+    md = model_deployment(model={"uri": "s3://models/churn/v3/", "cache": cache}, replicas=2)
+    h = Harness()
+    h.add(md)
+    h.reconcile(md)
+    _fill(h, "s3://models/churn/v3/")
+    h.sync()
+    h.reconcile(current(h, md))
+    old_claim = cache_claim_name("s3://models/churn/v3/")
+    assert _claim_of(h.kube.stored("apps/v1", "Deployment", NS, "scorer")) == old_claim
+
+    edited = model_deployment(model={"uri": "s3://models/churn/v4/", "cache": cache}, replicas=2)
+    edited["metadata"]["generation"] = 2
+    h.replace(edited)
+    h.kube.calls.clear()
+    h.reconcile(current(h, edited))
+    new_claim = cache_claim_name("s3://models/churn/v4/")
+    assert [c.name for c in h.kube.called("apply")] == [new_claim, f"{new_claim}-fill"]
+    assert h.kube.called("delete") == []
+    assert _claim_of(h.kube.stored("apps/v1", "Deployment", NS, "scorer")) == old_claim, \
+        "the running Deployment took the new, unfilled claim"
+    cached = {c["type"]: c for c in current(h, edited)["status"]["conditions"]}["ModelCached"]
+    assert cached["status"] == "False" and "s3://models/churn/v4/" in cached["message"]
+    assert "the running template keeps serving" in cached["message"]
+
+    _fill(h, "s3://models/churn/v4/")
+    h.sync()
+    h.reconcile(current(h, edited))
+    assert _claim_of(h.kube.stored("apps/v1", "Deployment", NS, "scorer")) == new_claim
+
+
+def test_a_claim_without_our_cache_label_is_never_adopted():
+    from mlplatform.render.model_cache import cache_claim_name
+    claim = cache_claim_name("s3://models/churn/v3/")
+    md = model_deployment(model={"uri": "s3://models/churn/v3/", "cache": {"size": "10Gi"}}, replicas=1)
+    h = Harness()
+    h.kube.put({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim, "namespace": NS, "labels": {"team": "someone-else"}},
+                "spec": {"accessModes": ["ReadWriteOnce"]}, "status": {"phase": "Bound"}})
+    h.add(md)
+    h.reconcile(md)
+    assert h.kube.called("apply") == [] or all(c.kind not in ("PersistentVolumeClaim", "Job", "Deployment")
+                                               for c in h.kube.called("apply"))
+    assert h.kube.stored("v1", "PersistentVolumeClaim", NS, claim)["metadata"].get("ownerReferences") is None
+    status = current(h, md)["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (conditions["ModelCached"]["status"], conditions["ModelCached"]["reason"]) == ("False", "CacheConflict")
+    assert "without the label mlplatform.dev/model-cache=" in conditions["ModelCached"]["message"]
+    assert status["phase"] == "Stalled" and conditions["Ready"]["reason"] == "CacheConflict"

@@ -363,3 +363,27 @@ def test_feast_value_type_names_are_accepted_as_dtypes():
     definitions = configmap["data"]["features.py"]
     assert "Field(name='speed', dtype=Float64" in definitions
     assert "Field(name='ratio', dtype=Float32" in definitions
+
+
+def test_a_small_model_reserves_what_it_asks_not_the_storage_initializer_s_memory():
+    """The scheduler reserves max(largest init container, sum of app containers) per pod: with the storage
+    initializer's small request (operator configuration; KServe's 100Mi, limit 1Gi) a 128Mi model reserves 128Mi."""
+    from mlplatform.render.shm import quantity_value as parse_quantity
+
+    objects = rendered_objects(md({"model": {"uri": "s3://models/churn/v3/", "format": "sklearn"},
+                                   "runtime": {"preset": "sklearn"}, "resources": {"cpu": "100m", "memory": "128Mi"}}))
+    pod = pod_specs(objects)[0]
+    init = max(parse_quantity(c["resources"]["requests"]["memory"]) for c in pod["initContainers"])
+    app = sum(parse_quantity(c["resources"]["requests"]["memory"]) for c in pod["containers"])
+    assert max(init, app) == 128 * 2**20
+    fetcher, = pod["initContainers"]
+    assert fetcher["resources"]["requests"]["memory"] == CONFIG.storage_initializer.memory == "100Mi"
+    assert fetcher["resources"]["limits"]["memory"] == CONFIG.storage_initializer.memory_limit == "1Gi"
+
+
+def test_the_model_cache_fill_job_requests_the_configured_small_memory():
+    objects = rendered_objects(md({"model": {"uri": "s3://models/churn/v3/", "format": "sklearn", "cache": {"size": "1Gi"}},
+                                   "runtime": {"preset": "sklearn"}}))
+    job, = by_kind(objects, "Job")
+    fetcher, = job["spec"]["template"]["spec"]["containers"]
+    assert fetcher["resources"] == {"requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"memory": "1Gi"}}

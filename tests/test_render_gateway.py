@@ -12,9 +12,10 @@ from mlplatform.api.modeldeployment import Gateway
 from mlplatform.labels import COMPONENT_LABEL, TEMPLATE_HASH_ANNOTATION, TRACK_LABEL
 from mlplatform.render.canary import (
     canary_deployment,
-    canary_ready,
     canary_service,
     progress_deadline_exceeded,
+    ready_with_template,
+    rolled_out,
     stable_deployment,
     template_hash,
 )
@@ -126,9 +127,19 @@ def test_canary_readiness_and_progress_deadline():
     desired = _deployment()
     canary = canary_deployment(desired, "h", 2, False, 60)
     canary["metadata"]["generation"] = 1
-    assert not canary_ready(canary, "h")
-    canary["status"] = {"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2}
-    assert canary_ready(canary, "h") and not canary_ready(canary, "other")
+    assert ready_with_template(canary, "h") == 0
+    canary["status"] = {"observedGeneration": 1, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2}
+    assert ready_with_template(canary, "h") == 2 and ready_with_template(canary, "other") == 0
+    # Mid-rollout of a newer template: ready pods of the older one do not count.
+    canary["status"] = {"observedGeneration": 1, "replicas": 3, "readyReplicas": 3, "updatedReplicas": 1}
+    assert ready_with_template(canary, "h") == 1
+    canary["status"] = {"observedGeneration": 0, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2}
+    assert ready_with_template(canary, "h") == 0, "a generation the controller has not seen yet"
+    canary["status"] = {"observedGeneration": 1, "replicas": 3, "readyReplicas": 3, "updatedReplicas": 2,
+                        "availableReplicas": 3}
+    assert not rolled_out(canary, "h", 2), "an old pod is still there"
+    canary["status"]["replicas"] = 2
+    assert rolled_out(canary, "h", 2) and not rolled_out(canary, "h", 3)
     assert progress_deadline_exceeded(canary) is None
     canary["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                                        "message": 'ReplicaSet "scorer-canary-1" has timed out progressing.'}]

@@ -209,6 +209,14 @@ def _load_config_or_exit(path: str | None):
         raise SystemExit(2) from exc
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Shared dicts (the same labels on a pod template and its selector) are printed in full, never as
+    YAML anchors and aliases (&id001 / *id001) that a reader or a diff cannot follow."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
 def cmd_render(args) -> int:
     from .render import RenderError, render_offline
 
@@ -228,7 +236,7 @@ def cmd_render(args) -> int:
         if not rendered.objects:
             outputs.append(header)
         for i, obj in enumerate(rendered.objects):
-            outputs.append((header if i == 0 else "") + yaml.safe_dump(obj, sort_keys=False, width=1000))
+            outputs.append((header if i == 0 else "") + yaml.dump(obj, Dumper=_NoAliasDumper, sort_keys=False, width=1000))
     for line in errors:
         print(line, file=sys.stderr)
     if errors:

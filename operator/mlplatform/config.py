@@ -96,7 +96,9 @@ def _default_presets() -> dict[str, RuntimePresetConfig]:
 class StorageInitializerConfig(ApiModel):
     image: str = Field("kserve/storage-initializer:v0.15.2", description="Image that downloads the model.")
     cpu: str = Field("100m", description="CPU request of the init container.")
-    memory: str = Field("1Gi", description="Memory request and limit of the init container.")
+    memory: str = Field("100Mi", description="Memory request of the init container (and of a model-cache fill Job): "
+                        "small, since the scheduler reserves max(init, app) per pod (KServe's value).")
+    memory_limit: str = Field("1Gi", description="Memory limit of the init container (and of a model-cache fill Job).")
 
 
 class FeastConfig(ApiModel):

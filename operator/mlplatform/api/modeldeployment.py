@@ -235,7 +235,9 @@ class ModelDeploymentSpec(ApiModel):
         "FeatureViews in this namespace read at inference time: each must be Ready before this is Ready; "
         "its serving URL is passed as FEATURES_<NAME>_URL."
     )
-    disruption_budget: DisruptionBudget | None = field("PodDisruptionBudget of the replicas.")
+    disruption_budget: DisruptionBudget | None = field(
+        "PodDisruptionBudget of the replicas (pods; with nodesPerReplica > 1, replicas, i.e. whole groups: one "
+        "evicted pod restarts its group, so the budget allows as many pod evictions as groups may be down).")
     suspend: bool | None = field("Scale to zero and keep everything else; phase Suspended.")
     nodes_per_replica: int | None = field(
         "Pods (one per GPU node) of one replica, default 1; more than 1: each replica is one LeaderWorkerSet "
@@ -263,6 +265,13 @@ class ModelDeploymentSpec(ApiModel):
             lambda s: (s.nodes_per_replica or 1) == 1 or (s.resources is not None and s.resources.gpu is not None),
         ),
         Rule(
+            "!has(self.nodesPerReplica) || self.nodesPerReplica == 1 || !has(self.rollout) || !has(self.rollout.canary)",
+            "rollout.canary is not supported with nodesPerReplica > 1 (a multi-node replica is a LeaderWorkerSet "
+            "group, rolled out by the LeaderWorkerSet): remove rollout.canary or set nodesPerReplica to 1",
+            "rollout.canary",
+            lambda s: (s.nodes_per_replica or 1) == 1 or s.rollout is None or s.rollout.canary is None,
+        ),
+        Rule(
             "!has(self.autoscaling) || !has(self.autoscaling.targets.gpuUtilization) || "
             "(has(self.resources) && has(self.resources.gpu))",
             "autoscaling.targets.gpuUtilization needs resources.gpu",
@@ -275,10 +284,13 @@ class ModelDeploymentSpec(ApiModel):
 
 
 class RolloutStatus(ApiModel):
-    phase: Literal["Progressing", "Paused", "Promoted", "Aborted"] | None = field(
-        "Progressing, Paused (rollout.canary.pause), Promoted (the canary's template is now stable) or Aborted.")
+    phase: Literal["Progressing", "Paused", "Promoting", "Promoted", "Aborted"] | None = field(
+        "Progressing, Paused (rollout.canary.pause), Promoting (after the last step: the stable Deployment rolls to "
+        "the new template while the canary keeps its share), Promoted (the canary's template is now stable) or "
+        "Aborted.")
     step: int | None = field("Current canary step, from 1.")
-    canary_weight: int | None = field("Percent of traffic the canary gets now.")
+    canary_weight: int | None = field("Percent of traffic the canary gets now: a step's weight once the canary has "
+                                      "the Ready replicas it needs (until then the previous step's, or 0).")
     stable_model_uri: str | None = field("Model served by the stable Deployment.")
     canary_model_uri: str | None = field("Model served by the canary Deployment.")
     message: str | None = field("What the rollout is doing, or why it was aborted.")
@@ -286,7 +298,8 @@ class RolloutStatus(ApiModel):
                                "to the stable template).")
     stable_hash: str | None = field("Hash of the stable pod template.")
     canary_hash: str | None = field("Hash of the canary pod template.")
-    step_start_time: str | None = field("When the current step began holding (the canary Ready).",
+    step_start_time: str | None = field("When the current step began holding: the first reconcile that routed its weight "
+                                        "(the canary's Ready capacity there); microsecond precision.",
                                         json_schema_extra={"format": "date-time"})
     start_time: str | None = field("When this canary started.", json_schema_extra={"format": "date-time"})
 

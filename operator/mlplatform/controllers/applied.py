@@ -1,73 +1,50 @@
-"""What each resource's children were after our last apply, so a reconcile can skip rendering them.
+"""The unchanged-render skip: a ModelDeployment's rendered children, kept per resource under a hash of
+everything the render reads, so a reconcile renders again only when one of those inputs changed.
 
-Rendering (templates parsed into objects) was most of a reconcile's CPU at scale, spent mostly to find
-that the children already match: a rollout delivers many child events per resource, each a reconcile.
-A render reads only the resource's identity, generation (its spec), annotations and resolved model URI,
-and the operator configuration, fixed for the process. A child changed behind our back has a new
-metadata.generation (spec changes; status updates do not bump it) or, for kinds without a generation
-(Service, ConfigMap), a new resourceVersion; a deleted child leaves the cache. So when the inputs and
-every child's intent hash and version are as recorded, the render would change nothing.
+Rendering (templates parsed into objects) was most of a reconcile's CPU at scale, spent mostly to find that
+the children already match: a rollout delivers many child events per resource, each a reconcile. The render
+is a pure function of (the resource's identity, generation, annotations and spec; the resolved model URI; the
+operator configuration): those are its only arguments, and all of them go into the key. No feature has to
+opt out: a step that reads live state (the model cache, the canary) runs after the render, on every
+reconcile, and what it decides goes into the objects applied, which apply_children compares with the live
+children one by one.
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
 
-from ..labels import INTENT_HASH_ANNOTATION, short_hash
-from ..render.common import Owner
-from ..runtime.cache import Cache, ResourceKey
+from ..runtime.cache import ResourceKey
 
-ChildState = tuple[str, str, str | None, str | None]  # kind, name, intent hash, version
-
-
-def render_inputs(owner: Owner, *resolved: str | None) -> str:
-    """A fingerprint of what a render of this resource reads, besides the configuration."""
-    return short_hash([owner.uid, owner.generation, sorted(owner.annotations.items()), list(resolved)])
-
-
-def _state(kind: str, name: str, live: dict) -> ChildState:
-    meta = live.get("metadata") or {}
-    version = meta.get("generation") or meta.get("resourceVersion")
-    return (kind, name, (meta.get("annotations") or {}).get(INTENT_HASH_ANNOTATION), str(version))
-
-
-@dataclass(frozen=True)
-class _Applied:
-    inputs: str
-    children: tuple[ChildState, ...]
+# Resources whose rendered children are kept (least recently rendered dropped first): a bound on memory,
+# as compact JSON (a few KB each).
+MAX_KEPT = 4096
 
 
 class AppliedChildren:
-    def __init__(self) -> None:
+    def __init__(self, max_kept: int = MAX_KEPT) -> None:
         self._lock = threading.Lock()
-        self._by_key: dict[ResourceKey, _Applied] = {}
+        self._max_kept = max_kept
+        self._by_key: OrderedDict[ResourceKey, tuple[str, str]] = OrderedDict()
 
-    def unchanged(self, key: ResourceKey, inputs: str, cache: Cache) -> bool:
-        """True when the last apply was for these inputs and every child is still as it left it."""
+    def rendered(self, key: ResourceKey, inputs: str) -> list[dict] | None:
+        """The objects last rendered for this resource from exactly these inputs (fresh copies), else None."""
         with self._lock:
-            applied = self._by_key.get(key)
-        if applied is None or applied.inputs != inputs:
-            return False
-        for kind, name, intent, version in applied.children:
-            live = cache.child(key, kind, name)
-            if live is None or live["metadata"].get("deletionTimestamp") or \
-                    _state(kind, name, live) != (kind, name, intent, version):
-                return False
-        return True
+            kept = self._by_key.get(key)
+            if kept is None or kept[0] != inputs:
+                return None
+            self._by_key.move_to_end(key)
+        return json.loads(kept[1])
 
-    def record(self, key: ResourceKey, inputs: str, objects: list[dict], live_now: dict[tuple[str, str], dict]) -> None:
-        """After an apply of `objects`: their live state as the apply left it (apply_children's result)."""
-        children = []
-        for obj in objects:
-            kind, name = obj["kind"], obj["metadata"]["name"]
-            live = live_now.get((kind, name))
-            if live is None:
-                self.forget(key)
-                return
-            children.append(_state(kind, name, live))
+    def remember(self, key: ResourceKey, inputs: str, objects: list[dict]) -> None:
+        text = json.dumps(objects, separators=(",", ":"))
         with self._lock:
-            self._by_key[key] = _Applied(inputs, tuple(children))
+            self._by_key[key] = (inputs, text)
+            self._by_key.move_to_end(key)
+            while len(self._by_key) > self._max_kept:
+                self._by_key.popitem(last=False)
 
     def forget(self, key: ResourceKey) -> None:
         with self._lock:

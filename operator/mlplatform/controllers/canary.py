@@ -8,12 +8,17 @@ from datetime import datetime, timezone
 
 from ..labels import INTENT_HASH_ANNOTATION, MODEL_URI_ANNOTATION, TEMPLATE_HASH_ANNOTATION
 from ..render.canary import (
+    REVISION_KIND,
     canary_deployment,
-    canary_ready,
     canary_service,
+    deployment_from_revision,
     is_canary,
     progress_deadline_exceeded,
+    ready_with_template,
+    rolled_out,
     stable_deployment,
+    stable_revision,
+    stable_revision_name,
     template_hash,
     with_template_hash,
 )
@@ -22,6 +27,7 @@ from ..render.gateway import canary_service_name, http_route
 from ..render.modeldeployment import COMPONENT, SERVICE_PORT
 from ..rollout import (
     ABORTED,
+    RUNNING,
     CanaryPolicy,
     RolloutDecision,
     RolloutInputs,
@@ -31,7 +37,7 @@ from ..rollout import (
 )
 from ..runtime.cache import ResourceKey
 from ..status.conditions import Cond
-from ..status.pods import first_problem
+from ..status.pods import first_problem, pod_ready
 from .base import Context, is_subset, live_child
 
 
@@ -70,6 +76,10 @@ def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[di
     if spec.suspend:
         return Arranged(objects, None)
     live = live_child(ctx, key, "apps/v1", "Deployment", owner.name)
+    revision = _stable_revision(ctx, key, owner, previous)
+    if live is None and revision is not None:
+        # The stable Deployment was deleted mid-canary: it comes back with the stable template, never the new one.
+        live = deployment_from_revision(revision)
     live_annotations = (live or {}).get("metadata", {}).get("annotations") or {}
     live_template_annotations = (((live or {}).get("spec") or {}).get("template") or {}).get("metadata", {}) \
         .get("annotations") or {}
@@ -82,16 +92,18 @@ def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[di
         failure = f"{problem.reason}: {problem.message}" if problem else failure
     policy = CanaryPolicy(tuple(canary.steps), canary.step_seconds if canary.step_seconds is not None else 300,
                           bool(canary.pause)) if canary else None
+    exact = spec.gateway is not None
+    total = _total_replicas(spec, ctx.cache.child(key, "HorizontalPodAutoscaler", owner.name), live)
     decision = plan_rollout(RolloutInputs(
         policy=policy, desired_hash=desired_hash,
         desired_model_uri=(desired["spec"]["template"]["metadata"].get("annotations") or {}).get(MODEL_URI_ANNOTATION),
         stable_hash=live_annotations.get(TEMPLATE_HASH_ANNOTATION) if live else None,
         stable_model_uri=live_template_annotations.get(MODEL_URI_ANNOTATION),
-        previous=previous, canary_ready=canary_current and canary_ready(canary_live, desired_hash),
-        canary_failure=failure, now=now or datetime.now(timezone.utc)))
+        previous=previous, canary_ready_replicas=max(ready_with_template(canary_live, desired_hash),
+                                                     ready_canary_pods(canary_pods, desired_hash)),
+        canary_failure=failure, total_replicas=total, exact_weights=exact,
+        stable_rolled=rolled_out(live, desired_hash, total), now=now or datetime.now(timezone.utc)))
 
-    exact = spec.gateway is not None
-    total = _total_replicas(spec, ctx.cache.child(key, "HorizontalPodAutoscaler", owner.name), live)
     if not decision.stable_takes_desired:
         stable = stable_deployment(stamped, live, live_annotations[TEMPLATE_HASH_ANNOTATION])
         if live_annotations.get(INTENT_HASH_ANNOTATION) and is_subset(stable, live):
@@ -99,8 +111,18 @@ def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[di
             # Deployment's generation moves with its annotations, and Ready would flicker until it is observed).
             stable["metadata"]["annotations"][INTENT_HASH_ANNOTATION] = live_annotations[INTENT_HASH_ANNOTATION]
         objects = _replace(objects, stamped, stable)
+    stable_hash = live_annotations.get(TEMPLATE_HASH_ANNOTATION) if live else None
+    running = (decision.status or {}).get("phase") in RUNNING
+    if running and decision.canary:
+        kept_hash = (decision.status or {}).get("stableHash") or stable_hash
+        if revision is not None and (revision.get("data") or {}).get("templateHash") == kept_hash:
+            objects.append(_as_intent(revision))
+        elif live is not None and kept_hash == stable_hash:
+            objects.append(stable_revision(desired["metadata"], owner.name, live["spec"]["template"], stable_hash))
     if decision.canary:
-        deployment = canary_deployment(stamped, desired_hash, canary_replicas(total, decision.weight, exact), exact,
+        # Sized for the current step's share (the last one's while promoting), routed only what is Ready.
+        size = canary_replicas(total, decision.capacity_weight, exact)
+        deployment = canary_deployment(stamped, desired_hash, size, exact,
                                        ctx.config.defaults.canary_progress_deadline_seconds)
         objects.append(deployment)
         service = _find(objects, "Service", owner.name)
@@ -110,6 +132,29 @@ def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[di
     if route is not None and decision.canary:
         objects = _replace(objects, route, http_route(owner, spec.gateway, COMPONENT, SERVICE_PORT, decision.weight))
     return Arranged(objects, decision)
+
+
+def ready_canary_pods(pods: list[dict], desired_hash: str) -> int:
+    """Ready canary pods of the desired template, from the pods themselves (a Deployment's status lags a
+    scale-up by a generation; its pods do not)."""
+    return sum(1 for p in pods if is_canary(p) and not p["metadata"].get("deletionTimestamp") and pod_ready(p)
+               and ((p["metadata"].get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION) == desired_hash))
+
+
+def _stable_revision(ctx: Context, key: ResourceKey, owner: Owner, previous: dict | None) -> dict | None:
+    stable_hash = (previous or {}).get("stableHash")
+    if not stable_hash or (previous or {}).get("phase") not in RUNNING:
+        return None
+    return ctx.cache.child(key, REVISION_KIND, stable_revision_name(owner.name, stable_hash))
+
+
+def _as_intent(revision: dict) -> dict:
+    """A kept ControllerRevision applied again as it is (its data is immutable)."""
+    meta = revision["metadata"]
+    return {"apiVersion": "apps/v1", "kind": REVISION_KIND,
+            "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations", "ownerReferences")
+                         if k in meta},
+            "data": revision.get("data"), "revision": revision.get("revision", 1)}
 
 
 def rollout_condition(status: dict | None) -> Cond | None:

@@ -1,17 +1,32 @@
-"""ModelDeployment: resolve the model and features, render, apply, report."""
+"""ModelDeployment: one reconcile in explicit steps, each a small function from the previous step's output:
+
+    resolve  the resource, its model (URI or promoted run), FeatureViews, whether the Gateway API is there
+    plan     render the children: a pure function of what `resolve` gives and the configuration, skipped when
+             a hash of all of that is as last rendered (controllers/applied.py)
+    cache    model.cache: the shared claim and its fill Job; the workload withheld until the fill completes
+    rollout  canary: which template the stable Deployment runs, the canary's size and the route's weights
+    apply    server-side apply of what differs from the live children, prune what is no longer rendered
+    report   status: phase, conditions, replica counts, status.rollout
+"""
 
 from __future__ import annotations
 
-from ..render.common import RenderError
+from dataclasses import dataclass
+
+from ..api.modeldeployment import ModelDeploymentSpec
+from ..config import OperatorConfig
+from ..labels import short_hash
+from ..render.common import Owner, RenderError
+from ..render.gateway import canary_service_name
 from ..render.leaderworkerset import as_rollout_view, workload_of
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
+from ..rollout import PROMOTING
 from ..runtime.cache import ResourceKey
-from ..status.dependencies import features_condition, resolve_model
+from ..status.dependencies import ModelResolution, features_condition, resolve_model
 from ..status.gateway import route_condition, with_route
-from ..status.modeldeployment import ModelDeploymentObserved, model_deployment_report
+from ..status.modeldeployment import ModelDeploymentObserved, group_readiness, model_deployment_report
 from ..status.pods import PodProblem
 from ..status.promotion import resolve_promoted
-from .applied import render_inputs
 from .base import (
     Context,
     apply_children,
@@ -23,13 +38,44 @@ from .base import (
     warning_events_if_needed,
     write_status,
 )
-from .canary import arrange, canary_pods_of, rollout_condition, stable_pods
-from .model_cache import reconcile_cache
+from .canary import Arranged, arrange, canary_pods_of, rollout_condition, stable_pods
+from .model_cache import CacheOutcome, reconcile_cache
 
 KIND = "ModelDeployment"
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """What the reconcile works from: the resource and everything it depends on, read once."""
+    key: ResourceKey
+    body: dict
+    owner: Owner
+    spec: ModelDeploymentSpec
+    resolution: ModelResolution
+    views: dict[str, dict | None]
+    gateway_installed: bool
+    previous_rollout: dict | None
+
+
+@dataclass(frozen=True)
+class Planned:
+    objects: list[dict]         # the children the spec renders (none when it cannot be rendered)
+    error: str | None = None    # why it cannot
+
+
+
+
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
+    resolved = resolve(ctx, key, body)
+    planned = plan(ctx, resolved)
+    cached = CacheOutcome(planned.objects, None) if planned.error else cache(ctx, resolved, planned)
+    arranged = Arranged(cached.objects, None) if planned.error or cached.held else rollout(ctx, resolved, cached)
+    if not planned.error:
+        apply(ctx, resolved, cached, arranged)
+    report(ctx, resolved, planned, cached, arranged)
+
+
+def resolve(ctx: Context, key: ResourceKey, body: dict) -> Resolved:
     owner = owner_of(KIND, body)
     spec = typed_spec(body)
     namespace = owner.namespace
@@ -38,78 +84,137 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     resolution = (resolve_promoted(spec.model.from_training_job, training_job, spec.model.promotion.metrics)
                   if spec.model.promotion else resolve_model(spec.model.uri, spec.model.from_training_job, training_job))
     views = {name: ctx.cache.resource(("FeatureView", namespace, name)) for name in spec.features or []}
-    render_error = None
-    previous_rollout = (body.get("status") or {}).get("rollout")
-    rollout = None
-    cache_cond = None
     gateway_installed = spec.gateway is None or ctx.kube.gateway_api_installed()
-    # A canary moves with time and pods, a model cache with its fill Job: only a resource with neither (and no
-    # rollout recorded) skips the render of children that are as last applied.
-    skippable = not (spec.rollout and spec.rollout.canary) and previous_rollout is None and spec.model.cache is None
-    inputs = render_inputs(owner, resolution.uri, str(gateway_installed)) if skippable else None
-    if inputs is None or not ctx.applied.unchanged(key, inputs, ctx.cache):
-        try:
-            rendered = render_model_deployment(owner, spec, ctx.config, resolution.uri)
-        except RenderError as err:
-            render_error = str(err)
-            ctx.applied.forget(key)
-        else:
-            objects, cache_cond, withheld = reconcile_cache(ctx, key, owner, rendered.objects)
-            all_pods = ctx.cache.children(key, "Pod")
-            arranged = arrange(ctx, key, owner, spec, objects, previous_rollout, canary_pods_of(all_pods))
-            rollout = arranged.decision.status if arranged.decision else previous_rollout
-            objects = [o for o in arranged.objects if gateway_installed or o["kind"] != "HTTPRoute"]
-            live_now = _apply(ctx, key, owner, spec, objects, autoscaled=resolution.uri is not None and not withheld
-                              and spec.autoscaling is not None and not spec.suspend)
-            if arranged.decision and arranged.decision.requeue_after:
-                ctx.queue.add(key, delay=arranged.decision.requeue_after + 0.2)
-            if inputs is not None:
-                ctx.applied.record(key, inputs, objects, live_now)
-            else:
-                ctx.applied.forget(key)
+    return Resolved(key, body, owner, spec, resolution, views, gateway_installed,
+                    (body.get("status") or {}).get("rollout"))
 
+
+_config_fingerprints: dict[int, tuple[OperatorConfig, str]] = {}
+
+
+def config_fingerprint(config: OperatorConfig) -> str:
+    """A hash of the whole operator configuration (computed once per configuration object)."""
+    kept = _config_fingerprints.get(id(config))
+    if kept is None or kept[0] is not config:
+        if len(_config_fingerprints) > 16:
+            _config_fingerprints.clear()
+        kept = _config_fingerprints[id(config)] = (config, short_hash(config.model_dump(mode="json")))
+    return kept[1]
+
+
+def render_key(resolved: Resolved, config: OperatorConfig) -> str:
+    """A hash of every argument of the render: the owner (identity, generation, annotations), the spec as
+    written, the resolved model URI and the configuration. Nothing else reaches render_model_deployment."""
+    owner = resolved.owner
+    return short_hash([owner.kind, owner.name, owner.namespace, owner.uid, owner.generation,
+                       sorted(owner.annotations.items()), resolved.body.get("spec"), resolved.resolution.uri,
+                       config_fingerprint(config)])
+
+
+def plan(ctx: Context, resolved: Resolved) -> Planned:
+    """The rendered children: from the last render when its inputs are unchanged, else rendered now."""
+    inputs = render_key(resolved, ctx.config)
+    objects = ctx.applied.rendered(resolved.key, inputs)
+    if objects is not None:
+        return Planned(objects)
+    try:
+        rendered = render_model_deployment(resolved.owner, resolved.spec, ctx.config, resolved.resolution.uri)
+    except RenderError as err:
+        ctx.applied.forget(resolved.key)
+        return Planned([], str(err))
+    ctx.applied.remember(resolved.key, inputs, rendered.objects)
+    return Planned(rendered.objects)
+
+
+def cache(ctx: Context, resolved: Resolved, planned: Planned) -> CacheOutcome:
+    return reconcile_cache(ctx, resolved.key, resolved.owner, planned.objects, resolved.resolution.run)
+
+
+def rollout(ctx: Context, resolved: Resolved, cached: CacheOutcome) -> Arranged:
+    canary_pods = canary_pods_of(ctx.cache.children(resolved.key, "Pod"))
+    arranged = arrange(ctx, resolved.key, resolved.owner, resolved.spec, cached.objects, resolved.previous_rollout,
+                       canary_pods)
+    if not resolved.gateway_installed:
+        arranged = Arranged([o for o in arranged.objects if o["kind"] != "HTTPRoute"], arranged.decision)
+    return arranged
+
+
+def apply(ctx: Context, resolved: Resolved, cached: CacheOutcome, arranged: Arranged) -> None:
+    spec = resolved.spec
+    # A held workload (a new model URI still filling its cache) keeps every child it runs with: none is pruned.
+    keep = (lambda child: True) if cached.held else (lambda child: False)
+    _apply(ctx, resolved.key, resolved.owner, spec, arranged.objects,
+           autoscaled=resolved.resolution.uri is not None and not cached.withheld and not cached.held
+           and spec.autoscaling is not None and not spec.suspend, keep=keep)
+    if arranged.decision and arranged.decision.requeue_after:
+        ctx.queue.add(resolved.key, delay=arranged.decision.requeue_after + 0.2)
+
+
+def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutcome, arranged: Arranged) -> None:
+    key, owner, spec, resolution = resolved.key, resolved.owner, resolved.spec, resolved.resolution
+    namespace = owner.namespace
+    rollout_status = arranged.decision.status if arranged.decision else resolved.previous_rollout
     api_version, workload_kind = workload_of(spec)
     deployment = (ctx.cache.child(key, "Deployment", owner.name) if workload_kind == "Deployment"
                   else as_rollout_view(ctx.cache.child(key, workload_kind, owner.name)))
     pods = stable_pods(pods_of(ctx, key, COMPONENT))
+    groups = None
+    if workload_kind != "Deployment" and deployment is not None:
+        groups = group_readiness(pods, spec.nodes_per_replica or 1,
+                                 (deployment.get("spec") or {}).get("replicas", desired_replicas_hint(spec)))
     claim_problem = _claim_problem(ctx, namespace, resolution.uri, deployment)
+    promoting = (rollout_status or {}).get("phase") == PROMOTING
+    canary = ctx.cache.child(key, "Deployment", canary_service_name(owner.name)) if promoting else None
     observed = ModelDeploymentObserved(
         suspended=bool(spec.suspend),
         fixed_replicas=None if spec.autoscaling else (spec.replicas if spec.replicas is not None else 1),
         resolution=resolution,
-        features=features_condition(spec.features or [], views),
+        features=features_condition(spec.features or [], resolved.views),
         deployment=deployment,
         hpa=ctx.cache.child(key, "HorizontalPodAutoscaler", owner.name),
         pods=pods,
         events_by_pod=warning_events_if_needed(ctx, namespace, pods) if deployment else {},
         claim_problem=claim_problem,
-        render_error=render_error,
-        cache=cache_cond,
+        render_error=planned.error,
+        cache=cached.condition,
+        promoting=promoting,
+        canary_ready=((canary or {}).get("status") or {}).get("readyReplicas", 0),
+        groups=groups,
     )
-    report = model_deployment_report(observed)
-    route = (route_condition(ctx.cache.child(key, "HTTPRoute", owner.name), namespace, gateway_installed)
+    result = model_deployment_report(observed)
+    route = (route_condition(ctx.cache.child(key, "HTTPRoute", owner.name), namespace, resolved.gateway_installed)
              if spec.gateway else None)
-    phase, conditions = with_route(report.phase, report.conditions, route)
-    aborted = rollout_condition(rollout)
+    phase, conditions = with_route(result.phase, result.conditions, route)
+    aborted = rollout_condition(rollout_status)
     if aborted is not None:
         conditions.append(aborted)
-    ctx.metrics.set_model_deployment(namespace, owner.name, ready_replicas=report.ready_replicas,
-                                     desired_replicas=report.desired_replicas)
-    write_status(ctx, KIND, body, {
+    ctx.metrics.set_model_deployment(namespace, owner.name, ready_replicas=result.ready_replicas,
+                                     desired_replicas=result.desired_replicas)
+    write_status(ctx, KIND, resolved.body, {
         "modelUri": resolution.uri,
         "trainingJobRun": resolution.run,
-        "replicas": report.replicas,
-        "readyReplicas": report.ready_replicas,
-        "desiredReplicas": report.desired_replicas,
-        "replicaSummary": f"{report.ready_replicas}/{report.desired_replicas}",
+        "replicas": result.replicas,
+        "readyReplicas": result.ready_replicas,
+        "desiredReplicas": result.desired_replicas,
+        "replicaSummary": f"{result.ready_replicas}/{result.desired_replicas}",
         "url": service_url(owner, spec, ctx.config),
-        "rollout": rollout,
+        "rollout": rollout_status,
     }, phase, conditions)
 
 
-def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], autoscaled: bool) -> dict:
+def desired_replicas_hint(spec: ModelDeploymentSpec) -> int:
+    if spec.suspend:
+        return 0
+    if spec.autoscaling is not None:
+        return spec.autoscaling.min_replicas
+    return spec.replicas if spec.replicas is not None else 1
+
+
+def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], autoscaled: bool,
+           keep=lambda child: False) -> None:
     if not autoscaled:
-        return apply_children(ctx, key, owner, objects)
+        apply_children(ctx, key, owner, objects, keep=keep)
+        return
     min_replicas = spec.autoscaling.min_replicas
     api_version, workload_kind = workload_of(spec)
     existing = live_child(ctx, key, api_version, workload_kind, owner.name)
@@ -118,14 +223,12 @@ def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], aut
         current = (existing.get("spec") or {}).get("replicas") or 0
         ctx.kube.hand_over(api_version, workload_kind, owner.namespace, owner.name,
                            {"replicas": max(current, min_replicas)})
-    live_now = apply_children(ctx, key, owner, objects)
+    apply_children(ctx, key, owner, objects, keep=keep)
     if existing is None:
         # Created just now: start at minReplicas rather than the API default of 1 until the HPA's first
         # sync. Without force: if anyone (the HPA) has sized it meanwhile, their size stays.
         ctx.kube.hand_over(api_version, workload_kind, owner.namespace, owner.name, {"replicas": min_replicas},
                            force=False)
-        live_now.pop((workload_kind, owner.name), None)  # changed since: not as the apply left it
-    return live_now
 
 
 def _claim_problem(ctx: Context, namespace: str, uri: str | None, deployment: dict | None) -> PodProblem | None:

@@ -19,7 +19,9 @@ def render_offline(resource: Resource, config: OperatorConfig, namespace: str = 
 
     artifacts: TrainingJob name -> artifact URI, to preview a ModelDeployment that deploys one.
     """
-    owner = Owner(resource.kind, resource.name, resource.namespace or namespace, generation=1)
+    # The resource's own annotations: the configuration's podAnnotationPrefixes copy some onto pods.
+    annotations = {str(k): str(v) for k, v in ((resource.metadata or {}).get("annotations") or {}).items()}
+    owner = Owner(resource.kind, resource.name, resource.namespace or namespace, generation=1, annotations=annotations)
     spec = resource.spec
     if resource.kind == "ModelDeployment":
         model_uri = spec.model.uri or (artifacts or {}).get(spec.model.from_training_job)

@@ -36,6 +36,33 @@ def stable_deployment(desired: dict, live: dict, live_hash: str) -> dict:
     return with_template_hash(out, live_hash)
 
 
+REVISION_KIND = "ControllerRevision"
+
+
+def stable_revision_name(name: str, template_hash_: str) -> str:
+    return f"{name}-stable-{template_hash_}"
+
+
+def stable_revision(owner_metadata: dict, name: str, template: dict, template_hash_: str) -> dict:
+    """The stable pod template, kept in the cluster while a canary runs (as StatefulSet and LeaderWorkerSet keep
+    theirs): a lost status write or a deleted stable Deployment cannot lose which template is stable.
+    Named by its hash: a ControllerRevision's data is immutable."""
+    meta = copy.deepcopy(owner_metadata)
+    meta["name"] = stable_revision_name(name, template_hash_)
+    meta["annotations"] = {TEMPLATE_HASH_ANNOTATION: template_hash_}
+    template = copy.deepcopy(template)
+    (template.get("metadata") or {}).pop("creationTimestamp", None)
+    return {"apiVersion": "apps/v1", "kind": REVISION_KIND, "metadata": meta,
+            "data": {"template": template, "templateHash": template_hash_}, "revision": 1}
+
+
+def deployment_from_revision(revision: dict) -> dict:
+    """What the stable Deployment's template was, read back from its ControllerRevision."""
+    data = revision.get("data") or {}
+    return {"metadata": {"annotations": {TEMPLATE_HASH_ANNOTATION: data.get("templateHash")}},
+            "spec": {"template": copy.deepcopy(data.get("template") or {})}}
+
+
 def canary_deployment(desired: dict, desired_hash: str, replicas: int, exact_weights: bool,
                       progress_deadline_seconds: int) -> dict:
     """<name>-canary: the desired template, its own selector (a track label), a progress deadline."""
@@ -51,6 +78,8 @@ def canary_deployment(desired: dict, desired_hash: str, replicas: int, exact_wei
                                        TRACK_LABEL: CANARY_TRACK}
     pod_meta = spec["template"]["metadata"]
     pod_meta["labels"] = {**pod_meta["labels"], COMPONENT_LABEL: component, TRACK_LABEL: CANARY_TRACK}
+    # Its pods say which template they run: the Ready capacity of a canary is counted from them.
+    pod_meta["annotations"] = {**(pod_meta.get("annotations") or {}), TEMPLATE_HASH_ANNOTATION: desired_hash}
     return with_template_hash(out, desired_hash)
 
 
@@ -67,16 +96,31 @@ def is_canary(obj: dict) -> bool:
     return (obj["metadata"].get("labels") or {}).get(TRACK_LABEL) == CANARY_TRACK
 
 
-def canary_ready(deployment: dict | None, desired_hash: str) -> bool:
-    """The canary Deployment runs the desired template and all its replicas are ready and updated."""
-    if deployment is None:
-        return False
+def _current(deployment: dict, desired_hash: str) -> bool:
+    """Runs the desired template (our annotation) and the Deployment controller has seen this generation."""
     if (deployment["metadata"].get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION) != desired_hash:
         return False
     status = deployment.get("status") or {}
-    wanted = (deployment.get("spec") or {}).get("replicas", 1)
-    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
-    return current and status.get("readyReplicas", 0) >= wanted and status.get("updatedReplicas", 0) >= wanted
+    return status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+
+
+def ready_with_template(deployment: dict | None, desired_hash: str) -> int:
+    """Ready pods of a Deployment that run the desired template: its ready pods less those of older templates
+    (replicas - updatedReplicas), once the controller has observed the current generation."""
+    if deployment is None or not _current(deployment, desired_hash):
+        return 0
+    status = deployment.get("status") or {}
+    older = max(status.get("replicas", 0) - status.get("updatedReplicas", 0), 0)
+    return max(status.get("readyReplicas", 0) - older, 0)
+
+
+def rolled_out(deployment: dict | None, desired_hash: str, replicas: int) -> bool:
+    """The Deployment runs the desired template on all its replicas, none of another left, all available."""
+    if deployment is None or not _current(deployment, desired_hash):
+        return False
+    status = deployment.get("status") or {}
+    return status.get("updatedReplicas", 0) >= replicas and status.get("availableReplicas", 0) >= replicas \
+        and status.get("replicas", 0) <= status.get("updatedReplicas", 0)
 
 
 def progress_deadline_exceeded(deployment: dict | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..api.modeldeployment import ModelDeploymentSpec
@@ -156,10 +157,34 @@ def _hpa_metrics(spec: ModelDeploymentSpec, config: OperatorConfig) -> list[dict
     return metrics
 
 
+def _groups(value: int | str, replicas: int, round_up: bool) -> int:
+    if isinstance(value, int):
+        return value
+    share = replicas * int(str(value).rstrip("%")) / 100
+    return math.ceil(share) if round_up else math.floor(share)
+
+
+def _group_budget(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """Multi-node: the budget counts replicas (groups). One evicted pod takes its whole group down (the group
+    restarts as a whole), so k groups may be down when at most k pods may be evicted: the PDB over every pod
+    of the model says maxUnavailable k (pods), and a group down (all its pods unhealthy) blocks the next."""
+    replicas = spec.autoscaling.min_replicas if spec.autoscaling else (spec.replicas if spec.replicas is not None else 1)
+    budget = spec.disruption_budget
+    if budget is None:
+        groups = 1
+    elif budget.max_unavailable is not None:
+        groups = _groups(budget.max_unavailable, replicas, round_up=True)
+    else:
+        groups = max(replicas - _groups(budget.min_available, replicas, round_up=True), 0)
+    return {"maxUnavailable": groups}
+
+
 def _disruption_budget(spec: ModelDeploymentSpec) -> dict[str, Any] | None:
+    scales_out = spec.autoscaling is not None or (spec.replicas or 1) > 1
+    if (spec.nodes_per_replica or 1) > 1 and (spec.disruption_budget or scales_out):
+        return _group_budget(spec)
     if spec.disruption_budget:
         return spec.disruption_budget.to_api()
-    scales_out = spec.autoscaling is not None or (spec.replicas or 1) > 1
     # Default: voluntary evictions one pod at a time, never a budget that blocks every drain.
     return {"maxUnavailable": 1} if scales_out else None
 

@@ -87,7 +87,7 @@ def storage_initializer(spec: ModelDeploymentSpec, config: OperatorConfig, uri: 
         "name": "storage-initializer",
         "image": init.image,
         "args": [uri, MODEL_DIR],
-        "resources": {"requests": {"cpu": init.cpu, "memory": init.memory}, "limits": {"memory": init.memory}},
+        "resources": {"requests": {"cpu": init.cpu, "memory": init.memory}, "limits": {"memory": init.memory_limit}},
         "volumeMounts": [{"name": volume, "mountPath": MODEL_DIR}],
         "securityContext": CONTAINER_SECURITY_CONTEXT,
     }

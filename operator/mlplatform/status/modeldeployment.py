@@ -6,7 +6,43 @@ from dataclasses import dataclass, field
 
 from .conditions import Cond, kstatus
 from .dependencies import ModelResolution
-from .pods import PodProblem, first_problem
+from .pods import PodProblem, first_problem, pod_ready
+
+GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
+WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+
+
+@dataclass(frozen=True)
+class GroupReadiness:
+    ready: int                  # groups whose every pod exists and is Ready
+    missing: str | None = None  # the first group that is not, and why (for the Ready message)
+
+
+def group_readiness(pods: list[dict], size: int, replicas: int) -> GroupReadiness:
+    """Multi-node replicas (LeaderWorkerSet groups of `size` pods) counted from their pods, whatever the
+    LeaderWorkerSet's status says (v0.8 counts a group before its workers are Ready): a group is Ready when
+    all its pods are there, not terminating, and Ready."""
+    by_group: dict[int, list[dict]] = {}
+    for pod in pods:
+        index = (pod["metadata"].get("labels") or {}).get(GROUP_INDEX_LABEL)
+        if index is not None and index.isdigit() and not pod["metadata"].get("deletionTimestamp"):
+            by_group.setdefault(int(index), []).append(pod)
+    ready, missing = 0, None
+    for group in range(replicas):
+        members = by_group.get(group, [])
+        not_ready = sorted((p for p in members if not pod_ready(p)), key=lambda p: p["metadata"]["name"])
+        if len(members) >= size and not not_ready:
+            ready += 1
+            continue
+        if missing is None:
+            if not_ready:
+                pod = not_ready[0]
+                role = "leader" if (pod["metadata"].get("labels") or {}).get(WORKER_INDEX_LABEL) == "0" else "worker"
+                phase = (pod.get("status") or {}).get("phase") or "Pending"
+                missing = f"group {group} not Ready: {role} pod {pod['metadata']['name']} is {phase}, not Ready"
+            else:
+                missing = f"group {group} not Ready: {len(members)} of its {size} pods exist"
+    return GroupReadiness(ready, missing)
 
 
 @dataclass
@@ -22,6 +58,9 @@ class ModelDeploymentObserved:
     claim_problem: PodProblem | None = None
     render_error: str | None = None
     cache: Cond | None = None  # ModelCached, with model.cache
+    promoting: bool = False  # a canary's promotion: the stable Deployment rolls while the canary serves
+    canary_ready: int = 0  # Ready pods of the canary Deployment (counted while promoting)
+    groups: GroupReadiness | None = None  # multi-node: whole groups Ready, counted from their pods
 
 
 @dataclass
@@ -56,6 +95,9 @@ def _rollout_done(deployment: dict, desired: int) -> tuple[bool, int, int]:
 def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentReport:
     desired = desired_replicas(obs)
     replicas = ready = 0
+    if obs.deployment and obs.groups is not None:
+        status = obs.deployment.get("status") or {}
+        obs.deployment = {**obs.deployment, "status": {**status, "readyReplicas": obs.groups.ready}}
     if obs.deployment:
         _, replicas, ready = _rollout_done(obs.deployment, desired)
     extra = [obs.resolution.condition, obs.features] + ([obs.cache] if obs.cache else [])
@@ -80,17 +122,23 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
         return report("WaitingForTrainingJob", Cond("Ready", False, c.reason, c.message), True)
     if obs.cache is not None and not obs.cache.status and obs.deployment is None:
         waiting = Cond("Ready", False, obs.cache.reason, obs.cache.message)
-        if obs.cache.reason == "FillFailed":
+        if obs.cache.reason in ("FillFailed", "CacheConflict"):
             return report("Stalled", waiting, False, Cond("Stalled", True, obs.cache.reason, obs.cache.message))
         return report("Progressing", waiting, True)
     if obs.deployment is None:
         return report("Progressing", Cond("Ready", False, "Creating", "Deployment not created yet"), True)
     done, _, _ = _rollout_done(obs.deployment, desired)
+    if obs.promoting and ready + obs.canary_ready >= desired:
+        # A promotion is not a rollout to report: the stable Deployment rolls to the template the canary has
+        # served, within maxSurge, while the canary keeps its share. Ready stays True as long as the capacity is.
+        done = True
     if not done:
         problem = obs.claim_problem or first_problem(obs.pods, obs.events_by_pod)
+        group = f"; {obs.groups.missing}" if obs.groups is not None and obs.groups.missing else ""
         if problem:
-            return report("Degraded" if ready else "Progressing", Cond("Ready", False, problem.reason, problem.message), True)
-        return report("Progressing", Cond("Ready", False, "RollingOut", f"{ready}/{desired} replicas ready"), True)
+            return report("Degraded" if ready else "Progressing",
+                          Cond("Ready", False, problem.reason, problem.message + group), True)
+        return report("Progressing", Cond("Ready", False, "RollingOut", f"{ready}/{desired} replicas ready{group}"), True)
     if not obs.features.status:
         return report("WaitingForFeatures", Cond("Ready", False, obs.features.reason, obs.features.message), True)
     return report("Ready", Cond("Ready", True, "AllReplicasAvailable", f"{ready}/{desired} replicas ready"), False)
