@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .api import API_VERSION, KINDS
@@ -90,6 +91,10 @@ def resync(ctx: Context, stop: threading.Event, every_seconds: float) -> None:
                 ctx.queue.add((kind, body["metadata"]["namespace"], body["metadata"]["name"]))
 
 
+# A ModelDeployment's children (Service, Deployment, PDB, HPA, route) go out together: threads for that
+# many writes per worker, and as many connections.
+WRITES_PER_WORKER = 4
+
 MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's mallopt parameter
 
@@ -116,7 +121,8 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     logging.getLogger("leaderelection").setLevel(logging.INFO if options.verbose else logging.WARNING)
     identity = instance_identity()
     informer_count = len(WATCHED)
-    api_client = make_api_client(pool_size=options.workers + informer_count + 4,
+    writer_count = options.workers * WRITES_PER_WORKER
+    api_client = make_api_client(pool_size=writer_count + options.workers + informer_count + 4,
                                  user_agent=f"mlplatform-operator/{identity}")
     kube = Kube(api_client)
     metrics = Metrics()
@@ -125,7 +131,8 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     cache = Cache(managers=(FIELD_MANAGER, HANDOFF_FIELD_MANAGER),
                   trimmed=os.environ.get("MLPLATFORM_BENCH_UNTRIMMED_CACHE") != "1")
     queue = WorkQueue()
-    ctx = Context(kube=kube, cache=cache, config=config, queue=queue, metrics=metrics)
+    writers = ThreadPoolExecutor(max_workers=writer_count, thread_name_prefix="write")
+    ctx = Context(kube=kube, cache=cache, config=config, queue=queue, metrics=metrics, writers=writers)
     metrics.observe_loop(queue, cache)
 
     def handler_failed(change, err: Exception) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -36,6 +37,8 @@ class Context:
     applied: AppliedChildren = field(default_factory=AppliedChildren)
     # writes of each resource's reconcile that the informers have not delivered yet (read-your-writes)
     expectations: Expectations = field(default_factory=Expectations)
+    # the pool a reconcile's independent writes go out on together; None: one after another
+    writers: Executor | None = None
     # resource key -> time.monotonic() of its last status write (progress-only writes are spaced by it)
     status_written_at: dict[ResourceKey, float] = field(default_factory=dict)
 
@@ -129,41 +132,73 @@ def up_to_date(intent: dict, live: dict | None) -> bool:
     return live is not None and is_subset(intent, live)
 
 
-def apply_children(ctx: Context, key: ResourceKey, owner: Owner, objects: list[dict],
-                   keep: Callable[[dict], bool] = lambda child: False) -> dict[tuple[str, str], dict]:
-    """Apply what differs from the live children; delete our children that are no longer rendered
-    (except those `keep` protects, such as finished Jobs left for their TTL). Returns each rendered child
-    as it is now, by (kind, name): the API server's response where it was applied, else the cached one."""
-    wanted = {(o["kind"], o["metadata"]["name"]) for o in objects}
-    now: dict[tuple[str, str], dict] = {}
-    for obj in map(with_intent_hash, objects):
-        live = ctx.cache.child(key, obj["kind"], obj["metadata"]["name"])
-        if up_to_date(obj, live):
-            now[(obj["kind"], obj["metadata"]["name"])] = live
-            continue
+# Kinds that other children name (a pod mounts a ConfigMap, claims a PVC, runs as a ServiceAccount): they are
+# applied before the rest, so that nothing starts while what it refers to is still missing.
+REFERENCED_KINDS = frozenset({"ConfigMap", "Secret", "ServiceAccount", "PersistentVolumeClaim"})
+
+
+def _concurrently(ctx: Context, calls: list[Callable[[], Any]]) -> list[tuple[Any, Exception | None]]:
+    """Run the calls on the context's writer pool (serially without one); every call runs to its end, and
+    each result or error comes back in the calls' order."""
+    def outcome(call):
         try:
-            applied = ctx.kube.apply(obj)
-        except KubeError as err:
-            if obj["kind"] == "Job" and err.status == 422 and live is not None:
-                # A Job's pod template is immutable: a run keeps the template it started with.
-                log.info("kept %s/%s as it started: %s", obj["kind"], obj["metadata"]["name"], err.message)
-                now[(obj["kind"], obj["metadata"]["name"])] = live
-                continue
-            raise
-        ctx.metrics.applies.labels(obj["kind"]).inc()
-        wrote(ctx, key, obj["kind"], applied, obj["apiVersion"])
-        now[(obj["kind"], obj["metadata"]["name"])] = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], **applied}
-    for (api_version, kind) in CHILD_KINDS:
-        for child in ctx.cache.children(key, kind):
-            name = child["metadata"]["name"]
-            if (kind, name) in wanted or not controlled_by(child, owner.uid) or keep(child):
-                continue
-            if (child["metadata"]).get("deletionTimestamp"):
-                continue
-            ctx.kube.delete(api_version, kind, owner.namespace, name)
+            return call(), None
+        except Exception as err:  # noqa: BLE001 - returned to the caller, which raises the first
+            return None, err
+    if ctx.writers is None or len(calls) < 2:
+        return [outcome(call) for call in calls]
+    return [future.result() for future in [ctx.writers.submit(outcome, call) for call in calls]]
+
+
+def _apply_one(ctx: Context, obj: dict, live: dict | None) -> dict | None:
+    """The API server's response, or None for a Job kept as it started."""
+    try:
+        return ctx.kube.apply(obj)
+    except KubeError as err:
+        if obj["kind"] == "Job" and err.status == 422 and live is not None:
+            # A Job's pod template is immutable: a run keeps the template it started with.
+            log.info("kept %s/%s as it started: %s", obj["kind"], obj["metadata"]["name"], err.message)
+            return None
+        raise
+
+
+def apply_children(ctx: Context, key: ResourceKey, owner: Owner, objects: list[dict],
+                   keep: Callable[[dict], bool] = lambda child: False) -> None:
+    """Apply what differs from the live children; delete our children that are no longer rendered
+    (except those `keep` protects, such as finished Jobs left for their TTL).
+
+    The writes of one step go out together on the writer pool (a reconcile no longer waits on its round
+    trips one after another): first the kinds others refer to, then the rest, then the prunes. Every write
+    of a step completes before the first error, in render order, is raised: what succeeded is recorded,
+    and the caller reports nothing as done."""
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    intents = [(obj, ctx.cache.child(key, obj["kind"], obj["metadata"]["name"])) for obj in map(with_intent_hash, objects)]
+    pending = [(obj, live) for obj, live in intents if not up_to_date(obj, live)]
+    first = [(obj, live) for obj, live in pending if obj["kind"] in REFERENCED_KINDS]
+    rest = [(obj, live) for obj, live in pending if obj["kind"] not in REFERENCED_KINDS]
+    for step in (first, rest):
+        results = _concurrently(ctx, [lambda obj=obj, live=live: _apply_one(ctx, obj, live) for obj, live in step])
+        for (obj, _), (applied, _err) in zip(step, results, strict=True):
+            if applied is not None:
+                ctx.metrics.applies.labels(obj["kind"]).inc()
+                wrote(ctx, key, obj["kind"], applied, obj["apiVersion"])
+        _raise_first(results)
+    prunes = [(api_version, kind, child["metadata"]["name"])
+              for (api_version, kind) in CHILD_KINDS for child in ctx.cache.children(key, kind)
+              if (kind, child["metadata"]["name"]) not in wanted and controlled_by(child, owner.uid)
+              and not keep(child) and not child["metadata"].get("deletionTimestamp")]
+    results = _concurrently(ctx, [lambda a=a, k=k, n=n: ctx.kube.delete(a, k, owner.namespace, n) for a, k, n in prunes])
+    for (_, kind, name), (_, err) in zip(prunes, results, strict=True):
+        if err is None:
             deleted(ctx, key, kind, owner.namespace, name)
             log.info("pruned %s %s/%s of %s %s", kind, owner.namespace, name, owner.kind, owner.name)
-    return now
+    _raise_first(results)
+
+
+def _raise_first(results: list[tuple[Any, Exception | None]]) -> None:
+    for _, err in results:
+        if err is not None:
+            raise err
 
 
 def live_child(ctx: Context, key: ResourceKey, api_version: str, kind: str, name: str) -> dict | None:
