@@ -25,7 +25,7 @@ from prometheus_client import generate_latest
 
 from mlplatform.metrics import Metrics
 from mlplatform.runtime import loop
-from mlplatform.runtime.cache import Cache, Change
+from mlplatform.runtime.cache import Cache
 from mlplatform.runtime.workqueue import WorkQueue
 
 from .test_install_manifests import helm, helm_run, only, render  # noqa: F401 - the helm fixture
@@ -224,7 +224,10 @@ def test_an_invalid_spec_is_reported_not_ready():
 def test_a_deleted_resource_leaves_no_series():
     h = reconciled(FIXED)
     assert 'name="scorer"' in generate_latest(h.ctx.metrics.registry).decode()
-    loop.enqueue(h.ctx, Change("ModelDeployment", FIXED, True))
+    key = ("ModelDeployment", FIXED["metadata"]["namespace"], FIXED["metadata"]["name"])
+    loop.enqueue(h.ctx, h.ctx.cache.remove("ModelDeployment", FIXED))  # the informer's DELETED
+    assert h.ctx.queue.get(timeout=0) == key
+    assert loop.process(h.ctx, key) is loop.Outcome.GONE  # the worker that finds it gone cleans up
     text = generate_latest(h.ctx.metrics.registry).decode()
     assert 'name="scorer"' not in text
     assert sample(h.ctx.metrics, "mlplatform_resources", kind="ModelDeployment", phase="Progressing") is None

@@ -238,3 +238,35 @@ def test_warning_events_are_read_per_pod_by_field_selector_and_capped():
     selectors = [query["fieldSelector"] for _, query in client.requests]
     assert selectors == [f"type=Warning,involvedObject.kind=Pod,involvedObject.name=p{i}"
                          for i in range(1, WARNING_EVENT_PODS + 1)]
+
+
+def deliver_as_the_informer(h: Harness) -> None:
+    """Each write delivered to the cache and handed to the event handler, as the informer does."""
+    for kind, obj, key in h.kube.drain_written():
+        change = (h.ctx.cache.remove(kind, {"metadata": {"namespace": key[2], "name": key[3]}}) if obj is None
+                  else h.ctx.cache.upsert(kind, obj))
+        loop.enqueue(h.ctx, change)
+
+
+def test_the_echoes_of_a_reconciles_own_writes_do_not_enqueue_it_again():
+    h = Harness(clock=Clock())
+    key = key_of(h.add(FIXED))
+    assert loop.process(h.ctx, key) is loop.Outcome.DONE
+    deliver_as_the_informer(h)
+    assert h.ctx.queue.stats()[0] == 0, "nothing but our own writes came back: no reconcile"
+
+    h.kube.update("apps/v1", "Deployment", NS, "scorer", manager="kube-controller-manager",
+                  status={"readyReplicas": 3, "replicas": 3})
+    h.kube._written.append(("apps/v1", "Deployment", NS, "scorer"))  # noqa: SLF001 - the controller's write
+    deliver_as_the_informer(h)
+    assert h.ctx.queue.stats()[0] == 1, "a change by someone else enqueues the owner"
+
+
+def test_a_reconcile_put_off_for_its_writes_is_due_when_the_last_one_arrives():
+    h = Harness(clock=Clock())
+    key = key_of(h.add(FIXED))
+    loop.process(h.ctx, key)
+    assert loop.process(h.ctx, key) is loop.Outcome.WAITING
+    h.ctx.queue.get(timeout=0)  # the fallback recheck is not due yet
+    deliver_as_the_informer(h)
+    assert h.ctx.queue.get(timeout=0) == key

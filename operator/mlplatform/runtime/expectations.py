@@ -41,6 +41,7 @@ class Expectations:
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: dict[ResourceKey, dict[tuple[str, str, str], tuple[Write, float]]] = {}
+        self._waiting: set[ResourceKey] = set()  # keys whose reconcile was put off until their writes arrive
 
     def wrote(self, key: ResourceKey, kind: str, obj: dict | None) -> None:
         """key's reconcile wrote obj (the API server's response, which carries the new resourceVersion)."""
@@ -81,9 +82,33 @@ class Expectations:
                 self._pending.pop(key, None)
         return waiting
 
+    def wait(self, key: ResourceKey) -> None:
+        """key's reconcile was put off for its unseen writes: `echo` says when the last one arrived."""
+        with self._lock:
+            self._waiting.add(key)
+
+    def echo(self, key: ResourceKey, kind: str, namespace: str, name: str, version: str | None) -> tuple[bool, bool]:
+        """Whether a delivered change is the echo of key's own write (that exact resourceVersion, or the
+        deletion it asked for), which the reconcile that wrote it already saw: it cannot change the outcome.
+        Also whether key was waiting for it and now waits for nothing (then it is due)."""
+        ident = (kind, namespace, name)
+        with self._lock:
+            entries = self._pending.get(key) or {}
+            write = entries.get(ident, (None, None))[0]
+            if write is None or write.version != version:
+                return False, False
+            del entries[ident]
+            if entries:
+                return True, False
+            self._pending.pop(key, None)
+            due = key in self._waiting
+            self._waiting.discard(key)
+            return True, due
+
     def forget(self, key: ResourceKey) -> None:
         with self._lock:
             self._pending.pop(key, None)
+            self._waiting.discard(key)
 
     def __len__(self) -> int:
         with self._lock:

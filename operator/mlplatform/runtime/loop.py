@@ -50,6 +50,7 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
             forget(ctx, key)
             outcome = Outcome.GONE
         elif ctx.expectations.unseen(key, ctx.cache):
+            ctx.expectations.wait(key)
             ctx.queue.add(key, delay=UNSEEN_WRITES_RECHECK_SECONDS)
             outcome = Outcome.WAITING
         else:
@@ -75,17 +76,23 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
 
 def enqueue(ctx: Context, change: Change) -> None:
     """What to reconcile after the cache saw a change: the resource itself (also when deleted: the worker that
-    finds it gone cleans up after it), its dependents, or a child's owner."""
+    finds it gone cleans up after it), its dependents, or a child's owner. The echo of a resource's own write
+    (its status patch, a child it applied or pruned) does not enqueue it again: the reconcile that wrote it
+    saw the response already. Its dependents still hear of it."""
     meta = change.obj["metadata"]
-    if change.kind in RESOURCE_KINDS.values():
-        key = (change.kind, meta.get("namespace"), meta["name"])
+    is_resource = change.kind in RESOURCE_KINDS.values()
+    key = (change.kind, meta.get("namespace"), meta["name"]) if is_resource else owner_key_of(change.obj)
+    if key is None:
+        return
+    version = None if change.deleted else meta.get("resourceVersion")
+    echo, due = ctx.expectations.echo(key, change.kind, meta.get("namespace"), meta["name"], version)
+    if due:
         ctx.queue.add(key)
+    elif not echo:
+        ctx.queue.add(key, delay=0.0 if is_resource else CHILD_EVENT_DELAY_SECONDS)
+    if is_resource:
         for dependent in CONTROLLERS[change.kind].dependents(ctx, key[1], key[2]):
             ctx.queue.add(dependent)
-        return
-    owner = owner_key_of(change.obj)
-    if owner is not None:
-        ctx.queue.add(owner, delay=CHILD_EVENT_DELAY_SECONDS)
 
 
 def keys_for(change: Change) -> list[ResourceKey]:
