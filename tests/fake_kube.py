@@ -171,6 +171,13 @@ class FakeKube:
         obj["metadata"]["resourceVersion"] = self._next_version()
         return copy.deepcopy(obj)
 
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict]:
+        self._record("list_pods", "Pod", namespace, label_selector)
+        wanted = dict(term.split("=", 1) for term in label_selector.split(","))
+        return [copy.deepcopy(obj) for (api_version, kind, ns, _), obj in self.objects.items()
+                if (api_version, kind, ns) == ("v1", "Pod", namespace)
+                and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+
     def get_pvc(self, namespace: str, name: str) -> dict | None:
         self._record("get_pvc", "PersistentVolumeClaim", name)
         return copy.deepcopy(self.pvcs.get((namespace, name)))

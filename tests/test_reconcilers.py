@@ -480,7 +480,8 @@ def test_reconcile(kind, row):
         assert {path: at(obj, path) for path in expected} == expected
 
 
-@pytest.mark.parametrize("method", ["apply", "delete", "hand_over", "get", "patch_status", "get_pvc", "warning_events",
+@pytest.mark.parametrize("method", ["apply", "delete", "hand_over", "get", "list_pods", "patch_status", "get_pvc",
+                                    "warning_events",
                                     "kueue_installed", "local_queue_exists", "workload_of_job", "post_event"])
 def test_the_fake_has_kube_s_signatures(method):
     assert inspect.signature(getattr(FakeKube, method)) == inspect.signature(getattr(Kube, method))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from ..api.trainingjob import restart_policy
+from ..labels import JOB_UID_LABEL
 from ..render.trainingjob import COMPONENT, RUN_LABEL, artifact_uri, job_name, render_training_job, run_spec_hash
 from ..runtime.cache import ResourceKey
 from ..runtime.kube import KubeError
 from ..status.kueue import workload_condition
 from ..status.restarts import Decision, failed_attempt, kueue_eviction, record_decision
-from ..status.run_metrics import record_metrics
+from ..status.run_metrics import record_metrics, turned_succeeded, worker_zero_selector
 from ..status.trainingjob import QueueState, current_record, plan_run, run_state, training_job_report
 from .base import (
     Context,
@@ -25,7 +26,6 @@ from .base import (
 )
 
 KIND = "TrainingJob"
-JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"  # the Job controller's label on its pods
 
 
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
@@ -87,13 +87,21 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
                       warning_events_if_needed(ctx, owner.namespace, pods), attempt, handled)
     report = training_job_report(previous, plan, spec_hash, owner.generation or 1, state,
                                  artifact_uri(spec, plan.run), name, updates, workload)
-    metrics_problem = record_metrics(report.status, previous, plan.run, pods)
+    fresh_pods = (worker_zero_pods(ctx, owner.namespace, job_uid)
+                  if job_uid is not None and turned_succeeded(report.status, previous, plan.run) else [])
+    metrics_problem = record_metrics(report.status, previous, plan.run, fresh_pods)
     ctx.metrics.set_training_job(owner.namespace, owner.name, runs=report.status["runs"])
     if write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions) and metrics_problem:
         try:
             ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
         except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
             log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
+
+
+def worker_zero_pods(ctx: Context, namespace: str, job_uid: str) -> list[dict]:
+    """Worker 0's pods read from the API server: the pod cache, filled by its own watch, may not have seen the
+    pod succeed when the Job's Complete arrives first."""
+    return ctx.kube.list_pods(namespace, worker_zero_selector(job_uid))
 
 
 def announce(ctx: Context, body: dict, decision: Decision, run: int) -> None:

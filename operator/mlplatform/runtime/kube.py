@@ -217,6 +217,12 @@ class Kube:
         return self._request("PATCH", custom_path(kind, namespace, name) + "/status", body={"status": status},
                              content_type="application/merge-patch+json")
 
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict]:
+        """Pods as the API server holds them now (not as a watch delivered them so far)."""
+        result = self._request("GET", _collection_path("v1", "pods", namespace),
+                               query={"labelSelector": label_selector}) or {}
+        return [{"apiVersion": "v1", "kind": "Pod", **pod} for pod in result.get("items") or []]
+
     def get_pvc(self, namespace: str, name: str) -> dict | None:
         return self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/persistentvolumeclaims/{quote(name)}")
 
