@@ -42,6 +42,10 @@ CHILD_KINDS: dict[tuple[str, str], str] = {
 SHARED_KINDS: dict[tuple[str, str], str] = {("v1", "PersistentVolumeClaim"): "persistentvolumeclaims"}
 # Child kinds whose CRD may be absent: their informers retry until served, without holding the workers back.
 OPTIONAL_CHILD_KINDS = {("gateway.networking.k8s.io/v1", "HTTPRoute"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")}
+# Kueue's Workloads, one per queued Job, made and owned by Kueue: watched (never applied or pruned) so that an
+# admission or an eviction is reconciled at once. They carry Kueue's job-UID label, not our owner label: the
+# watch selects the Workloads of Jobs, and each is mapped to our resource through the Job it is owned by.
+KUEUE_WORKLOADS = ("kueue.x-k8s.io/v1beta2", "Workload", "workloads")
 
 
 class KubeError(Exception):
