@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..api.trainingjob import restart_policy
+from ..api.trainingjob import TrainingJobSpec, restart_policy
 from ..labels import JOB_UID_LABEL
 from ..render.common import Owner
 from ..render.trainingjob import (
@@ -118,7 +118,8 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
             log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
 
 
-def render_run(owner: Owner, spec, ctx: Context, previous: dict, plan: RunPlan, live_job: dict | None) -> list[dict]:
+def render_run(owner: Owner, spec: TrainingJobSpec, ctx: Context, previous: dict, plan: RunPlan,
+               live_job: dict | None) -> list[dict]:
     """The run's children as started: its pods carry the generation the run began with, and a Job that exists
     keeps what Kubernetes does not let change, so that an edit that starts no run reaches the running Job."""
     run_owner = replace(owner, generation=run_generation(previous, plan, owner.generation or 1))
