@@ -172,3 +172,24 @@ def test_a_verdict_that_only_the_workload_carries_reaches_the_status_at_once(kue
     assert condition(body, "QuotaReserved")["status"] == "False" and "(16)" in condition(body, "QuotaReserved")["message"]
     job = batch_v1.read_namespaced_job("wide-1", namespace)
     assert job.spec.suspend is True and job.metadata.resource_version == job_version, "only the Workload changed"
+
+
+def test_a_queue_edit_moves_a_waiting_run_without_starting_another(kueue_operator, kubectl, custom, namespace,
+                                                                   batch_v1, wait_for):
+    """queueName names a LocalQueue that does not exist: the run waits. Fixing queueName starts no run: the same
+    Job, still waiting, moves to the new queue, and Kueue admits it there."""
+    queues(kubectl, namespace, gpus=8)
+    spec = {"image": "python:3.12", "queueName": "team-b", "resources": GPU_WORKER}
+    kubectl.apply(resource("TrainingJob", "misqueued", spec, {"mlplatform.dev/kwok-complete-after": "300s"}), namespace)
+    wait_condition(wait_for, custom, "TrainingJob", namespace, "misqueued", "Ready", "False", "LocalQueueNotFound",
+                   timeout=60)
+    job = batch_v1.read_namespaced_job("misqueued-1", namespace)
+    assert job.spec.suspend is True
+
+    kubectl.apply(resource("TrainingJob", "misqueued", {**spec, "queueName": "team-a"},
+                           {"mlplatform.dev/kwok-complete-after": "300s"}), namespace)
+    wait_for(lambda: phase(custom, namespace, "misqueued") == "Running", timeout=60, what="admitted in team-a")
+    st = status_of(custom, namespace, "misqueued")
+    assert st["run"] == 1 and [r["run"] for r in st["runs"]] == [1], st
+    moved = batch_v1.read_namespaced_job("misqueued-1", namespace)
+    assert moved.metadata.uid == job.metadata.uid and moved.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"
