@@ -193,3 +193,13 @@ def test_a_queue_edit_moves_a_waiting_run_without_starting_another(kueue_operato
     assert st["run"] == 1 and [r["run"] for r in st["runs"]] == [1], st
     moved = batch_v1.read_namespaced_job("misqueued-1", namespace)
     assert moved.metadata.uid == job.metadata.uid and moved.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"
+
+    # Admitted: Kueue refuses to move a running Job; the run stays where it was admitted, and goes on.
+    kubectl.apply(resource("TrainingJob", "misqueued", {**spec, "queueName": "team-c"},
+                           {"mlplatform.dev/kwok-complete-after": "300s"}), namespace)
+    body = wait_for(lambda: (b := get_cr(custom, "TrainingJob", namespace, "misqueued"))
+                    and b["status"].get("observedGeneration") == b["metadata"]["generation"] == 3 and b,
+                    timeout=60, what="the second edit reconciled")
+    assert body["status"]["phase"] == "Running" and body["status"]["run"] == 1, body["status"]
+    kept = batch_v1.read_namespaced_job("misqueued-1", namespace)
+    assert kept.metadata.uid == job.metadata.uid and kept.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"

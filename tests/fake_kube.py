@@ -23,7 +23,8 @@ from mlplatform.runtime.workqueue import WorkQueue
 
 Key = tuple[str, str, str | None, str]
 SPEC_DEFAULTS = {("apps/v1", "Deployment"): {"replicas": 1}, ("batch/v1", "Job"): {"suspend": False}}
-# Spec fields the API server refuses to change once the object exists (HTTP 422 "field is immutable").
+# Spec fields the API server refuses to change once the object exists (HTTP 422 "field is immutable"); it lets
+# a suspended Job that never started change its template's scheduling directives, the fake refuses that too.
 IMMUTABLE_SPEC = {("batch/v1", "Job"): ("template", "podFailurePolicy", "completionMode", "selector")}
 CREATION_TIMESTAMP = "2026-11-25T12:00:00Z"
 
