@@ -144,3 +144,62 @@ def test_higher_priority_run_preempts_a_lower_one_which_restarts_without_using_a
     finally:
         for name in (f"low-{namespace}", f"high-{namespace}"):
             kubectl.run("delete", "priorityclass", name, "--ignore-not-found", check=False)
+
+
+def test_a_verdict_that_only_the_workload_carries_reaches_the_status_at_once(kueue_operator, kubectl, custom,
+                                                                             namespace, batch_v1, wait_for):
+    """The operator watches the Workloads of its Jobs: when Kueue re-evaluates a waiting run (its ClusterQueue
+    grew, still too small), only the Workload changes (the Job stays suspended, the TrainingJob as it was), and
+    the new verdict is in our status within seconds, not at the next resync (600 s)."""
+    cq = queues(kubectl, namespace, gpus=8)
+    spec = {"image": "python:3.12", "queueName": "team-a", "workers": 4, "resources": GPU_WORKER}  # 32 GPUs
+    kubectl.apply(resource("TrainingJob", "wide", spec, {"mlplatform.dev/kwok-complete-after": "300s"}), namespace)
+
+    def ready_message_with(text: str):
+        body = get_cr(custom, "TrainingJob", namespace, "wide")
+        ready = condition(body, "Ready") or {}
+        return text in (ready.get("message") or "") and body
+
+    body = wait_for(lambda: ready_message_with("maximum capacity (8)"), timeout=60, what="Kueue's first verdict")
+    assert body["status"]["phase"] == "Pending" and condition(body, "QuotaReserved")["status"] == "False"
+    job_version = batch_v1.read_namespaced_job("wide-1", namespace).metadata.resource_version
+    kubectl.run("patch", "clusterqueue", cq, "--type=json", "-p",
+                '[{"op":"replace","path":"/spec/resourceGroups/0/flavors/0/resources/2/nominalQuota","value":16}]')
+    started = time.monotonic()
+    body = wait_for(lambda: ready_message_with("maximum capacity (16)"), timeout=30,
+                    what="the Workload's new verdict in the TrainingJob's status")
+    print(f"\nthe Workload's new verdict reached the status after {time.monotonic() - started:.1f} s")
+    assert condition(body, "QuotaReserved")["status"] == "False" and "(16)" in condition(body, "QuotaReserved")["message"]
+    job = batch_v1.read_namespaced_job("wide-1", namespace)
+    assert job.spec.suspend is True and job.metadata.resource_version == job_version, "only the Workload changed"
+
+
+def test_a_queue_edit_moves_a_waiting_run_without_starting_another(kueue_operator, kubectl, custom, namespace,
+                                                                   batch_v1, wait_for):
+    """queueName names a LocalQueue that does not exist: the run waits. Fixing queueName starts no run: the same
+    Job, still waiting, moves to the new queue, and Kueue admits it there."""
+    queues(kubectl, namespace, gpus=8)
+    spec = {"image": "python:3.12", "queueName": "team-b", "resources": GPU_WORKER}
+    kubectl.apply(resource("TrainingJob", "misqueued", spec, {"mlplatform.dev/kwok-complete-after": "300s"}), namespace)
+    wait_condition(wait_for, custom, "TrainingJob", namespace, "misqueued", "Ready", "False", "LocalQueueNotFound",
+                   timeout=60)
+    job = batch_v1.read_namespaced_job("misqueued-1", namespace)
+    assert job.spec.suspend is True
+
+    kubectl.apply(resource("TrainingJob", "misqueued", {**spec, "queueName": "team-a"},
+                           {"mlplatform.dev/kwok-complete-after": "300s"}), namespace)
+    wait_for(lambda: phase(custom, namespace, "misqueued") == "Running", timeout=60, what="admitted in team-a")
+    st = status_of(custom, namespace, "misqueued")
+    assert st["run"] == 1 and [r["run"] for r in st["runs"]] == [1], st
+    moved = batch_v1.read_namespaced_job("misqueued-1", namespace)
+    assert moved.metadata.uid == job.metadata.uid and moved.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"
+
+    # Admitted: Kueue refuses to move a running Job; the run stays where it was admitted, and goes on.
+    kubectl.apply(resource("TrainingJob", "misqueued", {**spec, "queueName": "team-c"},
+                           {"mlplatform.dev/kwok-complete-after": "300s"}), namespace)
+    body = wait_for(lambda: (b := get_cr(custom, "TrainingJob", namespace, "misqueued"))
+                    and b["status"].get("observedGeneration") == b["metadata"]["generation"] == 3 and b,
+                    timeout=60, what="the second edit reconciled")
+    assert body["status"]["phase"] == "Running" and body["status"]["run"] == 1, body["status"]
+    kept = batch_v1.read_namespaced_job("misqueued-1", namespace)
+    assert kept.metadata.uid == job.metadata.uid and kept.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"

@@ -110,3 +110,29 @@ def test_evicted_worker_restarts_the_run_without_counting(operator, kubectl, cus
     uid = get_cr(custom, "TrainingJob", namespace, "evicted")["metadata"]["uid"]
     restarts = [e for e in events(core_v1, namespace, uid) if e.reason == "RunRestarted"]
     assert len(restarts) == 1 and restarts[0].type == "Normal" and "disrupted" in restarts[0].message
+
+
+def test_a_failure_policy_edit_keeps_the_running_job(operator, kubectl, custom, namespace, core_v1, batch_v1, wait_for):
+    """failurePolicy and activeDeadlineSeconds start no run: the running Job and its pods go on (same uid, same
+    run), the Job takes the new deadline, and keeps the podFailurePolicy it was created with (immutable)."""
+    spec = {**DISTRIBUTED, "failurePolicy": {"maxRestarts": 1}}
+    kubectl.apply(resource("TrainingJob", "steady", spec, LONG_RUN), namespace)
+    pods = wait_for(lambda: running_pods(core_v1, namespace, "steady", 2), timeout=60, what="2 workers running")
+    job = batch_v1.read_namespaced_job("steady-1", namespace)
+    edited = {**spec, "activeDeadlineSeconds": 86400,
+              "failurePolicy": {"maxRestarts": 3, "restartOnPreemption": False, "nonRetryableExitCodes": [2]}}
+    kubectl.apply(resource("TrainingJob", "steady", edited, LONG_RUN), namespace)
+
+    body = wait_for(lambda: (b := get_cr(custom, "TrainingJob", namespace, "steady"))
+                    and b["status"].get("observedGeneration") == b["metadata"]["generation"] == 2 and b,
+                    timeout=60, what="the edit reconciled")
+    st = body["status"]
+    assert st["run"] == 1 and [r["run"] for r in st["runs"]] == [1] and st["phase"] == "Running", st
+    assert st["runGeneration"] == 1 and not [r for r in st["runs"] if r.get("phase") == "Superseded"]
+    now = batch_v1.read_namespaced_job("steady-1", namespace)
+    assert now.metadata.uid == job.metadata.uid
+    assert now.spec.active_deadline_seconds == 86400
+    assert now.spec.pod_failure_policy == job.spec.pod_failure_policy  # as created: Kubernetes keeps it
+    assert {p.metadata.uid for p in run_pods(core_v1, namespace, "steady")} == {p.metadata.uid for p in pods}
+    jobs = batch_v1.list_namespaced_job(namespace, label_selector="mlplatform.dev/owner=trainingjob.steady").items
+    assert [j.metadata.name for j in jobs] == ["steady-1"]

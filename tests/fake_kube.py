@@ -23,6 +23,9 @@ from mlplatform.runtime.workqueue import WorkQueue
 
 Key = tuple[str, str, str | None, str]
 SPEC_DEFAULTS = {("apps/v1", "Deployment"): {"replicas": 1}, ("batch/v1", "Job"): {"suspend": False}}
+# Spec fields the API server refuses to change once the object exists (HTTP 422 "field is immutable"); it lets
+# a suspended Job that never started change its template's scheduling directives, the fake refuses that too.
+IMMUTABLE_SPEC = {("batch/v1", "Job"): ("template", "podFailurePolicy", "completionMode", "selector")}
 CREATION_TIMESTAMP = "2026-11-25T12:00:00Z"
 
 
@@ -184,6 +187,13 @@ class FakeKube:
         self._written.append((API_VERSION, kind, namespace, name))
         return copy.deepcopy(obj)
 
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict]:
+        self._record("list_pods", "Pod", namespace, label_selector)
+        wanted = dict(term.split("=", 1) for term in label_selector.split(","))
+        return [copy.deepcopy(obj) for (api_version, kind, ns, _), obj in self.objects.items()
+                if (api_version, kind, ns) == ("v1", "Pod", namespace)
+                and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+
     def get_pvc(self, namespace: str, name: str) -> dict | None:
         self._record("get_pvc", "PersistentVolumeClaim", name)
         return copy.deepcopy(self.pvcs.get((namespace, name)))
@@ -252,6 +262,7 @@ class FakeKube:
                    "metadata": {"uid": self._next_uid(), "generation": 1, "creationTimestamp": CREATION_TIMESTAMP}}
             before_spec = None
         else:
+            self._refuse_immutable_changes(existing, intent)
             obj = copy.deepcopy(existing)
             before_spec = copy.deepcopy(obj.get("spec"))
         meta = obj["metadata"]
@@ -281,6 +292,14 @@ class FakeKube:
         self.objects[key] = obj
         self._render_managed_fields(key)
         return copy.deepcopy(obj)
+
+    @staticmethod
+    def _refuse_immutable_changes(existing: dict, intent: dict) -> None:
+        live, wanted = existing.get("spec") or {}, intent.get("spec") or {}
+        for field in IMMUTABLE_SPEC.get((intent["apiVersion"], intent["kind"]), ()):
+            if field in wanted and wanted[field] != live.get(field):
+                raise kube_error(422, f"{intent['kind']}.batch \"{intent['metadata']['name']}\" is invalid: "
+                                      f"spec.{field}: field is immutable")
 
     def _render_managed_fields(self, key: Key) -> None:
         owners = self._owners.get(key)

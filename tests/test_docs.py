@@ -105,6 +105,40 @@ def test_types_defaults_and_validation_are_the_models():
     assert "DNS-1035 label" in _section(TEXT, "TrainingJob")
 
 
+MAX_DEFAULT_LENGTH = 48  # "from the preset (large for vllm and triton)", "spec.backoffLimit if workers > 1, else 0"
+
+
+def _default_cells(page: str) -> dict[str, str]:
+    return {f"{kind} {path}": cells[1].strip() for kind in KINDS for path, cells in _rows(_section(page, kind)).items()}
+
+
+@pytest.mark.parametrize("page", ["generated", "committed"])
+def test_every_default_cell_is_a_short_value_not_prose(page):
+    """Default holds a value; what it means goes in Description (a default read out of a description must
+    stop where the value does)."""
+    text = TEXT if page == "generated" else (ROOT / "docs" / "api.md").read_text()
+    defaults = _default_cells(text)
+    assert defaults["TrainingJob spec.backoffLimit"] == "0"
+    assert defaults["TrainingJob spec.failurePolicy.restartOnPreemption"] == "true"
+    assert defaults["TrainingJob spec.failurePolicy.maxRestarts"] == "spec.backoffLimit if workers > 1, else 0"
+    prose = {field: default for field, default in defaults.items()
+             if len(default) > MAX_DEFAULT_LENGTH or re.search(r"[.:;]\s|[.:;]$", default)}
+    assert not prose, "Default cells holding prose; state the default as a short value in the description"
+
+
+def test_a_default_is_read_up_to_the_end_of_its_clause():
+    for description, default in [
+        ("Pod retries (the Job's backoffLimit; default 0). Distributed runs: 0.", "0"),
+        ("Restarts. Default: spec.backoffLimit if workers > 1, else 0. Unlike backoffLimit, more.",
+         "spec.backoffLimit if workers > 1, else 0"),
+        ("Default true: a disruption restarts the run.", "true"),
+        ("Processes per worker pod; default gpu.count, else 1.", "gpu.count, else 1"),
+        ("A port (default 29500).", "29500"),
+        ("No default here; the default of another field.", ""),
+    ]:
+        assert docs._default_of({"description": description}, None) == default, description
+
+
 def test_every_rule_message_of_the_models_is_in_the_page():
     messages = set()
     for model in set().union(*(_models(k.model, set()) | _models(k.status_model, set()) for k in KINDS.values())):

@@ -18,7 +18,7 @@ from mlplatform.labels import OWNER_LABEL
 from mlplatform.render.common import RenderError, labels
 from mlplatform.render.featureview import materialization_job_name, materialization_spec_hash
 from mlplatform.render.modeldeployment import render_model_deployment
-from mlplatform.render.trainingjob import RUN_LABEL, render_training_job, run_spec_hash
+from mlplatform.render.trainingjob import RUN_LABEL, earlier_run_spec_hash, render_training_job, run_spec_hash
 from mlplatform.runtime import loop
 from mlplatform.runtime.cache import Change
 from mlplatform.runtime.kube import Kube, KubeError
@@ -482,7 +482,8 @@ def test_reconcile(kind, row):
         assert {path: at(obj, path) for path in expected} == expected
 
 
-@pytest.mark.parametrize("method", ["apply", "delete", "hand_over", "get", "patch_status", "get_pvc", "warning_events",
+@pytest.mark.parametrize("method", ["apply", "delete", "hand_over", "get", "list_pods", "patch_status", "get_pvc",
+                                    "warning_events",
                                     "kueue_installed", "local_queue_exists", "workload_of_job", "post_event"])
 def test_the_fake_has_kube_s_signatures(method):
     assert inspect.signature(getattr(FakeKube, method)) == inspect.signature(getattr(Kube, method))
@@ -674,9 +675,13 @@ def test_admitted_job_missing_from_a_fresh_cache_is_not_suspended_again():
 
 
 def test_an_immutable_job_template_keeps_the_run_as_it_started():
-    h = converged(TRAINER)
+    """The operator's configuration changed the pod template (an annotation it now copies): the API server
+    refuses the running Job's new template, and the run goes on as it started, the ttl edit made with it too."""
+    annotated = copy.deepcopy(TRAINER)
+    annotated["metadata"]["annotations"] = {"team.example.com/cost-center": "42"}
+    h = converged(annotated)
+    h.ctx.config = OperatorConfig.model_validate({"podAnnotationPrefixes": ["team.example.com/"]})
     h.replace(training_job(ttlSecondsAfterFinished=60, generation=2))
-    h.kube.fail("apply", "Job", "trainer-1", kube_error(422, "Job.batch is invalid: spec.template: field is immutable"))
 
     h.reconcile(current(h, TRAINER))
 
@@ -685,6 +690,95 @@ def test_an_immutable_job_template_keeps_the_run_as_it_started():
     written = h.kube.called("patch_status")[0].detail
     assert written["observedGeneration"] == 2 and written["run"] == 1
     assert h.kube.stored("batch/v1", "Job", NS, "trainer-1")["spec"]["ttlSecondsAfterFinished"] != 60
+
+
+POLICED = training_job(workers=2, failurePolicy={"maxRestarts": 1, "nonRetryableExitCodes": [2]})
+
+
+def running(h: Harness, job: str = "trainer-1", workers: int = 2) -> dict:
+    """The Job controller reports the run's workers running; returns the Job."""
+    h.kube.update("batch/v1", "Job", NS, job, manager="kube-controller-manager",
+                  status={"active": workers, "ready": workers, "startTime": "2026-11-25T11:00:00Z"})
+    h.sync()
+    h.kube.calls.clear()
+    return h.kube.stored("batch/v1", "Job", NS, job)
+
+
+@pytest.mark.parametrize("edit", [
+    {"failurePolicy": {"maxRestarts": 5, "restartOnPreemption": False, "nonRetryableExitCodes": [3]}},
+    {"activeDeadlineSeconds": 3600},
+    {"ttlSecondsAfterFinished": 60},
+    {"failurePolicy": None, "activeDeadlineSeconds": 7200, "ttlSecondsAfterFinished": 0},
+], ids=["failurePolicy", "activeDeadlineSeconds", "ttlSecondsAfterFinished", "all three"])
+def test_a_policy_edit_keeps_the_running_job_and_reaches_it_where_kubernetes_allows(edit):
+    h = converged(POLICED)
+    before = running(h)
+    spec = {k: v for k, v in {**POLICED["spec"], **edit}.items() if v is not None}
+
+    h.replace(training_job(generation=2, **spec))
+    h.reconcile(current(h, POLICED))
+
+    assert h.kube.called("delete") == []
+    job = h.kube.stored("batch/v1", "Job", NS, "trainer-1")
+    assert job["metadata"]["uid"] == before["metadata"]["uid"]
+    # The run's pod template and podFailurePolicy as created (Kubernetes refuses to change them on a Job) ...
+    assert job["spec"]["template"] == before["spec"]["template"]
+    assert job["spec"]["podFailurePolicy"] == before["spec"]["podFailurePolicy"]
+    # ... what may change on a Job, changed.
+    assert job["spec"].get("activeDeadlineSeconds") == spec.get("activeDeadlineSeconds")
+    assert job["spec"]["ttlSecondsAfterFinished"] == spec.get("ttlSecondsAfterFinished",
+                                                              CONFIG.defaults.training_ttl_seconds_after_finished)
+    status = current(h, POLICED)["status"]
+    assert status["run"] == 1 and [r["run"] for r in status["runs"]] == [1] and status["phase"] == "Running"
+    assert status["observedGeneration"] == 2 and status["runGeneration"] == 1
+
+
+def test_an_edited_max_restarts_applies_to_the_current_run_at_once():
+    h = converged(POLICED)
+    running(h)
+    h.replace(training_job(generation=2, **{**POLICED["spec"], "failurePolicy": {"maxRestarts": 0}}))
+    h.reconcile(current(h, POLICED))
+    fail_job(h, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+
+    h.reconcile(current(h, POLICED))
+
+    assert h.kube.called("delete") == []  # no restart left: the run fails instead of starting again
+    assert current(h, POLICED)["status"]["phase"] == "Failed"
+
+
+def test_a_run_started_by_an_earlier_operator_goes_on_after_the_upgrade():
+    """Earlier operators hashed failurePolicy into the run's identity: their status.runSpecHash is the same run."""
+    h = converged(POLICED)
+    running(h)
+    stored = h.kube.stored(API_VERSION, "TrainingJob", NS, "trainer")
+    earlier = {**stored["status"], "runSpecHash": earlier_run_spec_hash(typed_spec(POLICED))}
+    assert earlier["runSpecHash"] != stored["status"]["runSpecHash"]
+    h.ctx.cache.upsert("TrainingJob", h.kube.put(with_status(stored, earlier)))
+
+    h.reconcile(current(h, POLICED))
+
+    assert h.kube.called("delete") == []
+    written = h.kube.called("patch_status")[0].detail
+    assert written["runSpecHash"] == run_spec_hash(typed_spec(POLICED)) and current(h, POLICED)["status"]["run"] == 1
+
+
+def test_a_queue_edit_moves_a_waiting_run_and_leaves_an_admitted_one_where_it_was_admitted():
+    h = converged(QUEUED)
+    h.reconcile(current(h, QUEUED))  # suspend handed over to Kueue
+    h.sync()
+    h.replace(training_job(queueName="team-b", generation=2))
+    h.reconcile(current(h, QUEUED))
+    waiting = h.kube.stored("batch/v1", "Job", NS, "trainer-1")
+    assert waiting["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-b" and waiting["spec"]["suspend"]
+
+    h.kube.update("batch/v1", "Job", NS, "trainer-1", manager="kueue-controller", spec={"suspend": False})
+    running(h, workers=1)
+    h.replace(training_job(queueName="team-c", generation=3))
+    h.reconcile(current(h, QUEUED))
+    admitted = h.kube.stored("batch/v1", "Job", NS, "trainer-1")
+    assert admitted["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-b"
+    assert admitted["metadata"]["uid"] == waiting["metadata"]["uid"] and not admitted["spec"]["suspend"]
+    assert h.kube.called("delete") == [] and current(h, QUEUED)["status"]["run"] == 1
 
 
 def test_a_job_that_cannot_be_created_is_an_error():

@@ -21,8 +21,12 @@ def job_spec(**spec) -> dict:
     return next(o for o in rendered.objects if o["kind"] == "Job")["spec"]
 
 
-def failed_job(reason: str, message: str) -> dict:
-    return {"metadata": {"name": "tj-3", "uid": "j1"},
+POLICY_SPEC = {"workers": 2, "failurePolicy": {"maxRestarts": 2, "nonRetryableExitCodes": [2]}}
+
+
+def failed_job(reason: str, message: str, spec: dict | None = None) -> dict:
+    """The run's Job, rendered from spec (POLICY_SPEC), as the Job controller marks it Failed."""
+    return {"metadata": {"name": "tj-3", "uid": "j1"}, "spec": job_spec(**(spec or POLICY_SPEC)),
             "status": {"conditions": [{"type": "Failed", "status": "True", "reason": reason, "message": message}]}}
 
 
@@ -50,8 +54,7 @@ def test_failure_policy_renders_fail_job_rules_disruption_first():
     assert [r.get("onExitCodes", {}).get("values") for r in spec["podFailurePolicy"]["rules"]] == [[2]]
 
 
-POLICY = restart_policy(TrainingJobSpec.model_validate(
-    {"image": "x", "workers": 2, "failurePolicy": {"maxRestarts": 2, "nonRetryableExitCodes": [2]}}))
+POLICY = restart_policy(TrainingJobSpec.model_validate({"image": "x", **POLICY_SPEC}))
 
 
 def test_a_listed_exit_code_fails_the_run_naming_worker_and_code():
@@ -60,6 +63,16 @@ def test_a_listed_exit_code_fails_the_run_naming_worker_and_code():
     decision = failed_attempt(job, POLICY, {})
     assert not decision.restart and decision.reason == "NonRetryableExitCode"
     assert "worker 1 (pod tj-3-1-x7k2p) exited with code 2" in decision.message
+
+
+def test_the_failed_rule_is_read_from_the_job_s_own_rules_not_from_a_failure_policy_edited_since():
+    """The Job was created with restartOnPreemption false (its only rule: the exit codes); failurePolicy was
+    edited since (restartOnPreemption back to true starts no run): rule 0 is still the exit code rule."""
+    created_with = {"workers": 2, "failurePolicy": {"restartOnPreemption": False, "nonRetryableExitCodes": [2]}}
+    job = failed_job("PodFailurePolicy", "Container trainer for pod ns/tj-3-1-x7k2p failed with exit code 2 "
+                     "matching FailJob rule at index 0", created_with)
+    decision = failed_attempt(job, POLICY, {})
+    assert not decision.restart and decision.reason == "NonRetryableExitCode"
 
 
 def test_a_disruption_restarts_without_counting():

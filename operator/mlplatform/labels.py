@@ -25,6 +25,10 @@ MANAGED_BY = "mlplatform"
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
+# The Job controller's label (and annotation) of an Indexed Job's pod index, and its label of the Job's UID.
+JOB_COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+
 INTENT_HASH_ANNOTATION = "mlplatform.dev/intent-hash"
 MODEL_URI_ANNOTATION = "mlplatform.dev/model-uri"
 # On a ModelDeployment's Deployments: the hash of the pod template they carry (which version is stable).

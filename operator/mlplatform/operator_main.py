@@ -20,26 +20,61 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 from .api import API_VERSION, KINDS
 from .config import OperatorConfig
 from .controllers.base import Context
 from .labels import OWNER_LABEL
 from .metrics import Metrics
-from .runtime.cache import Cache
+from .runtime.cache import Cache, Change, ResourceKey, owner_key_of
 from .runtime.health import WorkerMonitor, serve_health
 from .runtime.informer import Informer, Watched
-from .runtime.kube import CHILD_KINDS, FIELD_MANAGER, HANDOFF_FIELD_MANAGER, OPTIONAL_CHILD_KINDS, Kube, make_api_client
+from .runtime.kube import (
+    CHILD_KINDS,
+    FIELD_MANAGER,
+    HANDOFF_FIELD_MANAGER,
+    KUEUE_JOB_UID_LABEL,
+    KUEUE_WORKLOADS,
+    OPTIONAL_CHILD_KINDS,
+    Kube,
+    make_api_client,
+)
 from .runtime.leader import LeaderElector, LeaseSettings
-from .runtime.loop import enqueue, keys_for, process
+from .runtime.loop import CHILD_EVENT_DELAY_SECONDS, enqueue, keys_for, process
 from .runtime.workqueue import WorkQueue
 
 log = logging.getLogger("mlplatform")
 
+WORKLOADS = Watched(*KUEUE_WORKLOADS, KUEUE_JOB_UID_LABEL, optional=True)  # served only where Kueue is installed
 WATCHED = [Watched(API_VERSION, kind.kind, kind.plural) for kind in KINDS.values()] + [
     Watched(api_version, kind, plural, OWNER_LABEL, optional=(api_version, kind) in OPTIONAL_CHILD_KINDS)
     # children: selected server-side by the owner label
-    for (api_version, kind), plural in [*CHILD_KINDS.items(), (("v1", "Pod"), "pods")]]
+    for (api_version, kind), plural in [*CHILD_KINDS.items(), (("v1", "Pod"), "pods")]] + [WORKLOADS]
+
+
+def owner_of_workload(cache: Cache, workload: dict) -> ResourceKey | None:
+    """Our resource whose Job Kueue made this Workload for: the Workload's owner reference names the Job, the
+    Job (in the cache when it is ours) carries our owner label. None for the Workloads of others' Jobs."""
+    meta = workload.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("apiVersion") != "batch/v1" or ref.get("kind") != "Job":
+            continue
+        job = cache.resource(("Job", meta.get("namespace"), ref.get("name")))
+        if job is not None and job["metadata"].get("uid") == ref.get("uid"):
+            return owner_key_of(job)
+    return None
+
+
+def on_change(ctx: Context, watched: Watched) -> Callable[[Change], None]:
+    """What an informer calls for each change: a Workload's owner is found through its Job (the loop finds a
+    child's owner by our label, which Workloads do not carry)."""
+    if watched == WORKLOADS:
+        def enqueue_owner_of_workload(change: Change) -> None:
+            if (owner := owner_of_workload(ctx.cache, change.obj)) is not None:
+                ctx.queue.add(owner, delay=CHILD_EVENT_DELAY_SECONDS)
+        return enqueue_owner_of_workload
+    return lambda change: enqueue(ctx, change)
 
 
 @dataclass
@@ -140,7 +175,7 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
         for key in keys_for(change):
             queue.add(key, delay=1.0)
 
-    informers = [Informer(kube, cache, watched, options.namespace, lambda change: enqueue(ctx, change),
+    informers = [Informer(kube, cache, watched, options.namespace, on_change(ctx, watched),
                           options.relist_seconds, on_relist=metrics.count_relist, on_handler_error=handler_failed)
                  for watched in WATCHED]
     may_run = threading.Event()  # synced and leading

@@ -65,7 +65,7 @@ built-in system:discovery role grants it to every authenticated client.
   verbs: ["get"]
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["workloads"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]  # a run's Workload is read; all of our Jobs' are watched (admission, eviction)
 # Events (core/v1): the warnings of pods are listed, events on the custom resources are created.
 - apiGroups: [""]
   resources: ["events"]

@@ -11,6 +11,8 @@ from .common import (
     ApiModel,
     CommonStatus,
     ContainerBlock,
+    EnvFromSource,
+    EnvVar,
     FeatureRefs,
     Resources,
     Rule,
@@ -20,8 +22,17 @@ from .common import (
 )
 
 OUTPUT_URI_PATTERN = r"^((s3|gs|oci)://.+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?)$"
-# Editing any other spec field starts a new run.
-FIELDS_THAT_DO_NOT_START_A_RUN = ("suspend", "ttlSecondsAfterFinished", "queueName")
+# What a run is made of is its identity (status.runSpecHash): editing any spec field but these starts a new
+# run. These are how a run is held, queued, limited, cleaned up and restarted: they apply to the current run
+# (each field's description says how far Kubernetes lets a running Job change) and start none.
+FIELDS_THAT_DO_NOT_START_A_RUN = ("suspend", "ttlSecondsAfterFinished", "queueName", "activeDeadlineSeconds",
+                                  "failurePolicy")
+STARTS_A_RUN = " Editing it starts a new run (a run still going is stopped and recorded as Superseded)."
+
+
+def run_field(description: str, **kwargs):
+    """A field of what the run computes: its description says that an edit starts a new run."""
+    return field(description + STARTS_A_RUN, **kwargs)
 RUN_HISTORY_LIMIT = 10
 
 
@@ -50,13 +61,13 @@ class FailurePolicy(ApiModel):
 
     max_restarts: int | None = field(
         "Whole-run restarts after a worker failure before the run fails: all workers start again together, the run "
-        "number stays, status.runs[].restarts counts them (an Event each time). Default: spec.backoffLimit for "
-        "distributed runs (workers > 1), else 0. Unlike backoffLimit, which (for a single-worker run) lets the Job "
-        "replace the failed pod, a restart re-creates the whole group.", ge=0, le=100)
+        "number stays, status.runs[].restarts counts them (an Event each time). Unlike backoffLimit, which (for a "
+        "single-worker run) lets the Job replace the failed pod, a restart re-creates the whole group. "
+        "Default: spec.backoffLimit if workers > 1, else 0.", ge=0, le=100)
     restart_on_preemption: bool | None = field(
-        "Default true: a worker whose pod was disrupted (pod condition DisruptionTarget: preemption, eviction, node "
-        "loss) or a run evicted or preempted by Kueue restarts the whole run without counting against "
-        "maxRestarts (status.runs[].disruptions counts those). false: a disruption counts as a failure.")
+        "true: a worker whose pod was disrupted (pod condition DisruptionTarget: preemption, eviction, node loss) "
+        "or a run evicted or preempted by Kueue restarts the whole run without counting against maxRestarts "
+        "(status.runs[].disruptions counts those). false: a disruption counts as a failure. Default: true.")
     non_retryable_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] | None = field(
         "Exit codes of the trainer container that fail the run at once, with no restart; the message names the "
         "worker and the code (a Job podFailurePolicy FailJob rule).",
@@ -68,20 +79,40 @@ class FailurePolicy(ApiModel):
 
 
 class TrainingJobSpec(ContainerBlock):
-    image: str = required("Container image of the training code.", min_length=1)
-    service_account_name: str | None = field("ServiceAccount of the worker pods.", max_length=253)
-    resources: Resources | None = field("Per worker: cpu, memory, gpu.")
-    scheduling: Scheduling | None = field("Node selection, tolerations and priority.")
-    workers: int | None = field("Worker pods (default 1); more than one means distributed.", ge=1, le=1024)
-    distribution: Distribution | None = field("How workers find each other.")
-    backoff_limit: int | None = field(
-        "Single-worker runs: pod retries within the run (the Job's backoffLimit: Kubernetes replaces the failed pod; "
-        "default 0). Distributed runs never replace one worker: there it is the default of "
-        "failurePolicy.maxRestarts (whole-run restarts) and the Job's own backoffLimit is 0.", ge=0, le=100)
-    active_deadline_seconds: int | None = field("Wall-clock limit of a run.", ge=1)
-    ttl_seconds_after_finished: int | None = field("Finished runs' Jobs are removed after this many seconds.", ge=0)
-    queue_name: str | None = field("Kueue LocalQueue: the Job carries kueue.x-k8s.io/queue-name and starts suspended for Kueue.",
-                                   pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    """Each field's description says whether editing it starts a new run (FIELDS_THAT_DO_NOT_START_A_RUN)."""
+
+    command: list[str] | None = run_field("Entrypoint; the image's when absent.")
+    args: list[str] | None = run_field("Arguments to the entrypoint.")
+    env: list[EnvVar] | None = run_field(
+        "Environment variables: name/value, or valueFrom secretKeyRef / configMapKeyRef.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    env_from: list[EnvFromSource] | None = run_field(
+        "Whole Secrets or ConfigMaps as environment (secretRef / configMapRef).")
+    image: str = required("Container image of the training code." + STARTS_A_RUN, min_length=1)
+    service_account_name: str | None = run_field("ServiceAccount of the worker pods.", max_length=253)
+    resources: Resources | None = run_field("Per worker: cpu, memory, gpu.")
+    scheduling: Scheduling | None = run_field("Node selection, tolerations and priority.")
+    workers: int | None = run_field("Worker pods (default 1); more than one means distributed.", ge=1, le=1024)
+    distribution: Distribution | None = run_field("How workers find each other.")
+    backoff_limit: int | None = run_field(
+        "Single-worker runs: pod retries within the run (the Job's backoffLimit: Kubernetes replaces the failed "
+        "pod). Distributed runs never replace one worker: there it is the default of failurePolicy.maxRestarts "
+        "(whole-run restarts) and the Job's own backoffLimit is 0. Default: 0.", ge=0, le=100)
+    active_deadline_seconds: int | None = field(
+        "Wall-clock limit of a run, counted by Kubernetes from the start of the run's Job (the Job's "
+        "activeDeadlineSeconds): past it the run fails with reason DeadlineExceeded, without a restart. Editing it "
+        "starts no run: the running Job takes the new limit at once.", ge=1)
+    ttl_seconds_after_finished: int | None = field(
+        "Finished runs' Jobs are removed after this many seconds (unset: the operator configuration's "
+        "defaults.trainingTtlSecondsAfterFinished). Default: from the operator configuration. Editing it starts "
+        "no run: the current run's Job takes it at once (finished or not); the Jobs of earlier runs keep theirs.",
+        ge=0)
+    queue_name: str | None = field(
+        "Kueue LocalQueue: the Job carries kueue.x-k8s.io/queue-name and starts suspended for Kueue. Editing it "
+        "starts no run: a run still waiting for admission moves to the new queue; an admitted run keeps the queue "
+        "it was admitted in (Kueue does not move a running Job), and the next run uses the new one.",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     failure_policy: FailurePolicy | None = field(
         "Whole-run restarts: how many, whether disruptions count, which exit codes are final. Each attempt of a run "
         "is one Indexed Job with podFailurePolicy FailJob rules (pod condition DisruptionTarget first, then "
@@ -90,11 +121,17 @@ class TrainingJobSpec(ContainerBlock):
         "one worker alone, which a static torchrun rendezvous cannot take back. The operator then deletes the Job "
         "and creates it again: all workers, same Job name, run number and CHECKPOINT_DIR. Absent: a distributed run "
         "restarts whole spec.backoffLimit times, a disrupted pod counts as a failure, a run evicted by Kueue waits "
-        "to be admitted again without counting.")
-    checkpoint: Checkpoint | None = field("Checkpoint volume, mounted in every worker; env CHECKPOINT_DIR.")
-    output: Output | None = field("Where the model is written; env OUTPUT_URI.")
-    features: FeatureRefs | None = field("FeatureViews the job reads; env FEATURES_<NAME>_REPO points at each Feast repo config.")
-    suspend: bool | None = field("Stop the current run's pods and hold; phase Suspended.")
+        "to be admitted again without counting. Editing it starts no run: maxRestarts, and what a Kueue eviction "
+        "means, apply to the current run at once; the Job's podFailurePolicy (restartOnPreemption for a pod's "
+        "disruption, nonRetryableExitCodes), which Kubernetes does not let change on a Job, takes the new rules at "
+        "the run's next attempt (a restart) or the next run.")
+    checkpoint: Checkpoint | None = run_field("Checkpoint volume, mounted in every worker; env CHECKPOINT_DIR.")
+    output: Output | None = run_field("Where the model is written; env OUTPUT_URI.")
+    features: FeatureRefs | None = run_field(
+        "FeatureViews the job reads; env FEATURES_<NAME>_REPO points at each Feast repo config.")
+    suspend: bool | None = field(
+        "Stop the current run's pods and hold; phase Suspended. Editing it starts no run: false resumes the same "
+        "run (its Job is unsuspended).")
 
 
 class RunRecord(ApiModel):

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
-from ..api.trainingjob import restart_policy
-from ..render.trainingjob import COMPONENT, RUN_LABEL, artifact_uri, job_name, render_training_job, run_spec_hash
+from dataclasses import replace
+
+from ..api.trainingjob import TrainingJobSpec, restart_policy
+from ..labels import JOB_UID_LABEL
+from ..render.common import Owner
+from ..render.trainingjob import (
+    COMPONENT,
+    RUN_LABEL,
+    artifact_uri,
+    as_the_live_job_allows,
+    earlier_run_spec_hash,
+    job_name,
+    render_training_job,
+    run_spec_hash,
+)
 from ..runtime.cache import ResourceKey
 from ..runtime.kube import KubeError
 from ..status.kueue import workload_condition
 from ..status.restarts import Decision, failed_attempt, kueue_eviction, record_decision
-from ..status.run_metrics import record_metrics
-from ..status.trainingjob import QueueState, current_record, plan_run, run_state, training_job_report
+from ..status.run_metrics import record_metrics, turned_succeeded, worker_zero_selector
+from ..status.trainingjob import (
+    QueueState,
+    RunPlan,
+    current_record,
+    plan_run,
+    run_generation,
+    run_state,
+    training_job_report,
+)
 from .base import (
     Context,
     apply_children,
@@ -25,7 +46,6 @@ from .base import (
 )
 
 KIND = "TrainingJob"
-JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"  # the Job controller's label on its pods
 
 
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
@@ -35,12 +55,12 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     spec_hash = run_spec_hash(spec)
     current = previous.get("run")
     plan = plan_run(previous, spec_hash,
-                    current is not None and ctx.cache.child(key, "Job", job_name(owner.name, current)) is not None)
+                    current is not None and ctx.cache.child(key, "Job", job_name(owner.name, current)) is not None,
+                    earlier_hash=earlier_run_spec_hash(spec))
     name = job_name(owner.name, plan.run)
     # Whether the Job exists decides whether our intent carries suspend: confirmed, never guessed.
     live_job = live_child(ctx, key, "batch/v1", "Job", name) if plan.render_job else ctx.cache.child(key, "Job", name)
-    objects = (render_training_job(owner, spec, ctx.config, plan.run, job_exists=live_job is not None).objects
-               if plan.render_job else [])
+    objects = render_run(owner, spec, ctx, previous, plan, live_job) if plan.render_job else []
     # Kueue owns a queued Job's spec.suspend: our intent carries it only when creating the Job.
     queued = bool(spec.queue_name) and not spec.suspend and plan.render_job
     if queued and live_job is not None and owns_spec_field(live_job, "suspend"):
@@ -87,13 +107,32 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
                       warning_events_if_needed(ctx, owner.namespace, pods), attempt, handled)
     report = training_job_report(previous, plan, spec_hash, owner.generation or 1, state,
                                  artifact_uri(spec, plan.run), name, updates, workload)
-    metrics_problem = record_metrics(report.status, previous, plan.run, pods)
+    fresh_pods = (worker_zero_pods(ctx, owner.namespace, job_uid)
+                  if job_uid is not None and turned_succeeded(report.status, previous, plan.run) else [])
+    metrics_problem = record_metrics(report.status, previous, plan.run, fresh_pods)
     ctx.metrics.set_training_job(owner.namespace, owner.name, runs=report.status["runs"])
     if write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions) and metrics_problem:
         try:
             ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
         except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
             log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
+
+
+def render_run(owner: Owner, spec: TrainingJobSpec, ctx: Context, previous: dict, plan: RunPlan,
+               live_job: dict | None) -> list[dict]:
+    """The run's children as started: its pods carry the generation the run began with, and a Job that exists
+    keeps what Kubernetes does not let change, so that an edit that starts no run reaches the running Job."""
+    run_owner = replace(owner, generation=run_generation(previous, plan, owner.generation or 1))
+    objects = render_training_job(run_owner, spec, ctx.config, plan.run, job_exists=live_job is not None).objects
+    if live_job is None:
+        return objects
+    return [as_the_live_job_allows(o, live_job) if o["kind"] == "Job" else o for o in objects]
+
+
+def worker_zero_pods(ctx: Context, namespace: str, job_uid: str) -> list[dict]:
+    """Worker 0's pods read from the API server: the pod cache, filled by its own watch, may not have seen the
+    pod succeed when the Job's Complete arrives first."""
+    return ctx.kube.list_pods(namespace, worker_zero_selector(job_uid))
 
 
 def announce(ctx: Context, body: dict, decision: Decision, run: int) -> None:

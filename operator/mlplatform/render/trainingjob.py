@@ -47,10 +47,25 @@ def workers_service_name(name: str) -> str:
     return f"{name}-workers"
 
 
+# What earlier operators hashed: every field but these, failurePolicy and activeDeadlineSeconds included.
+_NOT_HASHED_BEFORE = ("suspend", "ttlSecondsAfterFinished", "queueName")
+
+
 def run_spec_hash(spec: TrainingJobSpec) -> str:
-    """Hash of the fields whose edit starts a new run (all but suspend, ttlSecondsAfterFinished, queueName)."""
+    """The run's identity: a hash of the fields whose edit starts a new run (all but
+    FIELDS_THAT_DO_NOT_START_A_RUN)."""
+    return _hash_without(spec, FIELDS_THAT_DO_NOT_START_A_RUN)
+
+
+def earlier_run_spec_hash(spec: TrainingJobSpec) -> str:
+    """The same run's identity as an operator that still hashed failurePolicy and activeDeadlineSeconds wrote it
+    in status.runSpecHash: a run it started goes on after an upgrade."""
+    return _hash_without(spec, _NOT_HASHED_BEFORE)
+
+
+def _hash_without(spec: TrainingJobSpec, fields: tuple[str, ...]) -> str:
     data = spec.to_api()
-    for key in FIELDS_THAT_DO_NOT_START_A_RUN:
+    for key in fields:
         data.pop(key, None)
     return short_hash(data)
 
@@ -90,6 +105,22 @@ def pod_failure_policy(spec: TrainingJobSpec) -> list[dict[str, Any]]:
             rules.append({"action": "FailJob", "onExitCodes": {"containerName": "trainer", "operator": "In",
                                                                "values": list(policy.non_retryable_exit_codes)}})
     return rules
+
+
+def as_the_live_job_allows(job: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    """The intent for a run's Job that exists already, keeping what may not change on it as the live Job has it,
+    so that what may change (ttlSecondsAfterFinished, activeDeadlineSeconds, the queue of a Job still waiting)
+    is applied instead of the whole apply being refused: Kubernetes keeps a Job's podFailurePolicy as created,
+    and Kueue keeps the queue of a Job it admitted (not suspended)."""
+    spec = {k: v for k, v in job["spec"].items() if k != "podFailurePolicy"}
+    if "podFailurePolicy" in live.get("spec", {}):
+        spec["podFailurePolicy"] = live["spec"]["podFailurePolicy"]
+    labels = dict(job["metadata"].get("labels") or {})
+    if not live.get("spec", {}).get("suspend"):
+        labels.pop(KUEUE_QUEUE_LABEL, None)
+        if KUEUE_QUEUE_LABEL in (live["metadata"].get("labels") or {}):
+            labels[KUEUE_QUEUE_LABEL] = live["metadata"]["labels"][KUEUE_QUEUE_LABEL]
+    return {**job, "metadata": {**job["metadata"], "labels": labels}, "spec": spec}
 
 
 def _index_env(name: str) -> dict[str, Any]:

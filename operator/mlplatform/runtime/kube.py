@@ -43,6 +43,10 @@ CHILD_KINDS: dict[tuple[str, str], str] = {
 SHARED_KINDS: dict[tuple[str, str], str] = {("v1", "PersistentVolumeClaim"): "persistentvolumeclaims"}
 # Child kinds whose CRD may be absent: their informers retry until served, without holding the workers back.
 OPTIONAL_CHILD_KINDS = {("gateway.networking.k8s.io/v1", "HTTPRoute"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")}
+# Kueue's Workloads, one per queued Job, made and owned by Kueue: watched (never applied or pruned) so that an
+# admission or an eviction is reconciled at once. They carry Kueue's job-UID label, not our owner label: the
+# watch selects the Workloads of Jobs, and each is mapped to our resource through the Job it is owned by.
+KUEUE_WORKLOADS = ("kueue.x-k8s.io/v1beta2", "Workload", "workloads")
 
 
 # Pending pods explain themselves alike (the same missing node, the same unbound claim): a few tell why.
@@ -240,6 +244,12 @@ class Kube:
         """Merge-patch of the status subresource: keys set to None are removed."""
         return self._request("PATCH", custom_path(kind, namespace, name) + "/status", body={"status": status},
                              content_type="application/merge-patch+json")
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict]:
+        """Pods as the API server holds them now (not as a watch delivered them so far)."""
+        result = self._request("GET", _collection_path("v1", "pods", namespace),
+                               query={"labelSelector": label_selector}) or {}
+        return [{"apiVersion": "v1", "kind": "Pod", **pod} for pod in result.get("items") or []]
 
     def get_pvc(self, namespace: str, name: str) -> dict | None:
         return self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/persistentvolumeclaims/{quote(name)}")

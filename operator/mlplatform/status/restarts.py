@@ -31,6 +31,15 @@ def worker_of(job_name: str, pod_name: str) -> str:
     return f"worker {m.group(1)} (pod {pod_name})" if m else f"pod {pod_name}"
 
 
+def job_failure_rules(job: dict) -> list[str | None]:
+    """What each rule of the Job's own podFailurePolicy is (render/trainingjob.py pod_failure_policy): the Job
+    keeps the rules it was created with, whatever spec.failurePolicy says since (it starts no run)."""
+    rules = ((job.get("spec") or {}).get("podFailurePolicy") or {}).get("rules") or []
+    return [DISRUPTION_RULE if any(c.get("type") == "DisruptionTarget" for c in rule.get("onPodConditions") or [])
+            else EXIT_CODE_RULE if rule.get("onExitCodes") else None
+            for rule in rules]
+
+
 def failed_attempt(job: dict, policy: RestartPolicy, record: dict) -> Decision | None:
     """What to do about the run's Job when it has failed (None when it has not)."""
     failed = true_condition(job, "Failed")
@@ -41,7 +50,7 @@ def failed_attempt(job: dict, policy: RestartPolicy, record: dict) -> Decision |
     restarts = record.get("restarts", 0)
     rule = None
     if failed.get("reason") == "PodFailurePolicy" and (m := _RULE_INDEX.search(message)):
-        rules = policy.pod_failure_rules()
+        rules = job_failure_rules(job)
         index = int(m.group(1))
         rule = rules[index] if index < len(rules) else None
     if rule == EXIT_CODE_RULE:

@@ -6,7 +6,8 @@ import json
 import math
 from dataclasses import dataclass
 
-COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+from ..labels import JOB_COMPLETION_INDEX_LABEL, JOB_UID_LABEL
+
 MAX_METRICS = 64
 
 
@@ -42,7 +43,7 @@ def worker_zero_message(pods: list[dict]) -> str | None:
     for pod in pods:
         annotations = pod["metadata"].get("annotations") or {}
         status = pod.get("status") or {}
-        if annotations.get(COMPLETION_INDEX_ANNOTATION) != "0" or status.get("phase") != "Succeeded":
+        if annotations.get(JOB_COMPLETION_INDEX_LABEL) != "0" or status.get("phase") != "Succeeded":
             continue
         for container in status.get("containerStatuses") or []:
             terminated = (container.get("state") or {}).get("terminated") or {}
@@ -51,13 +52,30 @@ def worker_zero_message(pods: list[dict]) -> str | None:
     return None
 
 
+def _record(status: dict, run: int) -> dict | None:
+    return next((r for r in status.get("runs") or [] if r.get("run") == run), None)
+
+
+def turned_succeeded(status: dict, previous: dict, run: int) -> bool:
+    """The run's record shows Succeeded in this status and did not in the previous one: the moment its
+    metrics are read."""
+    return ((_record(status, run) or {}).get("phase") == "Succeeded"
+            and (_record(previous, run) or {}).get("phase") != "Succeeded")
+
+
+def worker_zero_selector(job_uid: str) -> str:
+    """The label selector of the pods of index 0 of that Job (the Job controller's labels on its pods)."""
+    return f"{JOB_UID_LABEL}={job_uid},{JOB_COMPLETION_INDEX_LABEL}=0"
+
+
 def record_metrics(status: dict, previous: dict, run: int, pods: list[dict]) -> str | None:
     """Copy worker 0's metrics into the run's record (once, when it first shows Succeeded) and into
-    status.metrics (latest succeeded run). Returns the problem to announce, when the message was unusable."""
-    before = next((r for r in previous.get("runs") or [] if r.get("run") == run), None)
-    record = next((r for r in status.get("runs") or [] if r.get("run") == run), None)
+    status.metrics (latest succeeded run). Returns the problem to announce, when the message was unusable.
+    pods: worker 0's pods as the API server holds them when the run turned Succeeded; the cache's copy may
+    not show the pod Succeeded yet, as the Job's and the pods' watches deliver in no set order."""
+    record = _record(status, run)
     problem = None
-    if record is not None and record.get("phase") == "Succeeded" and (before or {}).get("phase") != "Succeeded":
+    if record is not None and turned_succeeded(status, previous, run):
         reading = parse_metrics(worker_zero_message(pods))
         if reading.metrics is not None:
             record["metrics"] = reading.metrics

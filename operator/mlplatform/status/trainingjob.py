@@ -20,17 +20,26 @@ class RunPlan:
     render_job: bool
 
 
-def plan_run(status: dict, spec_hash: str, current_job_exists: bool) -> RunPlan:
-    """A new run on create and whenever the run-defining spec changes; a finished run's Job, once
-    removed by its TTL, is not created again."""
+def plan_run(status: dict, spec_hash: str, current_job_exists: bool, earlier_hash: str | None = None) -> RunPlan:
+    """A new run on create and whenever the run-defining spec changes (its hash, the run's identity, differs
+    from status.runSpecHash; earlier_hash: the same spec's identity as an earlier operator computed it); a
+    finished run's Job, once removed by its TTL, is not created again."""
     run = status.get("run")
     if run is None:
         return RunPlan(1, True, True)
-    if status.get("runSpecHash") != spec_hash:
+    if status.get("runSpecHash") not in (spec_hash, earlier_hash):
         return RunPlan(run + 1, True, True)
     record = current_record(status)
     finished = record is not None and record.get("phase") in FINISHED
     return RunPlan(run, False, current_job_exists or not finished)
+
+
+def run_generation(status: dict, plan: RunPlan, generation: int) -> int:
+    """The metadata.generation the run was started for (its pods carry it): an edit that starts no run
+    changes the generation, not the run's pod template, which Kubernetes does not let change on a Job."""
+    if plan.new_run:
+        return generation
+    return (current_record(status) or {}).get("generation") or generation
 
 
 def current_record(status: dict) -> dict | None:
