@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(ROOT / "e2e"))
 
 import cluster  # noqa: E402  e2e/controlplane/cluster.py
-from operator_fixtures import DEV_PID_FILE, E2E_OPERATOR_CONFIG, Kubectl, Operator, stop_dev_operator  # noqa: E402
+from harness import DEV_PID_FILE, E2E_OPERATOR_CONFIG, Kubectl, Operator, stop_dev_operator  # noqa: E402 - e2e/ and e2e/controlplane/ are on sys.path only after the lines above
 
 RUN = ROOT / ".run"
 LOG_FILE = RUN / "dev-operator.log"
