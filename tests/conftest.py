@@ -3,8 +3,8 @@
 Two tiers. `make test-unit` runs every test here except those marked `tools`: pure functions and the
 reconcilers against a fake Kube, no Go, no network, no binary beyond the venv. A test is marked `tools`
 (by pytest_collection_modifyitems below, never by hand) when it needs Go: it runs a program built from a
-Go module or reads a module's files. That is, it asks for one of TOOL_FIXTURES, or it calls a `kustomize`
-helper (kubectl kustomize). `make test`
+Go module or reads a module's files. That is, it asks for one of TOOL_FIXTURES, or it calls one of
+TOOL_HELPERS. `make test`
 builds those programs first (`make tools`) and runs both tiers.
 
 Fixtures (test modules never import fixtures: each import would be another fixture of its own):
@@ -29,6 +29,9 @@ EXAMPLES = REPO / "examples"
 BUILD_HELM = REPO / "charts" / "build-helm.sh"
 # lws_schema (tests/test_llm_serving.py) reads the LeaderWorkerSet CRD from the Go module cache (`go mod download`).
 TOOL_FIXTURES = frozenset({"helm", "promtool", "kubectl_tool", "lws_schema"})
+# Helpers a test calls directly: kustomize runs `kubectl kustomize` (tests/test_argocd_health.py);
+# validate_httproute reads the Gateway API CRD, fetched from its Go module (tests/gateway_schema.py).
+TOOL_HELPERS = frozenset({"kustomize", "validate_httproute"})
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,8 +40,8 @@ def pytest_collection_modifyitems(config, items):
         if not Path(str(item.fspath)).resolve().is_relative_to(tests_dir):
             continue
         function = getattr(item, "function", None)
-        calls_kustomize = function is not None and "kustomize" in function.__code__.co_names
-        if TOOL_FIXTURES & set(item.fixturenames) or calls_kustomize:
+        calls = set(function.__code__.co_names) if function is not None else set()
+        if TOOL_FIXTURES & set(item.fixturenames) or TOOL_HELPERS & calls:
             item.add_marker(pytest.mark.tools)
 
 
