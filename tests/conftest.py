@@ -2,9 +2,9 @@
 
 Two tiers. `make test-unit` runs every test here except those marked `tools`: pure functions and the
 reconcilers against a fake Kube, no Go, no network, no binary beyond the venv. A test is marked `tools`
-(by pytest_collection_modifyitems below, never by hand) when it needs Go: it runs a program built from a
-Go module or reads a module's files. That is, it asks for one of TOOL_FIXTURES, or it calls one of
-TOOL_HELPERS. `make test`
+(by pytest_collection_modifyitems below, never by hand) when it runs a real program: one built from a Go
+module (helm, promtool, kubectl), a Go module's files (CRD schemas), or feast. That is, it asks for one of
+TOOL_FIXTURES, calls one of TOOL_HELPERS, or is in one of TOOL_MODULES. `make test`
 builds those programs first (`make tools`) and runs both tiers.
 
 Fixtures (test modules never import fixtures: each import would be another fixture of its own):
@@ -32,6 +32,20 @@ TOOL_FIXTURES = frozenset({"helm", "promtool", "kubectl_tool", "lws_schema"})
 # Helpers a test calls directly: kustomize runs `kubectl kustomize` (tests/test_argocd_health.py);
 # validate_httproute reads the Gateway API CRD, fetched from its Go module (tests/gateway_schema.py).
 TOOL_HELPERS = frozenset({"kustomize", "validate_httproute"})
+# Modules that run a real program of their own: the Feast repos the operator renders, applied, materialized and
+# served by the real feast (its import alone costs ~6 s of CPU, its tests ~1 min).
+TOOL_MODULES = frozenset({"test_feast_repo.py"})
+
+
+def _deselects_tools(config) -> bool:
+    return (config.option.markexpr or "").split() == ["not", "tools"]
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With -m "not tools" (make test-unit), the tool modules are not even imported."""
+    if collection_path.name in TOOL_MODULES and _deselects_tools(config):
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(config, items):
@@ -41,7 +55,7 @@ def pytest_collection_modifyitems(config, items):
             continue
         function = getattr(item, "function", None)
         calls = set(function.__code__.co_names) if function is not None else set()
-        if TOOL_FIXTURES & set(item.fixturenames) or TOOL_HELPERS & calls:
+        if TOOL_FIXTURES & set(item.fixturenames) or TOOL_HELPERS & calls or item.path.name in TOOL_MODULES:
             item.add_marker(pytest.mark.tools)
 
 
