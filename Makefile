@@ -18,7 +18,7 @@ include e2e/cluster.mk
 # The kubectl built with the local control plane when there is one, else the one on PATH.
 KUBECTL ?= $(shell k="$$($(CLUSTER_PY) $(CLUSTER_PY_SCRIPT) bin-dir)/kubectl"; [ -x "$$k" ] && echo "$$k" || command -v kubectl)
 
-.PHONY: install run dev dev-down test test-unit test-e2e crds crds-check docs docs-check bench bench-memory
+.PHONY: install run dev dev-down test test-unit test-e2e lint tools crds crds-check docs docs-check bench bench-memory
 
 install: ## CRDs into the cluster of KUBECONFIG
 	$(KUBECTL) apply --server-side --force-conflicts -f crds/
@@ -26,8 +26,8 @@ install: ## CRDs into the cluster of KUBECONFIG
 run: $(STAMP) ## the operator in the foreground, against KUBECONFIG
 	$(VENV)/bin/mlplatform run $(if $(NAMESPACE),--namespace $(NAMESPACE)) $(if $(CONFIG),--config $(CONFIG))
 
-dev: $(STAMP) ## local control plane, CRDs, operator, examples; then kubectl get ml -A
-	$(PY) e2e/controlplane/cluster.py build
+dev: $(STAMP) ## local control plane with Kueue, LeaderWorkerSet and storage; CRDs, operator, examples; then kubectl get ml -A
+	$(PY) e2e/controlplane/cluster.py build --with-tools
 	$(PY) e2e/dev.py up
 
 dev-down: ## stop the dev operator and the local control plane
@@ -46,15 +46,21 @@ docs: $(STAMP) ## regenerate docs/api.md from the API models
 docs-check: $(STAMP)
 	$(VENV)/bin/mlplatform docs --check
 
-test: $(STAMP) crds-check docs-check ## unit and e2e tests; builds and starts the local control plane if needed
+lint: $(STAMP) ## ruff (configured in pyproject.toml) on the operator, the unit tests and the e2e harness
+	$(VENV)/bin/ruff check operator tests e2e
+	$(VENV)/bin/ruff check --extend-select RUF100 tests e2e  # every noqa there names a rule that fires
+
+tools: $(STAMP) ## build what the `tools` tier and the e2e tests run: control plane, kueue, lws, promtool, kstatus, helm
 	$(PY) e2e/controlplane/cluster.py build --with-tools
+	bash charts/build-helm.sh >/dev/null
+
+test: $(STAMP) lint crds-check docs-check tools ## lint, then unit (both tiers) and e2e tests; builds and starts what they need
 	$(PY) -m pytest tests e2e -v --durations=15
 
-test-unit: $(STAMP)
-	$(PY) -m pytest tests -q
+test-unit: $(STAMP) ## the unit and reconciler tiers: no Go, no network, no cluster (deselects the `tools` tier)
+	$(PY) -m pytest tests -q -m "not tools"
 
-test-e2e: $(STAMP)
-	$(PY) e2e/controlplane/cluster.py build --with-tools
+test-e2e: $(STAMP) tools
 	$(PY) -m pytest e2e -v
 
 BENCH_STAMP := $(VENV)/.bench-installed

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(ROOT / "e2e"))
 
 import cluster  # noqa: E402
-from operator_fixtures import E2E_OPERATOR_CONFIG, Kubectl, Operator, condition, resource, stop_dev_operator  # noqa: E402
+from harness import E2E_OPERATOR_CONFIG, Kubectl, Operator, condition, resource, stop_dev_operator  # noqa: E402 - e2e/ and e2e/controlplane/ are on sys.path only after the lines above
 
 MODEL = {"model": {"uri": "s3://models/m/"}, "runtime": {"preset": "sklearn"},
          "resources": {"cpu": "10m", "memory": "64Mi"}, "replicas": 1}
@@ -73,7 +73,8 @@ def main() -> int:
     kubectl = Kubectl(kubeconfig)
     kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     stop_dev_operator()
-    from kubernetes import client, config as kconfig
+    from kubernetes import client
+    from kubernetes import config as kconfig
 
     api = kconfig.new_client_from_config(config_file=kubeconfig)
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(ROOT / "e2e"))
 
 import cluster  # noqa: E402
-from operator_fixtures import E2E_OPERATOR_CONFIG, Kubectl, Operator, condition, resource, stop_dev_operator  # noqa: E402
+from harness import E2E_OPERATOR_CONFIG, Kubectl, Operator, condition, resource, stop_dev_operator  # noqa: E402 - e2e/ and e2e/controlplane/ are on sys.path only after the lines above
 
 SPECS = {
     "ModelDeployment": {"model": {"uri": "s3://models/m/"}, "runtime": {"preset": "sklearn"},

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "e2e"))
 
 import cluster  # noqa: E402
 from audit import AuditLog, summary  # noqa: E402
-from operator_fixtures import E2E_OPERATOR_CONFIG, Kubectl, Operator, resource  # noqa: E402
+from harness import E2E_OPERATOR_CONFIG, Kubectl, Operator, resource  # noqa: E402 - e2e/ and e2e/controlplane/ are on sys.path only after the lines above
 
 OUT = ROOT / ".run" / "bench"
 CONFIG = OUT / "operator-config.yaml"
@@ -181,7 +181,7 @@ class Bench:
                             phase.ready_at.append(now - t0)
                         if stop.is_set() or len(phase.ready_s) >= len(names):
                             break
-                except Exception as err:  # a cut watch: list and watch again
+                except Exception as err:  # noqa: BLE001 - a cut watch (any error of the stream): list and watch again
                     print(f"  (watch restarted: {type(err).__name__})", file=sys.stderr)
                 finally:
                     w.stop()
@@ -442,11 +442,13 @@ def report(figures: dict, floor: Phase, ours: Phase) -> None:
         f"# Scale bench: {figures['n']} ModelDeployments, floor vs operator (one run)", "",
         f"Local control plane, {figures['cpu_nodes']} simulated CPU nodes, {os.cpu_count()} cores.", "",
         "| | all Ready | p50 apply->Ready | p99 apply->Ready | API writes / resource |", "|---|---:|---:|---:|---:|",
-        f"| floor (children applied directly) | {f['all_ready_s']}s | {f['p50_s']}s | {f['p99_s']}s | {f['writes_per_resource']} |",
+        f"| floor (children applied directly) | {f['all_ready_s']}s | {f['p50_s']}s | {f['p99_s']}s "
+        f"| {f['writes_per_resource']} |",
         f"| operator | {o['all_ready_s']}s | {o['p50_s']}s | {o['p99_s']}s | {o['writes_per_resource']} |", "",
         f"**ratio operator/floor (all Ready): {figures['ratio']}**; the operator's own writes: "
         f"{o['operator_writes_per_resource']} per resource ({_per(o['operator_writes'], figures['n'])}; "
-        f"from the apiserver's audit log, by user agent); operator CPU {o['operator_cpu_s']}s, RSS {figures['operator_rss_mib']} MiB (idle {figures['operator_idle_rss_mib']} MiB)", "",
+        f"from the apiserver's audit log, by user agent); operator CPU {o['operator_cpu_s']}s, "
+        f"RSS {figures['operator_rss_mib']} MiB (idle {figures['operator_idle_rss_mib']} MiB)", "",
         "Writes counted by the kube-apiserver (`apiserver_request_total`, write verbs, leases and nodes left out), "
         "per resource, everyone's (the controllers' pods, ReplicaSets and Events included):", "",
         *writes_table(floor, ours), "",

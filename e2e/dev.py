@@ -1,12 +1,31 @@
-"""`make dev`: local control plane, CRDs, the operator in the background, the examples applied.
+"""`make dev`: the local control plane with what the examples need, CRDs, the operator in the background,
+the examples applied; then `kubectl get ml -A`.
 
-    python e2e/dev.py up      start (or restart the operator of) the dev environment, then show `kubectl get ml -A`
-    python e2e/dev.py down    stop the operator started by `up` (the cluster is stopped by `make cluster-down`)
+    python e2e/dev.py up      start (or bring up to date) the dev environment, then show `kubectl get ml -A`
+    python e2e/dev.py down    stop the operator and the components started by `up` (the control plane is
+                              stopped by `make cluster-down`, which `make dev-down` also runs)
+
+What the examples need, beyond the control plane (all in the dev cluster's run folder, .run/cluster):
+- Kueue, with a ClusterQueue and the LocalQueue `team-a` in `research` (llm-finetune is queued there);
+- the LeaderWorkerSet controller (llama-405b: 2 nodes per replica);
+- storage: a StorageClass `shared-rwx` with pre-created ReadWriteMany volumes, which the controller
+  manager binds to the claims (llama-405b's model cache; llm-finetune's checkpoint claim `llm-ckpt`,
+  created here as a team would);
+- 4 more H100 nodes (8 in all): llama-405b holds 2 whole nodes, llm-finetune's 4 workers 4 more;
+- runs that report metrics: kwok completes Job pods with the termination message in the pod annotation
+  `mlplatform.dev/kwok-termination-message` (the operator copies `mlplatform.dev/kwok-*` annotations of a
+  resource to its pods, dev config), which the operator reads as the run's metrics. dev.py adds it to
+  fraud-train as it applies the examples (the files stay what a team commits), so fraud-gated, gated on
+  auc and loss, finds a qualifying run.
+An example whose failure is its point carries the annotation `mlplatform.dev/example-expects: NotReady`
+(with a comment saying why); `up` waits for every other example to be Ready and fails if one is not.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import sys
 import time
 from pathlib import Path
@@ -17,78 +36,156 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(ROOT / "e2e"))
 
-import cluster  # noqa: E402  e2e/controlplane/cluster.py
-from operator_fixtures import DEV_PID_FILE, E2E_OPERATOR_CONFIG, Kubectl, Operator, stop_dev_operator  # noqa: E402
+import cluster  # noqa: E402 - e2e/controlplane/ is on sys.path only after the lines above
+import components  # noqa: E402 - same
+from harness import DEV_PID_FILE, E2E_OPERATOR_CONFIG, Kubectl, Operator, stop_dev_operator  # noqa: E402 - same
 
 RUN = ROOT / ".run"
 LOG_FILE = RUN / "dev-operator.log"
 CONFIG_FILE = RUN / "dev-config.yaml"
 EXAMPLES = ROOT / "examples"
+EXPECTS = "mlplatform.dev/example-expects"
+
+# Simulated run metrics (kwok writes them as the termination message of the Job's pods).
+RUN_METRICS = {("TrainingJob", "risk", "fraud-train"): {"auc": 0.95, "loss": 0.21}}
+EXTRA_H100_NODES = [cluster.NodeSpec(f"kwok-h100-{i}", 96, "1000Gi", "gpu-h100x8", 8, "NVIDIA-H100-80GB-HBM3",
+                                     ip=f"10.240.0.{20 + i}") for i in range(4, 8)]
+STORAGE_CLASS = "shared-rwx"
 
 
-def example_namespaces() -> set[str]:
-    namespaces = set()
-    for path in EXAMPLES.glob("*.yaml"):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("metadata", {}).get("namespace"):
-                namespaces.add(doc["metadata"]["namespace"])
-    return namespaces
+def example_documents() -> list[dict]:
+    docs = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return docs
 
 
-def settle(kubectl: Kubectl, timeout: float = 90) -> None:
-    """Wait until every example is Ready or Stalled (or the timeout): what `get ml` shows is then final."""
+def with_run_metrics(doc: dict) -> dict:
+    key = (doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"])
+    if key not in RUN_METRICS:
+        return doc
+    doc = copy.deepcopy(doc)
+    annotations = doc["metadata"].setdefault("annotations", {})
+    annotations["mlplatform.dev/kwok-termination-message"] = json.dumps(RUN_METRICS[key])
+    return doc
+
+
+def volume(name: str, size: str) -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteMany"], "storageClassName": STORAGE_CLASS,
+                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/tmp/mlplatform-dev/{name}"}}}
+
+
+def prerequisites() -> list[dict]:
+    """What a platform team would have set up before the examples: storage, queues, a checkpoint claim."""
+    gpu_quota = sum(n.gpus for n in EXTRA_H100_NODES) * 2  # the 8 H100 nodes
+    return [
+        {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": STORAGE_CLASS},
+         # Pre-created volumes, bound by the controller manager's PV controller (no provisioner runs here).
+         "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate"},
+        volume("dev-model-cache-1", "1000Gi"),
+        volume("dev-model-cache-2", "1000Gi"),
+        volume("dev-checkpoints", "2000Gi"),
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "llm-ckpt", "namespace": "research"},
+         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": STORAGE_CLASS, "volumeName": "dev-checkpoints",
+                  "resources": {"requests": {"storage": "2000Gi"}}}},
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "h100"},
+         "spec": {"nodeLabels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}}},
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": "research"},
+         "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "research"}},
+                  "resourceGroups": [{"coveredResources": ["cpu", "memory", "nvidia.com/gpu"], "flavors": [
+                      {"name": "h100", "resources": [{"name": "cpu", "nominalQuota": "768"},
+                                                     {"name": "memory", "nominalQuota": "8000Gi"},
+                                                     {"name": "nvidia.com/gpu", "nominalQuota": gpu_quota}]}]}]}},
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue", "metadata": {"name": "team-a", "namespace": "research"},
+         "spec": {"clusterQueue": "research"}},
+    ]
+
+
+def settle(kubectl: Kubectl, timeout: float) -> list[str]:
+    """Wait until every example is Ready (those expected not to be: Stalled or not Ready is fine); returns the
+    ones still not Ready when the time is up."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         items = yaml.safe_load(kubectl.run("get", "ml", "-A", "-o", "yaml").stdout)["items"]
-        settled = [any(c["type"] in ("Ready", "Stalled") and c["status"] == "True"
-                       for c in (item.get("status") or {}).get("conditions") or []) for item in items]
-        if items and all(settled):
-            return
+        late = []
+        for item in items:
+            conditions = {c["type"]: c["status"] for c in (item.get("status") or {}).get("conditions") or []}
+            expected_failure = (item["metadata"].get("annotations") or {}).get(EXPECTS) == "NotReady"
+            if not expected_failure and conditions.get("Ready") != "True":
+                late.append(f"{item['kind']} {item['metadata']['namespace']}/{item['metadata']['name']}")
+        if items and not late:
+            return []
+        if time.monotonic() > deadline:
+            return late
         time.sleep(1)
 
 
-def up() -> int:
-    kubeconfig = str(cluster.Cluster().up())
+def step(what: str) -> None:
+    print(f"==> {what}", flush=True)
+
+
+def up(timeout: float) -> int:
+    t0 = time.monotonic()
+    handle = cluster.Cluster()
+    kubeconfig = str(handle.up())
     kubectl = Kubectl(kubeconfig)
-    print("==> CRDs", flush=True)
+    step("CRDs")
     kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     for plural in ("featureviews", "modeldeployments", "trainingjobs"):
         kubectl.run("wait", "--for=condition=Established", f"crd/{plural}.mlplatform.dev", "--timeout=60s")
+    step(f"{len(EXTRA_H100_NODES)} more H100 nodes")
+    kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all([n.manifest() for n in EXTRA_H100_NODES]))
+    kubectl.run("wait", "--for=condition=Ready", *[f"node/{n.name}" for n in EXTRA_H100_NODES], "--timeout=120s")
+    for name in ("kueue", "lws"):
+        step(f"{name} ({components.SPECS[name].version})")
+        components.runner(name, handle.run).up()
     if stop_dev_operator():
-        print("==> stopped the previous dev operator", flush=True)
+        step("stopped the previous dev operator")
+    for namespace in sorted({d["metadata"]["namespace"] for d in example_documents()}):
+        kubectl.run("create", "namespace", namespace, check=False)
+    step("storage, queues, checkpoint claim")
+    kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump_all(prerequisites()))
     RUN.mkdir(exist_ok=True)
     CONFIG_FILE.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
     operator = Operator(kubeconfig, LOG_FILE)
-    operator.start(CONFIG_FILE)
+    operator.start(CONFIG_FILE)  # after Kueue and LWS serve: it sees them installed from its first list
     DEV_PID_FILE.write_text(str(operator.process.pid))
-    print(f"==> operator running (pid {operator.process.pid}, log {LOG_FILE.relative_to(ROOT)}, "
-          f"metrics http://127.0.0.1:{operator.metrics_port}/metrics)", flush=True)
-    for namespace in sorted(example_namespaces()):
-        kubectl.run("create", "namespace", namespace, check=False)
-    print("==> applying examples/", flush=True)
-    print(kubectl.run("apply", "-f", str(EXAMPLES)).stdout, end="")
-    settle(kubectl)
-    print("==> kubectl get ml -A")
+    step(f"operator running (pid {operator.process.pid}, log {LOG_FILE.relative_to(ROOT)}, "
+         f"metrics http://127.0.0.1:{operator.metrics_port}/metrics)")
+    step("applying examples/ (fraud-train's simulated runs report auc and loss)")
+    documents = [with_run_metrics(doc) for doc in example_documents()]
+    print(kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all(documents)).stdout, end="")
+    late = settle(kubectl, timeout)
+    step("kubectl get ml -A")
     print(kubectl.run("get", "ml", "-A").stdout)
-    print(f"""Try:
+    print(f"""Ready after {time.monotonic() - t0:.0f}s. Try:
   export KUBECONFIG={kubeconfig}
   alias kubectl={kubectl.binary}
-  kubectl describe modeldeployment fraud-scorer -n risk
+  kubectl describe modeldeployment fraud-gated -n risk
   kubectl get deploy,job,cronjob,svc,hpa,pdb -n risk
-Stop: make dev-down (operator and cluster)""")
+  kubectl get leaderworkersets,pvc,workloads -n research
+Stop: make dev-down (operator, Kueue, LWS and cluster)""")
+    if late:
+        print(f"not Ready after {timeout:.0f}s: {', '.join(late)}", file=sys.stderr)
+        return 1
     return 0
 
 
 def down() -> int:
     print("operator stopped" if stop_dev_operator() else "no dev operator running")
+    handle = cluster.Cluster()
+    for name in ("lws", "kueue"):
+        components.runner(name, handle.run).down(remove_crds=False)  # the processes, even with the cluster gone
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the examples to be Ready")
     args = parser.parse_args()
-    return up() if args.command == "up" else down()
+    return up(args.timeout) if args.command == "up" else down()
 
 
 if __name__ == "__main__":

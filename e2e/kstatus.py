@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "controlplane"))
-import build  # noqa: E402  e2e/controlplane/build.py
+import build  # e2e/controlplane/build.py
 
 NAME = "kstatus"
 STATUSES = ("InProgress", "Failed", "Current", "Terminating", "NotFound", "Unknown")

@@ -32,7 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(ROOT / "e2e"))
 
-from operator_fixtures import E2E_OPERATOR_CONFIG, GROUP, PLURALS, Kubectl, Operator, feature_view_spec, resource  # noqa: E402
+from harness import (  # noqa: E402 - e2e/ is on sys.path only after the line above
+    E2E_OPERATOR_CONFIG,
+    GROUP,
+    PLURALS,
+    Kubectl,
+    Operator,
+    feature_view_spec,
+    resource,
+)
 
 OUT = ROOT / "tests" / "fixtures" / "cr_states"
 NAMESPACE = "cr-states"
@@ -116,7 +124,8 @@ MD, TJ, FV = "ModelDeployment", "TrainingJob", "FeatureView"
 # Applied before the operator runs (recorded as `created`), edited after it stopped (`spec-edited`).
 CHURN = Recipe(MD, "churn", CPU_MODEL, steps=[Step(is_cond("Ready", "True"), "ready")])
 TRAIN = Recipe(TJ, "train", TRAINING, steps=[Step(in_phase("Succeeded"), "succeeded")])
-DRIVERS = Recipe(FV, "drivers", feature_view_spec(), steps=[Step(both(is_cond("Ready", "True"), is_cond("Fresh", "True")), "ready")])
+DRIVERS = Recipe(FV, "drivers", feature_view_spec(),
+                 steps=[Step(both(is_cond("Ready", "True"), is_cond("Fresh", "True")), "ready")])
 UNOBSERVED = [CHURN, TRAIN, DRIVERS]
 ROLLING = Recipe(MD, "rolling", CPU_MODEL)
 ROLLING.steps = [Step(is_cond("Ready", "True"), then=reapply(ROLLING, {"mlplatform.dev/kwok-crashloop": "true"})),

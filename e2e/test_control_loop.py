@@ -12,29 +12,13 @@ import re
 import signal
 import threading
 import time
-import urllib.request
 
 import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
 from audit import AuditLog, summary
-from operator_fixtures import (  # noqa: F401
-    GROUP,
-    PLURALS,
-    ROOT,
-    VERSION,
-    Operator,
-    condition,
-    crds,
-    custom,
-    get_cr,
-    kubectl,
-    local_cluster,
-    no_session_operator,
-    operator_config,
-    resource,
-)
+from harness import GROUP, PLURALS, ROOT, VERSION, Operator, condition, get_cr, resource
 
 pytestmark = pytest.mark.usefixtures("crds", "no_session_operator")
 
@@ -256,7 +240,7 @@ def _churn(kubectl, namespace: str, stop: threading.Event, log: dict, seed: int)
     fails while kube-apiserver restarts is counted and not retried."""
     try:
         _churn_until(kubectl, namespace, stop, log, seed)
-    except BaseException as err:  # noqa: BLE001 - the test reports it
+    except BaseException as err:  # the test reports it
         log["crashed"] = repr(err)
         raise
 

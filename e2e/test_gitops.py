@@ -25,21 +25,7 @@ from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
 import kstatus
-from lws import lws_controller  # noqa: F401  (examples/modeldeployment-llm-multinode.yaml runs on LeaderWorkerSet)
-from operator_fixtures import (  # noqa: F401
-    GROUP,
-    PLURALS,
-    VERSION,
-    condition,
-    crds,
-    custom,
-    feature_view_spec,
-    get_cr,
-    kubectl,
-    operator,
-    operator_config,
-    resource,
-)
+from harness import GROUP, PLURALS, VERSION, condition, feature_view_spec, get_cr, resource
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -105,7 +91,7 @@ class StateTable:
     def render(self) -> str:
         header = ("state", "resource", "our Ready", "Stalled", "kstatus", "expected")
         widths = [max(len(str(r[i])) for r in [header, *self.rows]) for i in range(len(header))]
-        lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)) for row in [header, *self.rows]]
+        lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)) for row in [header, *self.rows]]
         return "\n".join(lines)
 
 
@@ -162,7 +148,7 @@ class Recorder:
                 else:
                     self.errors.append(f"{plural}: {err.status} {err.reason}")
                     time.sleep(0.5)
-            except Exception:  # the connection was closed under the watch: watch again from where it was
+            except Exception:  # noqa: BLE001 - the connection was closed under the watch: watch again from where it was
                 time.sleep(0.2)
 
 
@@ -328,7 +314,7 @@ def test_kstatus_reads_our_status_in_every_state(operator, kubectl, custom, name
     bodies = list(recorder.versions.values())
     assert len(bodies) >= 3 * len(manifests), f"only {len(bodies)} versions recorded"
     disagreements = []
-    for body, verdict in zip(bodies, kstatus.verdicts(bodies)):
+    for body, verdict in zip(bodies, kstatus.verdicts(bodies), strict=True):
         if verdict.status != expected_verdict(body):
             disagreements.append(f"{body['kind']}/{body['metadata']['name']}@{body['metadata']['resourceVersion']}: "
                                  f"kstatus {verdict.status} ({verdict.message}), expected {expected_verdict(body)}; "
@@ -439,7 +425,7 @@ def test_syncing_unchanged_examples_changes_nothing(lws_controller, operator, ku
     assert namespaces == ["research", "risk"]
     created = []
     for namespace in namespaces:
-        wait_for(lambda: _namespace_phase(core_v1, namespace) != "Terminating", timeout=120,
+        wait_for(lambda namespace=namespace: _namespace_phase(core_v1, namespace) != "Terminating", timeout=120,
                  what=f"namespace {namespace} not terminating")
         if _namespace_phase(core_v1, namespace) is None:
             core_v1.create_namespace({"metadata": {"name": namespace, "labels": {"mlplatform.dev/e2e": "true"}}})
@@ -512,7 +498,7 @@ def test_syncing_unchanged_examples_changes_nothing(lws_controller, operator, ku
                 if err.status != 404:
                     raise
         for namespace in created:
-            wait_for(lambda: _namespace_phase(core_v1, namespace) is None, timeout=120,
+            wait_for(lambda namespace=namespace: _namespace_phase(core_v1, namespace) is None, timeout=120,
                      what=f"namespace {namespace} deleted")
 
 

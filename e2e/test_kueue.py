@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from kueue_fixtures import kueue, kueue_operator, no_session_operator  # noqa: F401
-from operator_fixtures import (  # noqa: F401
-    ROOT, condition, crds, custom, get_cr, kubectl, operator_config, resource, wait_condition,
-)
+from harness import ROOT, condition, get_cr, resource, wait_condition
 
 GPU_WORKER = {"cpu": "8", "memory": "64Gi", "gpu": {"count": 8, "type": "nvidia-h100-80gb"}}
 KUBECTL_CAPTURE = ROOT / ".run" / "kueue-queueing-kubectl.txt"

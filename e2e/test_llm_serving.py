@@ -4,9 +4,7 @@ models as image volumes (Kubernetes 1.36: ImageVolume GA, on by default)."""
 
 from __future__ import annotations
 
-from operator_fixtures import (  # noqa: F401
-    condition, crds, custom, get_cr, kubectl, operator, operator_config, resource, wait_condition,
-)
+from harness import condition, resource, wait_condition
 
 LLM = {
     "model": {"uri": "hf://meta-llama/Llama-3.1-70B-Instruct", "format": "huggingface"},

@@ -4,9 +4,7 @@ the garbage collector take the claim."""
 
 from __future__ import annotations
 
-from operator_fixtures import (  # noqa: F401
-    condition, crds, custom, get_cr, kubectl, operator, operator_config, resource, wait_condition,
-)
+from harness import condition, resource, wait_condition
 
 URI = "s3://models/churn/v3/"
 

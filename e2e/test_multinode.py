@@ -3,10 +3,7 @@ leader and workers on H100 nodes, Ready only when every group is, the HPA on the
 
 from __future__ import annotations
 
-from lws import lws_controller  # noqa: F401  (e2e/controlplane/lws.py)
-from operator_fixtures import (  # noqa: F401
-    condition, crds, custom, get_cr, kubectl, operator, operator_config, resource, wait_condition,
-)
+from harness import condition, get_cr, resource, wait_condition
 
 GROUP, VERSION, PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
 MULTI = {

@@ -7,10 +7,7 @@ import time
 
 from kubernetes.client.rest import ApiException
 
-from operator_fixtures import (  # noqa: F401
-    condition, crds, custom, feature_view_spec, get_cr, kubectl, operator, operator_config, resource,
-    wait_condition,
-)
+from harness import condition, feature_view_spec, get_cr, resource, wait_condition
 
 CPU_MODEL = {
     "model": {"uri": "s3://models/churn/v3/", "format": "sklearn"},

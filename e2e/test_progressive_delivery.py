@@ -21,20 +21,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "controlplane"))
 
-import gateway_api  # noqa: E402
-from operator_fixtures import (  # noqa: E402,F401
-    E2E_OPERATOR_CONFIG,
-    ROOT,
-    Operator,
-    condition,
-    crds,
-    custom,
-    get_cr,
-    kubectl,
-    no_session_operator,
-    operator_config,
-    resource,
-)
+import gateway_api
+from harness import E2E_OPERATOR_CONFIG, ROOT, Operator, condition, get_cr, resource
 
 FIELD_MANAGER = "argocd-controller"  # as a GitOps controller applies
 STEP_SECONDS = 4
@@ -163,13 +151,14 @@ def test_canary_behind_a_gateway_goes_10_50_100(delivery_operator, kubectl, cust
     for step, weight in ((1, 10), (2, 50)):
         # A step's weight is routed once the canary has the Ready pods for it.
         status = wait_rollout(wait_for, custom, namespace, name,
-                              lambda s: s.get("step") == step and s.get("phase") == "Progressing"
-                              and s.get("canaryWeight") == weight, f"step {step} at {weight}%")
+                              lambda s, step=step, weight=weight: s.get("step") == step
+                              and s.get("phase") == "Progressing" and s.get("canaryWeight") == weight,
+                              f"step {step} at {weight}%")
         transcript(f"canary step {step} ({weight}%): kubectl get md {name} -o yaml", md_yaml_rollout(kubectl, namespace, name))
         assert status["canaryWeight"] == weight
         assert (status["stableModelUri"], status["canaryModelUri"]) == ("s3://models/churn/v1/", "s3://models/churn/v2/")
         # Weights land on the route exactly; the stable Deployment keeps the old template, the canary runs the new.
-        wait_for(lambda: backend_weights(route(custom, namespace, name)) == [(name, 100 - weight),
+        wait_for(lambda weight=weight: backend_weights(route(custom, namespace, name)) == [(name, 100 - weight),
                                                                             (f"{name}-canary", weight)],
                  timeout=10, interval=0.2, what=f"route weights {100 - weight}/{weight}")
         assert template_uri(deployment(apps_v1, namespace, name)) == "s3://models/churn/v1/"

@@ -3,7 +3,7 @@
 The chart's RBAC (helm template, release `mlplatform` in `mlplatform-system`: ServiceAccount
 mlplatform-operator, its ClusterRole or, with watchNamespace, its Role, the lease Role) is applied; the
 operator runs as `mlplatform run` with the chart's own arguments and a kubeconfig holding a token from
-`kubectl create token` (operator_fixtures.service_account_kubeconfig). The core scenarios must converge
+`kubectl create token` (harness.service_account_kubeconfig). The core scenarios must converge
 with no 403 anywhere: not in the operator's log, not in the API server's audit log (which records every
 request of mlplatform-system's ServiceAccounts, reads included). `kubectl auth can-i --list` for the
 account shows least privilege. The teams' mlplatform-view/-edit roles reach users bound to the built-in
@@ -23,19 +23,13 @@ import pytest
 import yaml
 
 from audit import AuditLog
-from operator_fixtures import (  # noqa: F401
+from harness import (
     GROUP,
     ROOT,
     Operator,
     condition,
-    crds,
-    custom,
     feature_view_spec,
     get_cr,
-    kubectl,
-    local_cluster,
-    no_session_operator,
-    operator_config,
     resource,
     service_account_kubeconfig,
     wait_condition,
@@ -363,7 +357,7 @@ def test_watching_one_namespace_needs_a_role_there_only(chart_install, run_as_se
                                                         custom, namespace, wait_for):
     chart = chart_install("--set", f"watchNamespace={namespace}")
     assert not [o for o in chart.rbac if o["kind"] == "ClusterRoleBinding"]
-    assert ("--namespace", namespace) in zip(chart.args, chart.args[1:])
+    assert ("--namespace", namespace) in zip(chart.args, chart.args[1:], strict=False)
     since = local_cluster.audit_log.stat().st_size
     operator = run_as_service_account(chart)
 

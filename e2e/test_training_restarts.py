@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 
-from operator_fixtures import (  # noqa: F401
-    condition, crds, custom, get_cr, kubectl, operator, operator_config, resource, wait_condition,
-)
+from harness import condition, get_cr, resource, wait_condition
 
 LONG_RUN = {"mlplatform.dev/kwok-complete-after": "300s"}
 DISTRIBUTED = {"image": "python:3.12", "workers": 2, "resources": {"cpu": "1", "memory": "1Gi"}}

@@ -11,7 +11,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e" / "controlplane"))
 
-import gateway_api  # noqa: E402
+import gateway_api
 
 
 def _strict(node):

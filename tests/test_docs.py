@@ -213,7 +213,7 @@ def test_operations_guide_names_every_metric_the_operator_exports():
 
     metrics = Metrics()
     names = set()
-    for collector in list(metrics.registry._collector_to_names):  # noqa: SLF001 - every registered collector
+    for collector in list(metrics.registry._collector_to_names):  # every registered collector
         for family in collector.collect():
             names.add(family.name + ("_total" if family.type == "counter" else ""))
     assert "mlplatform_leader" in names and "mlplatform_reconcile_total" in names

@@ -23,12 +23,12 @@ import pytest
 
 pytest.importorskip("feast")
 
-from feast import FeatureStore  # noqa: E402
-from feast.repo_operations import is_valid_name  # noqa: E402
+from feast import FeatureStore
+from feast.repo_operations import is_valid_name
 
-from mlplatform.api.featureview import FeatureViewSpec  # noqa: E402
-from mlplatform.config import FeastConfig  # noqa: E402
-from mlplatform.render.feast import (  # noqa: E402
+from mlplatform.api.featureview import FeatureViewSpec
+from mlplatform.config import FeastConfig
+from mlplatform.render.feast import (
     FEAST_REPO_MOUNT,
     apply_command,
     feast_project_name,

@@ -7,14 +7,14 @@ mlplatform-view/-edit roles against the built-in roles they aggregate into, and 
 command line is parsed with the operator's own CLI parser. Both installs run two replicas with leader
 election (HA); the chart can run one without.
 The chart is rendered with a real `helm`, built from its Go module by charts/build-helm.sh (or given as
-MLPLATFORM_HELM); without one these tests fail.
+MLPLATFORM_HELM), and kustomize is the kubectl built with the local control plane: those tests are in the
+`tools` tier (tests/conftest.py), which `make test` runs after building them; without them these tests fail.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -32,7 +32,6 @@ from mlplatform.runtime.leader import LeaseSettings
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"
 CHART = REPO / "charts" / "mlplatform"
-BUILD_HELM = REPO / "charts" / "build-helm.sh"
 K8S_VERSION = "1.36.0"
 NAMESPACE = "mlplatform-system"
 RUN_AS_USER = 65532
@@ -438,28 +437,22 @@ def test_manifests_install_the_operator(tmp_path):
     assert parse_config(config_text, tmp_path) == OperatorConfig(), "the base config is the built-in defaults"
 
 
-def test_kustomize_build_matches_the_files():
-    kubectl = shutil.which("kubectl")
-    if not kubectl:
-        pytest.skip("kubectl not installed: the files themselves are checked above")
-    out = subprocess.run([kubectl, "kustomize", str(MANIFESTS)], capture_output=True, text=True, timeout=120)
+def test_kustomize_build_matches_the_files(kubectl_tool):
+    out = subprocess.run([kubectl_tool, "kustomize", str(MANIFESTS)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     built = [o for _, o in load_stream(out.stdout, "kustomize")]
     assert sorted(o["kind"] for o in built) == sorted(o["kind"] for _, o in MANIFEST_OBJECTS)
     check_install(built)
 
 
-def test_kustomize_watch_namespace_component(tmp_path):
+def test_kustomize_watch_namespace_component(tmp_path, kubectl_tool):
     """manifests/watch-namespace: the operator's rules as a Role in the watched namespace, nothing cluster-wide."""
-    kubectl = shutil.which("kubectl")
-    if not kubectl:
-        pytest.skip("kubectl not installed: the files themselves are checked above")
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({  # kustomize wants relative paths
         "resources": [os.path.relpath(MANIFESTS, overlay)],
         "components": [os.path.relpath(MANIFESTS / "watch-namespace", overlay)]}))
-    out = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([kubectl_tool, "kustomize", str(overlay)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     built = [o for _, o in load_stream(out.stdout, "kustomize")]
     for obj in built:
@@ -472,31 +465,6 @@ def test_kustomize_watch_namespace_component(tmp_path):
 
 
 # ---------------------------------------------------------------- Helm chart
-
-@pytest.fixture(scope="session")
-def helm(tmp_path_factory) -> list[str]:
-    """The helm command: MLPLATFORM_HELM, else the one charts/build-helm.sh builds (and caches)."""
-    path = os.environ.get("MLPLATFORM_HELM")
-    if path:
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            pytest.fail(f"MLPLATFORM_HELM={path} is not an executable file")
-    else:
-        try:
-            out = subprocess.run(["bash", str(BUILD_HELM)], capture_output=True, text=True, timeout=1500)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{BUILD_HELM} did not build helm within 25 minutes")
-        if out.returncode != 0:
-            pytest.fail(f"helm is needed to test the chart and {BUILD_HELM.relative_to(REPO)} could not build it "
-                        f"(exit {out.returncode}); install Go, or set MLPLATFORM_HELM to a helm binary.\n"
-                        f"{out.stderr[-4000:]}")
-        path = out.stdout.strip().splitlines()[-1]
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-           "HELM_DATA_HOME": str(home / "data")}
-    version = subprocess.run([path, "version", "--short"], capture_output=True, text=True, env=env, timeout=60)
-    assert version.returncode == 0 and version.stdout.startswith("v3."), version
-    return [path], env
-
 
 def helm_run(helm, *args: str) -> str:
     command, env = helm

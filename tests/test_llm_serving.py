@@ -258,7 +258,7 @@ def lws_schema() -> dict:
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e" / "controlplane"))
-    import lws  # noqa: E402
+    import lws
     crd = lws.crd_manifest()
     version, = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return version["schema"]["openAPIV3Schema"]

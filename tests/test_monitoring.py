@@ -15,7 +15,6 @@ import copy
 import json
 import re
 import subprocess
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from mlplatform.runtime import loop
 from mlplatform.runtime.cache import Cache
 from mlplatform.runtime.workqueue import WorkQueue
 
-from .test_install_manifests import helm, helm_run, only, render  # noqa: F401 - the helm fixture
+from .test_install_manifests import helm_run, only, render
 from .test_reconcilers import (
     FEATURE_VIEW_ROWS,
     FIXED,
@@ -339,19 +338,6 @@ def test_the_dashboard_shows_what_the_operator_and_the_workloads_report():
 
 
 # ------------------------------------------------------------------------ promtool
-
-@pytest.fixture(scope="session")
-def promtool() -> str:
-    """The promtool `make test` builds (`cluster.py build --with-tools`); built here when missing or stale."""
-    sys.path.insert(0, str(REPO / "e2e" / "controlplane"))
-    import build  # e2e/controlplane/build.py
-
-    path = build.binary_path("promtool")
-    if not path.is_file() or build.missing(with_tools=True):
-        build.build(with_tools=True)
-    assert path.is_file(), f"{path} was not built"
-    return str(path)
-
 
 def run(promtool: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([promtool, *args], capture_output=True, text=True, timeout=300, cwd=cwd)

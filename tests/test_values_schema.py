@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
 from mlplatform.config import OperatorConfig
-from tests.test_install_manifests import helm, helm_run, render, render_error  # noqa: F401 - the helm fixture
-
-jsonschema = pytest.importorskip("jsonschema")
+from tests.test_install_manifests import helm_run, render, render_error
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "mlplatform"
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -135,7 +134,7 @@ def test_config_keys_are_the_operator_configuration():
 # ---------------------------------------------------------------- with the real helm
 
 
-def test_helm_accepts_the_defaults_under_the_schema(helm):  # noqa: F811 - the fixture
+def test_helm_accepts_the_defaults_under_the_schema(helm):
     helm_run(helm, "lint", "--strict", str(CHART))
     assert render(helm, "--set", "podDisruptionBudget.minAvailable=1", "--set", "watchNamespace=team-a")
 
@@ -147,5 +146,5 @@ def test_helm_accepts_the_defaults_under_the_schema(helm):  # noqa: F811 - the f
     (["--set", "replicas=3"], "additional properties 'replicas' not allowed"),
     (["--set", "leaderElection.enable=false"], "at '/leaderElection': additional properties 'enable' not allowed"),
 ], ids=["replicaCount", "metrics-port", "pull-policy", "unknown-key", "unknown-nested-key"])
-def test_helm_refuses_bad_values_naming_the_key(helm, values, message):  # noqa: F811 - the fixture
+def test_helm_refuses_bad_values_naming_the_key(helm, values, message):
     assert message in render_error(helm, *values)

@@ -61,6 +61,10 @@ def _kube_ldflags() -> tuple[str, ...]:
     )
 
 
+# The version in the name: worktrees pinned to another LWS share this cache without rebuilding over each other.
+LWS_BINARY = f"lws-controller-{versions.LWS}"
+
+
 def tools() -> list[Component]:
     """Binaries only some tests need (not the control plane): built by `build --with-tools`, which
     `make test` runs, and not by `make cluster` / `make dev`. One Component per tool; its wrapper
@@ -74,8 +78,8 @@ def tools() -> list[Component]:
                   tags=("remove_all_sd",)),
         Component("kueue", "sigs.k8s.io/kueue/cmd/kueue", "kueue", f"sigs.k8s.io/kueue@{versions.KUEUE}",
                   (f"-X sigs.k8s.io/kueue/pkg/version.GitVersion={versions.KUEUE}",)),
-        # The LeaderWorkerSet controller (multi-node ModelDeployment replicas); started by e2e/controlplane/lws.py.
-        Component("lws-controller", "sigs.k8s.io/lws/cmd", "lws", f"sigs.k8s.io/lws@{versions.LWS}"),
+        # The LeaderWorkerSet controller (multi-node ModelDeployment replicas); run by e2e/controlplane/components.py.
+        Component(LWS_BINARY, "sigs.k8s.io/lws/cmd", "lws", f"sigs.k8s.io/lws@{versions.LWS}"),
     ]
 
 

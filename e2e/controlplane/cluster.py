@@ -902,11 +902,22 @@ class Cluster:
         if not self.run.exists():
             log(f"nothing to stop ({self.run} does not exist)")
             return
+        self._stop_components()
         with self.lock():
             st = State.load(self.run)
             if not st.procs:
                 log("nothing running")
             self._down(st)
+
+    def _stop_components(self) -> None:
+        """The extra components started on this cluster (components.py: Kueue, LWS): their processes would
+        outlive it. Their CRDs stay in etcd, as everything else does."""
+        import components  # e2e/controlplane/components.py (it imports this module)
+
+        for name in components.SPECS:
+            if (self.run / name / "state.json").exists():
+                components.runner(name, self.run).down(remove_crds=False)
+                log(f"stopped {name}")
 
     def _down(self, st: State) -> None:
         for name in reversed(ORDER):

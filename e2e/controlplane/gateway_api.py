@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "fetch":
         print(fetch())
         return 0
-    import build  # noqa: E402 - only for the kubectl built with the control plane
+    import build  # only for the kubectl built with the control plane
     kubectl = args.kubectl or (str(build.binary_path("kubectl")) if build.binary_path("kubectl").is_file()
                                else shutil.which("kubectl") or "kubectl")
     install(kubectl, args.kubeconfig)

@@ -13,7 +13,8 @@ PROMETHEUS = "v0.316.0"         # module github.com/prometheus/prometheus (promt
 GATEWAY_API = "v1.6.3"          # module sigs.k8s.io/gateway-api (standard CRDs only; e2e/controlplane/gateway_api.py)
 PROMETHEUS_RELEASE = "3.16.0"   # the Prometheus release that module version is (v0.3YY.Z = 3.YY.Z)
 KUEUE = "v0.17.0"               # module sigs.k8s.io/kueue (the Kueue manager, a tool; go/kueue/go.mod pins the same)
-LWS = "v0.8.0"                  # module sigs.k8s.io/lws (the LeaderWorkerSet controller, a tool; go/lws/go.mod pins the same)
+LWS = "v0.9.0"                  # module sigs.k8s.io/lws (the LeaderWorkerSet controller, a tool; go/lws/go.mod pins the same;
+                                # v0.9.0 counts a group ready only when its workers are)
 
 KUBE_COMMANDS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"]
 

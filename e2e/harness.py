@@ -1,11 +1,12 @@
-"""The operator under test: CRDs installed, `mlplatform run` as a subprocess, kubectl and CR helpers."""
+"""Helpers of the e2e tests and the scripts beside them (dev.py, the benchmarks): kubectl, the operator as a
+subprocess, custom-resource helpers, wait_until. No fixtures here: they all live in e2e/conftest.py (a test
+module that imported a fixture would get an instance of its own)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,11 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
+
+import build  # noqa: E402 - e2e/controlplane/build.py, importable once the line above ran
+import cluster  # noqa: E402 - e2e/controlplane/cluster.py
+
 GROUP, VERSION = "mlplatform.dev", "v1alpha1"
 PLURALS = {"FeatureView": "featureviews", "ModelDeployment": "modeldeployments", "TrainingJob": "trainingjobs"}
 # The kwok stages react to these pod annotations; the operator copies them from the custom resource.
@@ -48,9 +54,6 @@ def stop_dev_operator() -> bool:
 
 def kubectl_binary() -> str:
     """The kubectl built with the local control plane (same version), else the one on PATH."""
-    sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
-    import build  # e2e/controlplane/build.py
-
     built = build.binary_path("kubectl")
     if built.exists():
         return str(built)
@@ -103,12 +106,6 @@ def service_account_kubeconfig(kubectl: Kubectl, admin_kubeconfig: str, namespac
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Operator:
     """`mlplatform run` as a subprocess. Its user agent, mlplatform-operator/<identity>, names it in the
     API server's audit log; POD_NAME sets the identity."""
@@ -118,8 +115,8 @@ class Operator:
         self.log_path = log_path
         self.extra_args = extra_args
         self.identity = identity
-        self.metrics_port = _free_port()
-        self.health_port = _free_port()
+        self.metrics_port = cluster.free_port()
+        self.health_port = cluster.free_port()
         self.process: subprocess.Popen | None = None
 
     def start(self, config_path: Path, wait_ready: bool = True) -> None:
@@ -180,84 +177,21 @@ class Operator:
                 self.process.wait()
 
 
-@pytest.fixture(scope="session")
-def kubectl(kubeconfig) -> Kubectl:
-    return Kubectl(kubeconfig)
-
-
-@pytest.fixture(scope="session")
-def crds(kubectl):
-    kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    for plural in PLURALS.values():
-        kubectl.run("wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s")
-    import gateway_api  # e2e/controlplane/gateway_api.py; also for a cluster started by an older checkout
-
-    gateway_api.install(kubectl.binary, kubectl.env["KUBECONFIG"])
-
-
-@pytest.fixture(scope="session")
-def operator_config(tmp_path_factory) -> Path:
-    config = tmp_path_factory.mktemp("operator") / "config.yaml"
-    config.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
-    return config
-
-
-@pytest.fixture(scope="module")
-def local_cluster():
-    """The local control plane, for tests that read its audit log or restart its kube-apiserver; its
-    audit policy brought up to date first (a cluster started by an older checkout keeps running)."""
-    if os.environ.get("E2E_KUBECONFIG"):
-        pytest.skip("needs the local control plane: its audit log and control of its processes")
-    import cluster  # e2e/controlplane/cluster.py
-
-    handle = cluster.Cluster()
-    policy = handle.run / "audit-policy.yaml"
-    if (policy.read_text() if policy.exists() else "") != cluster.AUDIT_POLICY:
-        cluster.write_audit_policy(handle.run)
-        seconds = handle.restart_apiserver()
-        print(f"restarted kube-apiserver with the current audit policy ({seconds:.1f}s)")
-    if not handle.audit_log.exists():
-        pytest.fail(f"no audit log at {handle.audit_log}")
-    return handle
-
-
-_session_operator: list[Operator] = []
-
-
-@pytest.fixture(scope="session")
-def operator(kubeconfig, crds, operator_config):
-    """One operator for the whole session. Every test module that imports this fixture is a definition of
-    its own to pytest, which would start one more process each: they would all reconcile at once."""
-    if _session_operator:
-        yield _session_operator[0]  # stopped while a module runs its own (no_session_operator)
-        return
-    if stop_dev_operator():
-        print("stopped the operator of `make dev`: the tests run their own")
-    process = Operator(kubeconfig, ROOT / ".run" / "e2e-operator.log")
-    process.start(operator_config)
-    _session_operator.append(process)
-    yield process
-    _session_operator.clear()
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def no_session_operator(operator_config):
-    """Tests that run operators of their own: the shared one is stopped meanwhile (two would fight)."""
-    stop_dev_operator()
-    paused = [p for p in _session_operator if p.process and p.process.poll() is None]
-    for process in paused:
-        process.stop()
-    yield
-    for process in paused:
-        process.start(operator_config)
-
-
-@pytest.fixture(scope="session")
-def custom(api_client):
-    from kubernetes import client
-
-    return client.CustomObjectsApi(api_client)
+def wait_until(fn, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
+    """Call fn() until it returns a truthy value; return that value or fail the test."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - API hiccups while polling are retried, the last one is reported
+            last_exc = e
+        if time.monotonic() > deadline:
+            extra = f" (last error: {last_exc!r})" if last_exc else ""
+            pytest.fail(f"timed out after {timeout}s waiting for {what}{extra}")
+        time.sleep(interval)
 
 
 def get_cr(custom, kind: str, namespace: str, name: str) -> dict:
