@@ -79,3 +79,51 @@ def test_a_fill_that_cannot_run_is_reported_and_nothing_is_served(operator, kube
     assert "not Bound" in condition(body, "ModelCached")["message"]
     assert body["status"]["phase"] == "Progressing"
     assert not apps_v1.list_namespaced_deployment(namespace).items  # withheld: its pods would mount an empty claim
+
+
+def test_a_new_uri_is_filled_before_the_running_deployment_takes_it(operator, kubectl, custom, namespace, wait_for):
+    """A new model URI (a new fromTrainingJob run, here an edit of model.uri): its claim is filled while the
+    running template keeps serving; the Deployment takes the new template only after the fill Job completed
+    (watched on every state of both)."""
+    from recorder import Recorder
+
+    from mlplatform.render.model_cache import cache_claim_name
+
+    storage_class = f"cache2-{namespace}"[:63]
+    pvs = [f"pv1-{namespace}"[:63], f"pv2-{namespace}"[:63]]
+    for pv in pvs:
+        static_pv(kubectl, pv, storage_class)
+    try:
+        kubectl.apply(resource("ModelDeployment", "churn", cached(storage_class)), namespace)
+        wait_condition(wait_for, custom, "ModelDeployment", namespace, "churn", "Ready", "True", timeout=120)
+        new_uri = "s3://models/churn/v4/"
+        new_claim, fill = cache_claim_name(new_uri), f"{cache_claim_name(new_uri)}-fill"
+        deployments = Recorder(custom.list_namespaced_custom_object, "apps", "v1", namespace, "deployments",
+                               name="churn")
+        jobs = Recorder(custom.list_namespaced_custom_object, "batch", "v1", namespace, "jobs", name=fill)
+        spec = cached(storage_class)
+        spec["model"]["uri"] = new_uri
+        kubectl.apply(resource("ModelDeployment", "churn", spec), namespace)
+
+        def on_new_claim():
+            body = get_cr(custom, "ModelDeployment", namespace, "churn")
+            done = body["status"].get("observedGeneration") == body["metadata"]["generation"] and \
+                condition(body, "Ready").get("status") == "True" and \
+                condition(body, "ModelCached").get("status") == "True"
+            return body if done and body["status"].get("modelUri") == new_uri else None
+        wait_for(on_new_claim, timeout=120, what="serving the new URI from its filled claim")
+
+        def mounts(dep: dict) -> str:
+            volumes = dep["spec"]["template"]["spec"]["volumes"]
+            return next(v for v in volumes if v["name"] == "model")["persistentVolumeClaim"]["claimName"]
+        deployment_states, job_states = deployments.stop(), jobs.stop()
+        completed = [int(j["metadata"]["resourceVersion"]) for j in job_states
+                     if any(c["type"] == "Complete" and c["status"] == "True"
+                            for c in (j.get("status") or {}).get("conditions") or [])]
+        switched = [int(d["metadata"]["resourceVersion"]) for d in deployment_states if mounts(d) == new_claim]
+        assert completed and switched, (len(job_states), len(deployment_states))
+        assert min(switched) > min(completed), "the Deployment took the new claim before its fill completed"
+    finally:
+        kubectl.run("delete", "modeldeployment", "churn", "-n", namespace, "--wait=true", check=False)
+        for pv in pvs:
+            kubectl.run("delete", "pv", pv, "--wait=false", check=False)

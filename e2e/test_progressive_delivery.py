@@ -22,6 +22,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent / "controlplane"))
 
 import gateway_api  # noqa: E402
+from recorder import Recorder  # noqa: E402
 from operator_fixtures import (  # noqa: E402,F401
     E2E_OPERATOR_CONFIG,
     ROOT,
@@ -271,36 +272,8 @@ def test_pause_holds_and_an_edit_mid_canary_restarts_from_step_1(delivery_operat
     assert template_uri(deployment(apps_v1, namespace, name)) == "s3://models/m/v3/"
 
 
-class Recorder:
-    """Every state the API server holds of one object, as a watch delivers them (from the resourceVersion of a
-    first list, so none is missed), in a background thread until stopped."""
-
-    def __init__(self, list_call, *args, name: str):
-        import threading
-
-        from kubernetes import watch
-        self.states: list[dict] = []
-        self._watch = watch.Watch()
-        listed = list_call(*args, field_selector=f"metadata.name={name}")
-        for item in listed.get("items") or []:
-            self.states.append(item)
-        version = listed["metadata"]["resourceVersion"]
-        self._thread = threading.Thread(target=self._run, args=(list_call, args, name, version), daemon=True)
-        self._thread.start()
-
-    def _run(self, list_call, args, name, version):
-        for event in self._watch.stream(list_call, *args, field_selector=f"metadata.name={name}",
-                                        resource_version=version, timeout_seconds=300):
-            self.states.append(event["object"])
-
-    def stop(self) -> list[dict]:
-        import time
-        time.sleep(1)  # the last events in flight
-        self._watch.stop()
-        return list(self.states)
-
-
 def _rv(obj: dict) -> int:
+    """resourceVersions of one etcd order the states of different objects (the local control plane has one)."""
     return int(obj["metadata"]["resourceVersion"])
 
 
