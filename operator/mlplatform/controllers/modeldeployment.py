@@ -127,7 +127,9 @@ def plan(ctx: Context, resolved: Resolved) -> Planned:
 
 
 def cache(ctx: Context, resolved: Resolved, planned: Planned) -> CacheOutcome:
-    return reconcile_cache(ctx, resolved.key, resolved.owner, planned.objects, resolved.resolution.run)
+    canary_running = ctx.cache.child(resolved.key, "Deployment", canary_service_name(resolved.owner.name)) is not None
+    return reconcile_cache(ctx, resolved.key, resolved.owner, planned.objects, resolved.resolution.run,
+                           canary_running)
 
 
 def rollout(ctx: Context, resolved: Resolved, cached: CacheOutcome) -> Arranged:
