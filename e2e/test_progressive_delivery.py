@@ -131,6 +131,12 @@ def rollout(custom, namespace: str, name: str) -> dict:
     return (get_cr(custom, "ModelDeployment", namespace, name).get("status") or {}).get("rollout") or {}
 
 
+def when(timestamp: str):
+    """An RFC 3339 time of the API (seconds, or microseconds as status.rollout's): compared as times, not text."""
+    from datetime import datetime
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
 def wait_ready(wait_for, custom, namespace: str, name: str, timeout: float = 90) -> dict:
     def check():
         body = get_cr(custom, "ModelDeployment", namespace, name)
@@ -227,7 +233,7 @@ def test_crashlooping_canary_is_aborted_and_stable_stays_ready(delivery_operator
     transcript(f"Events of the aborted canary: kubectl get events --field-selector involvedObject.name={name}",
                events.stdout)
     ready_since = condition(body, "Ready")["lastTransitionTime"]
-    assert ready_since <= status["startTime"], "Ready flipped during the canary"
+    assert when(ready_since) <= when(status["startTime"]), "Ready flipped during the canary"
     assert "RollingOut" not in events.stdout, "Ready left True during the canary"
 
     # The same template stays aborted; a later spec change starts a new canary.
@@ -265,7 +271,7 @@ def test_pause_holds_and_an_edit_mid_canary_restarts_from_step_1(delivery_operat
     transcript(f"edit mid-canary: kubectl get md {name} -o yaml", md_yaml_rollout(kubectl, namespace, name))
     assert (status["step"], status["stableModelUri"]) == (1, "s3://models/m/v1/")
     assert status["canaryWeight"] in (0, 10)  # 0 until the v3 canary pod is Ready
-    assert status["startTime"] > first["startTime"] and status["canaryHash"] != first["canaryHash"]
+    assert when(status["startTime"]) > when(first["startTime"]) and status["canaryHash"] != first["canaryHash"]
     wait_for(lambda: template_uri(deployment(apps_v1, namespace, f"{name}-canary")) == "s3://models/m/v3/",
              timeout=15, what="canary on v3")
     wait_rollout(wait_for, custom, namespace, name, lambda s: s.get("phase") == "Promoted", "Promoted", timeout=90)

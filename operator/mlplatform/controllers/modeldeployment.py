@@ -63,8 +63,6 @@ class Planned:
     error: str | None = None    # why it cannot
 
 
-
-
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     resolved = resolve(ctx, key, body)
     planned = plan(ctx, resolved)
