@@ -4,7 +4,7 @@ the garbage collector take the claim."""
 
 from __future__ import annotations
 
-from harness import condition, resource, wait_condition
+from harness import condition, get_cr, resource, wait_condition
 
 URI = "s3://models/churn/v3/"
 
@@ -43,7 +43,10 @@ def test_two_deployments_of_one_uri_share_one_claim_filled_once(operator, kubect
         assert len(claims) == 1
         claim = claims[0]
         assert claim.metadata.name.startswith("model-cache-") and claim.status.phase == "Bound"
-        assert {r.uid for r in claim.metadata.owner_references} == {a["metadata"]["uid"], b["metadata"]["uid"]}
+        # Each user holds it through a ControllerRevision of its own (pruned when it no longer needs the claim).
+        suffix = claim.metadata.name[len("model-cache-"):]
+        assert {(r.kind, r.name) for r in claim.metadata.owner_references} == \
+            {("ControllerRevision", f"churn-a-cache-{suffix}"), ("ControllerRevision", f"churn-b-cache-{suffix}")}
         jobs = batch_v1.list_namespaced_job(namespace).items
         assert [j.metadata.name for j in jobs] == [f"{claim.metadata.name}-fill"]
         assert jobs[0].status.succeeded == 1
@@ -77,3 +80,67 @@ def test_a_fill_that_cannot_run_is_reported_and_nothing_is_served(operator, kube
     assert "not Bound" in condition(body, "ModelCached")["message"]
     assert body["status"]["phase"] == "Progressing"
     assert not apps_v1.list_namespaced_deployment(namespace).items  # withheld: its pods would mount an empty claim
+
+
+def test_a_new_uri_is_filled_before_the_running_deployment_takes_it(operator, kubectl, custom, namespace, core_v1,
+                                                                    batch_v1, wait_for):
+    """A new model URI (a new fromTrainingJob run, here an edit of model.uri): its claim is filled while the
+    running template keeps serving; the Deployment takes the new template only after the fill Job completed
+    (watched on every state of both)."""
+    from mlplatform.render.model_cache import cache_claim_name
+    from recorder import Recorder
+
+    storage_class = f"cache2-{namespace}"[:63]
+    pvs = [f"pv{i}-{namespace}"[:63] for i in (1, 2, 3)]
+    for pv in pvs:
+        static_pv(kubectl, pv, storage_class)
+    try:
+        kubectl.apply(resource("ModelDeployment", "churn", cached(storage_class)), namespace)
+        wait_condition(wait_for, custom, "ModelDeployment", namespace, "churn", "Ready", "True", timeout=120)
+        new_uri = "s3://models/churn/v4/"
+        new_claim, fill = cache_claim_name(new_uri), f"{cache_claim_name(new_uri)}-fill"
+        deployments = Recorder(custom.list_namespaced_custom_object, "apps", "v1", namespace, "deployments",
+                               name="churn")
+        jobs = Recorder(custom.list_namespaced_custom_object, "batch", "v1", namespace, "jobs", name=fill)
+        spec = cached(storage_class)
+        spec["model"]["uri"] = new_uri
+        kubectl.apply(resource("ModelDeployment", "churn", spec), namespace)
+
+        def on_new_claim():
+            body = get_cr(custom, "ModelDeployment", namespace, "churn")
+            done = body["status"].get("observedGeneration") == body["metadata"]["generation"] and \
+                condition(body, "Ready").get("status") == "True" and \
+                condition(body, "ModelCached").get("status") == "True"
+            return body if done and body["status"].get("modelUri") == new_uri else None
+        wait_for(on_new_claim, timeout=120, what="serving the new URI from its filled claim")
+
+        def mounts(dep: dict) -> str:
+            volumes = dep["spec"]["template"]["spec"]["volumes"]
+            return next(v for v in volumes if v["name"] == "model")["persistentVolumeClaim"]["claimName"]
+        deployment_states, job_states = deployments.stop(), jobs.stop()
+        completed = [int(j["metadata"]["resourceVersion"]) for j in job_states
+                     if any(c["type"] == "Complete" and c["status"] == "True"
+                            for c in (j.get("status") or {}).get("conditions") or [])]
+        switched = [int(d["metadata"]["resourceVersion"]) for d in deployment_states if mounts(d) == new_claim]
+        assert completed and switched, (len(job_states), len(deployment_states))
+        assert min(switched) > min(completed), "the Deployment took the new claim before its fill completed"
+
+        # One more run: once the Deployment has settled on its claim, the one before the previous is let go
+        # (operator default: keep 1 previous claim for a rollback) and the garbage collector deletes it.
+        newest = "s3://models/churn/v5/"
+        spec["model"]["uri"] = newest
+        kubectl.apply(resource("ModelDeployment", "churn", spec), namespace)
+        new_uri = newest
+        wait_for(on_new_claim, timeout=120, what="serving v5 from its filled claim")
+
+        def claims() -> set[str]:
+            return {c.metadata.name for c in core_v1.list_namespaced_persistent_volume_claim(namespace).items
+                    if not c.metadata.deletion_timestamp}
+        first, previous, current = (cache_claim_name(u) for u in (URI, "s3://models/churn/v4/", newest))
+        wait_for(lambda: claims() == {previous, current}, timeout=60, what=f"{first} pruned, {previous} kept")
+        wait_for(lambda: f"{first}-fill" not in {j.metadata.name for j in batch_v1.list_namespaced_job(namespace).items},
+                 timeout=60, what="its fill Job collected")
+    finally:
+        kubectl.run("delete", "modeldeployment", "churn", "-n", namespace, "--wait=true", check=False)
+        for pv in pvs:
+            kubectl.run("delete", "pv", pv, "--wait=false", check=False)

@@ -79,3 +79,42 @@ def test_hpa_targets_the_leader_worker_set(lws_controller, operator, kubectl, cu
     cond = wait_for(able_to_scale, timeout=60, what="HPA AbleToScale")
     assert cond.status == "True", cond.message  # the HPA reads the LeaderWorkerSet's scale subresource
     kubectl.run("delete", "modeldeployment", "llm-hpa", "-n", namespace, "--wait=true", "--timeout=60s")
+
+
+def test_a_group_whose_worker_is_pending_is_not_ready_and_is_named(
+        lws_controller, operator, kubectl, custom, namespace, core_v1, wait_for):
+    """One H100 node cordoned: 3 nodes for 2 groups of 2 pods, one pod stays Pending. Whatever the LWS
+    controller counts, the ModelDeployment is not Ready (counted from the pods: every pod of a group Ready) in
+    any state the API server holds, and its Ready message names the group that is missing."""
+    from recorder import Recorder
+
+    cordoned = "kwok-h100-3"
+    kubectl.run("cordon", cordoned)
+    try:
+        bodies = Recorder(custom.list_namespaced_custom_object, "mlplatform.dev", "v1alpha1", namespace,
+                          "modeldeployments", name="llm-short")
+        kubectl.apply(resource("ModelDeployment", "llm-short", MULTI), namespace)
+
+        def pending_pod():
+            items = [p for p in pods(core_v1, namespace, "llm-short") if p.status.phase == "Pending"]
+            running = [p for p in pods(core_v1, namespace, "llm-short") if p.status.phase == "Running"]
+            return items[0] if items and len(running) == 3 else None
+        pending = wait_for(pending_pod, timeout=90, what="3 pods Running, 1 Pending")
+        group = pending.metadata.labels["leaderworkerset.sigs.k8s.io/group-index"]
+
+        def names_the_group():
+            body = get_cr(custom, "ModelDeployment", namespace, "llm-short")
+            ready = condition(body, "Ready")
+            return body if ready.get("status") == "False" and f"group {group} not Ready" in ready.get("message", "") \
+                else None
+        body = wait_for(names_the_group, timeout=60, what=f"Ready False naming group {group}")
+        assert body["status"]["replicaSummary"] == "1/2"
+        import time
+        time.sleep(10)  # the LWS controller and the operator have long seen the 3 Ready pods
+        states = bodies.stop()
+        assert states and all(condition(b, "Ready").get("status") != "True" for b in states), \
+            [condition(b, "Ready") for b in states]
+    finally:
+        kubectl.run("uncordon", cordoned, check=False)
+        kubectl.run("delete", "modeldeployment", "llm-short", "-n", namespace, "--wait=true", "--timeout=60s",
+                    check=False)

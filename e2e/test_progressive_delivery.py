@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "controlplane"))
 
 import gateway_api
 from harness import E2E_OPERATOR_CONFIG, ROOT, Operator, condition, get_cr, resource
+from recorder import Recorder
 
 FIELD_MANAGER = "argocd-controller"  # as a GitOps controller applies
 STEP_SECONDS = 4
@@ -116,6 +117,12 @@ def backend_weights(obj: dict | None) -> list[tuple[str, int]]:
 
 def rollout(custom, namespace: str, name: str) -> dict:
     return (get_cr(custom, "ModelDeployment", namespace, name).get("status") or {}).get("rollout") or {}
+
+
+def when(timestamp: str):
+    """An RFC 3339 time of the API (seconds, or microseconds as status.rollout's): compared as times, not text."""
+    from datetime import datetime
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
 def wait_ready(wait_for, custom, namespace: str, name: str, timeout: float = 90) -> dict:
@@ -215,7 +222,7 @@ def test_crashlooping_canary_is_aborted_and_stable_stays_ready(delivery_operator
     transcript(f"Events of the aborted canary: kubectl get events --field-selector involvedObject.name={name}",
                events.stdout)
     ready_since = condition(body, "Ready")["lastTransitionTime"]
-    assert ready_since <= status["startTime"], "Ready flipped during the canary"
+    assert when(ready_since) <= when(status["startTime"]), "Ready flipped during the canary"
     assert "RollingOut" not in events.stdout, "Ready left True during the canary"
 
     # The same template stays aborted; a later spec change starts a new canary.
@@ -253,43 +260,15 @@ def test_pause_holds_and_an_edit_mid_canary_restarts_from_step_1(delivery_operat
     transcript(f"edit mid-canary: kubectl get md {name} -o yaml", md_yaml_rollout(kubectl, namespace, name))
     assert (status["step"], status["stableModelUri"]) == (1, "s3://models/m/v1/")
     assert status["canaryWeight"] in (0, 10)  # 0 until the v3 canary pod is Ready
-    assert status["startTime"] > first["startTime"] and status["canaryHash"] != first["canaryHash"]
+    assert when(status["startTime"]) > when(first["startTime"]) and status["canaryHash"] != first["canaryHash"]
     wait_for(lambda: template_uri(deployment(apps_v1, namespace, f"{name}-canary")) == "s3://models/m/v3/",
              timeout=15, what="canary on v3")
     wait_rollout(wait_for, custom, namespace, name, lambda s: s.get("phase") == "Promoted", "Promoted", timeout=90)
     assert template_uri(deployment(apps_v1, namespace, name)) == "s3://models/m/v3/"
 
 
-class Recorder:
-    """Every state the API server holds of one object, as a watch delivers them (from the resourceVersion of a
-    first list, so none is missed), in a background thread until stopped."""
-
-    def __init__(self, list_call, *args, name: str):
-        import threading
-
-        from kubernetes import watch
-        self.states: list[dict] = []
-        self._watch = watch.Watch()
-        listed = list_call(*args, field_selector=f"metadata.name={name}")
-        for item in listed.get("items") or []:
-            self.states.append(item)
-        version = listed["metadata"]["resourceVersion"]
-        self._thread = threading.Thread(target=self._run, args=(list_call, args, name, version), daemon=True)
-        self._thread.start()
-
-    def _run(self, list_call, args, name, version):
-        for event in self._watch.stream(list_call, *args, field_selector=f"metadata.name={name}",
-                                        resource_version=version, timeout_seconds=300):
-            self.states.append(event["object"])
-
-    def stop(self) -> list[dict]:
-        import time
-        time.sleep(1)  # the last events in flight
-        self._watch.stop()
-        return list(self.states)
-
-
 def _rv(obj: dict) -> int:
+    """resourceVersions of one etcd order the states of different objects (the local control plane has one)."""
     return int(obj["metadata"]["resourceVersion"])
 
 

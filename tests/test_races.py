@@ -113,7 +113,7 @@ def test_the_next_reconcile_waits_until_the_informers_delivered_our_writes():
 def test_writes_the_informers_never_deliver_are_given_up_after_the_timeout():
     clock = Clock()
     h = Harness(clock=clock)
-    h.ctx.expectations._clock = clock  # noqa: SLF001 - the test's clock for the expectations too
+    h.ctx.expectations._clock = clock  # the test's clock for the expectations too
     key = key_of(h.add(FIXED))
     loop.process(h.ctx, key)
     assert h.ctx.expectations.unseen(key, h.ctx.cache)
@@ -159,7 +159,7 @@ def test_a_resource_deleted_mid_reconcile_leaves_no_metric_series():
 
     assert loop.process(h.ctx, key) is loop.Outcome.GONE
     assert key not in h.ctx.metrics.snapshot()[0] and key not in h.ctx.status_written_at
-    assert h.ctx.metrics._phases.get(key) is None  # noqa: SLF001 - the series' state itself is dropped
+    assert h.ctx.metrics._phases.get(key) is None  # the series' state itself is dropped
 
 
 def test_a_failing_handler_is_reported_its_change_enqueued_again_and_the_watch_goes_on():
@@ -208,7 +208,7 @@ def test_the_leader_may_write_only_within_the_renew_deadline_of_its_last_renewal
     assert "never held" in elector.write_refusal()
     now = [1000.0]
     monkeypatch.setattr(leader.time, "monotonic", lambda: now[0])
-    elector._lock.renewed_at = 995.0  # noqa: SLF001 - as a successful renewal sets it
+    elector._lock.renewed_at = 995.0  # as a successful renewal sets it
     assert elector.write_refusal() is None
     now[0] = 1005.5
     assert "past the renew deadline" in elector.write_refusal()
@@ -257,7 +257,7 @@ def test_the_echoes_of_a_reconciles_own_writes_do_not_enqueue_it_again():
 
     h.kube.update("apps/v1", "Deployment", NS, "scorer", manager="kube-controller-manager",
                   status={"readyReplicas": 3, "replicas": 3})
-    h.kube._written.append(("apps/v1", "Deployment", NS, "scorer"))  # noqa: SLF001 - the controller's write
+    h.kube._written.append(("apps/v1", "Deployment", NS, "scorer"))  # the controller's write
     deliver_as_the_informer(h)
     assert h.ctx.queue.stats()[0] == 1, "a change by someone else enqueues the owner"
 

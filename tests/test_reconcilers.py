@@ -17,6 +17,7 @@ from mlplatform.controllers.modeldeployment import dependents
 from mlplatform.labels import OWNER_LABEL
 from mlplatform.render.common import RenderError, labels
 from mlplatform.render.featureview import materialization_job_name, materialization_spec_hash
+from mlplatform.render.model_cache import cache_claim_name
 from mlplatform.render.modeldeployment import render_model_deployment
 from mlplatform.render.trainingjob import RUN_LABEL, earlier_run_spec_hash, render_training_job, run_spec_hash
 from mlplatform.runtime import loop
@@ -995,7 +996,12 @@ def test_model_cache_is_created_once_shared_by_reference_and_withholds_the_workl
     assert all("spec" in c.detail for c in first)  # a creates them
     assert all(set(c.detail["metadata"]) == {"name", "namespace", "ownerReferences"} and "spec" not in c.detail
                for c in second)  # b adds its own owner reference only
-    assert [r["uid"] for c in second for r in c.detail["metadata"]["ownerReferences"]] == ["uid-modeldeployment-b"] * 2
+    # b's own holder: a ControllerRevision b controls (pruned when b no longer needs the claim).
+    holder = h.kube.stored("apps/v1", "ControllerRevision", NS, "b-cache-" + claim[len("model-cache-"):])
+    assert holder["metadata"]["ownerReferences"][0]["uid"] == "uid-modeldeployment-b"
+    assert holder["data"] == {"claim": claim, "uri": "s3://models/churn/v3/"}
+    assert [(r["kind"], r["uid"]) for c in second for r in c.detail["metadata"]["ownerReferences"]] == \
+        [("ControllerRevision", holder["metadata"]["uid"])] * 2
     assert not [c for c in h.kube.called("apply") if c.kind == "Deployment"]  # withheld: the fill has not completed
     status = h.kube.stored(API_VERSION, "ModelDeployment", NS, "a")["status"]
     assert {c["type"]: c["reason"] for c in status["conditions"]}["ModelCached"] == "ClaimPending"  # no storage yet
@@ -1017,7 +1023,6 @@ def test_model_cache_is_created_once_shared_by_reference_and_withholds_the_workl
 
 
 def _fill(h: Harness, uri: str) -> None:
-    from mlplatform.render.model_cache import cache_claim_name
     claim = cache_claim_name(uri)
     h.kube.put(with_status(h.kube.stored("v1", "PersistentVolumeClaim", NS, claim), {"phase": "Bound"}))
     job = h.kube.stored("batch/v1", "Job", NS, f"{claim}-fill")
@@ -1029,7 +1034,6 @@ def _claim_of(dep: dict) -> str:
 
 
 def test_a_new_model_uri_is_filled_first_while_the_running_template_keeps_serving():
-    from mlplatform.render.model_cache import cache_claim_name
     cache = {"size": "10Gi"}
     md = model_deployment(model={"uri": "s3://models/churn/v3/", "cache": cache}, replicas=2)
     h = Harness()
@@ -1047,7 +1051,9 @@ def test_a_new_model_uri_is_filled_first_while_the_running_template_keeps_servin
     h.kube.calls.clear()
     h.reconcile(current(h, edited))
     new_claim = cache_claim_name("s3://models/churn/v4/")
-    assert [c.name for c in h.kube.called("apply")] == [new_claim, f"{new_claim}-fill"]
+    assert [c.name for c in h.kube.called("apply") if c.kind != "ControllerRevision"] == [new_claim, f"{new_claim}-fill"]
+    assert {c.name for c in h.kube.called("apply") if c.kind == "ControllerRevision"} == \
+        {"scorer-cache-" + new_claim[len("model-cache-"):]}  # this resource's hold on the new claim
     assert h.kube.called("delete") == []
     assert _claim_of(h.kube.stored("apps/v1", "Deployment", NS, "scorer")) == old_claim, \
         "the running Deployment took the new, unfilled claim"
@@ -1062,7 +1068,6 @@ def test_a_new_model_uri_is_filled_first_while_the_running_template_keeps_servin
 
 
 def test_a_claim_without_our_cache_label_is_never_adopted():
-    from mlplatform.render.model_cache import cache_claim_name
     claim = cache_claim_name("s3://models/churn/v3/")
     md = model_deployment(model={"uri": "s3://models/churn/v3/", "cache": {"size": "10Gi"}}, replicas=1)
     h = Harness()
@@ -1079,3 +1084,68 @@ def test_a_claim_without_our_cache_label_is_never_adopted():
     assert (conditions["ModelCached"]["status"], conditions["ModelCached"]["reason"]) == ("False", "CacheConflict")
     assert "without the label mlplatform.dev/model-cache=" in conditions["ModelCached"]["message"]
     assert status["phase"] == "Stalled" and conditions["Ready"]["reason"] == "CacheConflict"
+
+
+def _settle(h: Harness) -> None:
+    """The Deployment controller: the current template on every replica."""
+    dep = h.kube.stored("apps/v1", "Deployment", NS, "scorer")
+    n = dep["spec"].get("replicas", 1)
+    h.kube.put(with_status(dep, {"observedGeneration": dep["metadata"]["generation"], "replicas": n,
+                                 "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n}))
+    h.sync()
+
+
+def _holders(h: Harness) -> list[str]:
+    return sorted(o["data"]["uri"] for (_, kind, _, _), o in h.kube.objects.items()
+                  if kind == "ControllerRevision" and "data" in o and "claim" in o["data"])
+
+
+def test_claims_of_earlier_uris_are_let_go_once_the_rollout_settled_keeping_the_previous_one():
+    """Daily retraining: every run a new URI and claim. Once the Deployment has rolled to the newest claim, this
+    resource lets go of all but the previous one (operator configuration, default 1): its holder of each older
+    claim is pruned, and the garbage collector deletes a claim no holder is left on."""
+    cache = {"size": "10Gi"}
+    h = Harness()
+    uris = [f"s3://models/churn/run-{i}/" for i in range(1, 4)]
+    for generation, uri in enumerate(uris, start=1):
+        md = model_deployment(model={"uri": uri, "cache": cache}, replicas=2)
+        md["metadata"]["generation"] = generation
+        if generation == 1:
+            h.add(md)
+        else:
+            h.replace(md)
+        h.reconcile(current(h, md))
+        _fill(h, uri)
+        h.sync()
+        h.reconcile(current(h, md))  # filled: the Deployment takes the new claim
+        if generation > 1:
+            assert len(_holders(h)) == generation, "nothing let go before the rollout settled"
+        _settle(h)
+        h.reconcile(current(h, md))
+    assert _holders(h) == uris[1:], "the current claim and the previous one"
+    pruned = [c.name for c in h.kube.called("delete") if c.kind == "ControllerRevision"]
+    assert pruned == ["scorer-cache-" + cache_claim_name(uris[0])[len("model-cache-"):]]
+
+    h.ctx.config = OperatorConfig.model_validate({"defaults": {"modelCachePreviousClaims": 0}})
+    h.reconcile(current(h, md))
+    assert _holders(h) == uris[2:]
+
+
+def test_a_holder_the_informer_delivers_before_the_prune_is_not_pruned():
+    """Interleaving: the new holder's watch event lands in the cache between its apply and this reconcile's
+    prune (seen on the real control plane): it is among the children applied, so it stays."""
+    md = model_deployment(model={"uri": "s3://models/churn/v3/", "cache": {"size": "1Gi"}}, replicas=1)
+    h = Harness()
+    apply = h.kube.apply
+
+    def delivered_at_once(obj, field_manager=None):
+        out = apply(obj, field_manager) if field_manager else apply(obj)
+        if obj["kind"] == "ControllerRevision":
+            h.ctx.cache.upsert("ControllerRevision", out)
+        return out
+    h.kube.apply = delivered_at_once
+    h.add(md)
+    h.reconcile(md)
+    assert [c for c in h.kube.called("delete") if c.kind == "ControllerRevision"] == []
+    assert h.kube.stored("apps/v1", "ControllerRevision", NS, "scorer-cache-" +
+                         cache_claim_name("s3://models/churn/v3/")[len("model-cache-"):]) is not None

@@ -135,6 +135,10 @@ class DefaultsConfig(ApiModel):
     canary_progress_deadline_seconds: int = Field(
         600, description="A canary Deployment not Ready within this many seconds (its progressDeadlineSeconds) "
                          "is aborted.", ge=1)
+    model_cache_previous_claims: int = Field(
+        1, description="model.cache: claims of earlier model URIs a ModelDeployment keeps once a rollout to a new "
+                       "one completed (for a rollback without a new download); older ones are released (deleted by "
+                       "the garbage collector when no other ModelDeployment uses them).", ge=0)
     cluster_domain: str = Field("cluster.local", description="Cluster DNS domain used in URLs.")
     gpu_shared_memory: str = Field("16Gi", description="/dev/shm size of GPU pods whose spec sets no "
                                    "resources.sharedMemory; \"0\" gives them none.",

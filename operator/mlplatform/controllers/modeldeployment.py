@@ -63,8 +63,6 @@ class Planned:
     error: str | None = None    # why it cannot
 
 
-
-
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     resolved = resolve(ctx, key, body)
     planned = plan(ctx, resolved)
@@ -127,7 +125,9 @@ def plan(ctx: Context, resolved: Resolved) -> Planned:
 
 
 def cache(ctx: Context, resolved: Resolved, planned: Planned) -> CacheOutcome:
-    return reconcile_cache(ctx, resolved.key, resolved.owner, planned.objects, resolved.resolution.run)
+    canary_running = ctx.cache.child(resolved.key, "Deployment", canary_service_name(resolved.owner.name)) is not None
+    return reconcile_cache(ctx, resolved.key, resolved.owner, planned.objects, resolved.resolution.run,
+                           canary_running)
 
 
 def rollout(ctx: Context, resolved: Resolved, cached: CacheOutcome) -> Arranged:

@@ -4,17 +4,20 @@
   the same claim; a fromTrainingJob model resolves to a new URI per run (…/run-<n>/), so each run gets its own.
 - The fill Job (<claim>-fill) runs the storage initializer once, writing into the claim; replicas mount the
   claim read-only and have no init container.
-- Shared, so no single controller: every ModelDeployment using the cache adds itself as a (non-controller)
-  owner reference, each under its own field manager so no user's apply removes another's. When the last user
-  is deleted, Kubernetes' garbage collector deletes the claim and the Job: nothing to age out, no TTL. A
-  ModelDeployment that drops `cache` (or moves to another URI) keeps its reference on the old claim until
-  it is deleted itself (not pruned earlier: a known limit).
+- Shared, so no single controller: every ModelDeployment using the cache holds it through a ControllerRevision
+  of its own (<name>-cache-<hash>, controlled by the ModelDeployment), named as a (non-controller) owner
+  reference of the claim and the Job, each under its own field manager so no user's apply removes another's.
+  When a ModelDeployment no longer needs a claim (a new URI has rolled out, beyond the previous ones the
+  operator configuration keeps, `defaults.modelCachePreviousClaims`) its holder is pruned; when the last
+  holder is gone (its ModelDeployment deleted, or pruned), Kubernetes' garbage collector deletes the claim and
+  the Job: no TTL, no list of claims to sweep.
 - The first user creates them: its size, storageClassName and storage credentials make the claim and the
   Job (both mostly immutable); later users share them as they are.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ..api import API_VERSION
@@ -95,3 +98,31 @@ def render_cache(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig
 
 def is_cache_object(obj: dict[str, Any]) -> bool:
     return CACHE_LABEL in (obj["metadata"].get("labels") or {})
+
+
+HOLDER_KIND = "ControllerRevision"
+
+
+def holder_name(owner_name: str, uri: str) -> str:
+    return f"{owner_name}-cache-{short_hash(uri, 12)}"
+
+
+def render_holder(owner_metadata: dict[str, Any], owner_name: str, uri: str, revision: int) -> dict[str, Any]:
+    """One ModelDeployment's hold on a cache claim: a ControllerRevision it controls, which the claim and its fill
+    Job name as an owner. Pruned when the ModelDeployment no longer needs the claim; the garbage collector then
+    deletes the claim once no holder (of any ModelDeployment) is left. `revision` orders a resource's claims."""
+    meta = copy.deepcopy(owner_metadata)
+    meta["name"] = holder_name(owner_name, uri)
+    meta["labels"] = {**meta.get("labels", {}), CACHE_LABEL: short_hash(uri, 12)}
+    meta["annotations"] = {MODEL_URI_ANNOTATION: uri}
+    return {"apiVersion": "apps/v1", "kind": HOLDER_KIND, "metadata": meta,
+            "data": {"claim": cache_claim_name(uri), "uri": uri}, "revision": revision}
+
+
+def held_by(obj: dict[str, Any], holder: dict[str, Any]) -> dict[str, Any]:
+    """A cache object (claim, fill Job) owned by a holder instead of the ModelDeployment itself."""
+    out = copy.deepcopy(obj)
+    out["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": HOLDER_KIND,
+                                           "name": holder["metadata"]["name"], "uid": holder["metadata"]["uid"],
+                                           "controller": False, "blockOwnerDeletion": False}]
+    return out
