@@ -20,7 +20,7 @@ from ..render.model_cache import (
 )
 from ..runtime.cache import ResourceKey
 from ..status.conditions import Cond
-from .base import Context, live_child, with_intent_hash
+from .base import Context, live_child, with_intent_hash, wrote
 
 POLL_SECONDS = 5.0
 WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet", "HorizontalPodAutoscaler")
@@ -96,8 +96,11 @@ def _hold(ctx: Context, key: ResourceKey, owner_metadata: dict, owner: Owner, ur
     if live is not None:
         return live, False
     revision = max((_revision(h) for h in holders), default=0) + 1
-    # Applied as apply_children would (with its intent hash), so later reconciles find it up to date.
-    return ctx.kube.apply(with_intent_hash(render_holder(owner_metadata, owner.name, uri, revision))), True
+    # Applied as apply_children would (with its intent hash), so later reconciles find it up to date, and
+    # recorded as its writes are (read-your-writes for the rest of this reconcile and the next).
+    applied = ctx.kube.apply(with_intent_hash(render_holder(owner_metadata, owner.name, uri, revision)))
+    wrote(ctx, key, HOLDER_KIND, applied, "apps/v1")
+    return applied, True
 
 
 def _kept_holders(holders: list[dict], current: dict, settled: bool, previous: int) -> list[dict]:
