@@ -116,14 +116,17 @@ def test_a_failure_policy_edit_keeps_the_running_job(operator, kubectl, custom, 
     spec = {**DISTRIBUTED, "failurePolicy": {"maxRestarts": 1}}
     kubectl.apply(resource("TrainingJob", "steady", spec, LONG_RUN), namespace)
     pods = wait_for(lambda: running_pods(core_v1, namespace, "steady", 2), timeout=60, what="2 workers running")
+    wait_for(lambda: status_of(custom, namespace, "steady").get("phase") == "Running", timeout=60,
+             what="the run reported Running (its pods Ready) before the edit")
     job = batch_v1.read_namespaced_job("steady-1", namespace)
     edited = {**spec, "activeDeadlineSeconds": 86400,
               "failurePolicy": {"maxRestarts": 3, "restartOnPreemption": False, "nonRetryableExitCodes": [2]}}
     kubectl.apply(resource("TrainingJob", "steady", edited, LONG_RUN), namespace)
 
     body = wait_for(lambda: (b := get_cr(custom, "TrainingJob", namespace, "steady"))
-                    and b["status"].get("observedGeneration") == b["metadata"]["generation"] == 2 and b,
-                    timeout=60, what="the edit reconciled")
+                    and b["status"].get("observedGeneration") == b["metadata"]["generation"] == 2
+                    and b["status"].get("phase") == "Running" and b,
+                    timeout=60, what="the edit reconciled, the run still Running")
     st = body["status"]
     assert st["run"] == 1 and [r["run"] for r in st["runs"]] == [1] and st["phase"] == "Running", st
     assert st["runGeneration"] == 1 and not [r for r in st["runs"] if r.get("phase") == "Superseded"]
