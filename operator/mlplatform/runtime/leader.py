@@ -51,28 +51,23 @@ class _GuardedLeaseLock(LeaseLock):
             return False, err
 
     def create(self, name, namespace, election_record):
-        if self.released:
-            return False
-        try:
-            created = super().create(name, namespace, election_record)
-        except Exception as err:  # noqa: BLE001
-            log.warning("creating lease %s/%s failed: %s", namespace, name, err)
-            return False
-        if created:
-            self.renewed_at = time.monotonic()
-        return created
+        return self._write("creating", super().create, name, namespace, election_record)
 
     def update(self, name, namespace, updated_record):
+        return self._write("renewing", super().update, name, namespace, updated_record)
+
+    def _write(self, doing: str, write, name, namespace, record) -> bool:
+        """A create or renewal: none once released; a success is when the lease was last made current."""
         if self.released:
             return False
         try:
-            updated = super().update(name, namespace, updated_record)
-        except Exception as err:  # noqa: BLE001
-            log.warning("renewing lease %s/%s failed: %s", namespace, name, err)
+            written = write(name, namespace, record)
+        except Exception as err:  # noqa: BLE001 - retried on the next period
+            log.warning("%s lease %s/%s failed: %s", doing, namespace, name, err)
             return False
-        if updated:
+        if written:
             self.renewed_at = time.monotonic()
-        return updated
+        return written
 
 
 class LeaderElector:
