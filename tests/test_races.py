@@ -270,3 +270,35 @@ def test_a_reconcile_put_off_for_its_writes_is_due_when_the_last_one_arrives():
     h.ctx.queue.get(timeout=0)  # the fallback recheck is not due yet
     deliver_as_the_informer(h)
     assert h.ctx.queue.get(timeout=0) == key
+
+
+def test_a_child_change_that_no_decision_reads_does_not_enqueue_the_owner():
+    h = Harness(clock=Clock())
+    key = key_of(h.add(FIXED))
+    loop.process(h.ctx, key)
+    deliver_as_the_informer(h)
+    h.kube.update("apps/v1", "Deployment", NS, "scorer", manager="kube-controller-manager",
+                  status={"replicas": 3, "readyReplicas": 1, "conditions": [
+                      {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+                       "message": "ReplicaSet scorer-1 is progressing.", "lastUpdateTime": "2026-12-06T09:00:00Z"}]})
+    h.kube._written.append(("apps/v1", "Deployment", NS, "scorer"))
+    deliver_as_the_informer(h)
+    assert h.ctx.queue.stats()[0] == 1, "the counts changed: the owner is reconciled"
+    h.ctx.queue.discard(key)
+
+    h.kube.update("apps/v1", "Deployment", NS, "scorer", manager="kube-controller-manager",
+                  status={"replicas": 3, "readyReplicas": 1, "conditions": [
+                      {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+                       "message": "ReplicaSet scorer-1 is progressing.", "lastUpdateTime": "2026-12-06T09:00:05Z"}]})
+    h.kube._written.append(("apps/v1", "Deployment", NS, "scorer"))
+    deliver_as_the_informer(h)
+    assert h.ctx.queue.stats()[0] == 0, "only the condition's refresh time moved: nothing to reconcile"
+
+    h.kube.update("apps/v1", "Deployment", NS, "scorer", manager="kube-controller-manager",
+                  status={"replicas": 3, "readyReplicas": 1, "conditions": [
+                      {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                       "message": "ReplicaSet scorer-1 has timed out progressing.",
+                       "lastUpdateTime": "2026-12-06T09:10:00Z"}]})
+    h.kube._written.append(("apps/v1", "Deployment", NS, "scorer"))
+    deliver_as_the_informer(h)
+    assert h.ctx.queue.stats()[0] == 1, "a condition that flipped (a canary's deadline) is read: reconciled"

@@ -304,10 +304,12 @@ def _own_namespace() -> str:
 
 def cmd_run(args) -> int:
     from .operator_main import RunOptions, run_operator
+    from .runtime.workers import WorkerBounds
 
     config = _load_config_or_exit(args.config)
-    if args.workers < 1:
-        print(f"error: --workers: found {args.workers}; allowed: 1 or more", file=sys.stderr)
+    worker_problems = WorkerBounds(args.min_workers, args.workers, args.max_workers).problems()
+    if worker_problems:
+        print("\n".join(f"error: {p}" for p in worker_problems), file=sys.stderr)
         return 2
     for flag, value in (("--relist-seconds", args.relist_seconds), ("--cache-sync-timeout", args.cache_sync_timeout)):
         if value <= 0:
@@ -318,7 +320,8 @@ def cmd_run(args) -> int:
               file=sys.stderr)
         return 2
     options = RunOptions(namespace=args.namespace, metrics_port=args.metrics_port, health_port=args.health_port,
-                         bind_address=args.bind_address, workers=args.workers, resync_seconds=args.resync_seconds,
+                         bind_address=args.bind_address, workers=args.workers, min_workers=args.min_workers,
+                         max_workers=args.max_workers, resync_seconds=args.resync_seconds,
                          relist_seconds=args.relist_seconds, cache_sync_timeout=args.cache_sync_timeout,
                          stuck_after_seconds=args.stuck_after_seconds, leader_election=_lease_settings(args),
                          verbose=args.verbose)
@@ -366,7 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port of /healthz (workers not stuck) and /readyz (caches synced)")
     p.add_argument("--bind-address", default="127.0.0.1", help="address of the metrics and health endpoints "
                    "(0.0.0.0 in a pod)")
-    p.add_argument("--workers", type=int, default=4, help="reconciles in parallel")
+    p.add_argument("--workers", type=int, default=4, help="reconciles in parallel at start; then the count follows "
+                   "the queue (more while keys wait on API round trips, fewer once the operator's CPU is the limit)")
+    p.add_argument("--min-workers", type=int, default=2, help="the fewest reconciles in parallel")
+    p.add_argument("--max-workers", type=int, default=12, help="the most reconciles in parallel (equal to "
+                   "--min-workers and --workers: a fixed count)")
     p.add_argument("--resync-seconds", type=float, default=3600.0,
                    help="every cached resource is reconciled again this often (client-go's resync: no API call; "
                    "0: never)")

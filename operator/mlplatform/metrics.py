@@ -42,6 +42,11 @@ class Metrics:
         self.relists = Counter("mlplatform_informer_relists_total", "Full listings that replaced a kind's cache "
                                "content, by kind and reason (initial, expired, periodic: every --relist-seconds, "
                                "error).", ["kind", "reason"], registry=self.registry)
+        self.workers = Gauge("mlplatform_workers", "Workers allowed to reconcile at once now (the pool follows the "
+                             "queue between --min-workers and --max-workers).", registry=self.registry)
+        self.worker_busy_seconds = Counter("mlplatform_worker_busy_seconds", "Seconds workers spent in reconciles "
+                                           "(against process CPU seconds: how much of a reconcile is waiting).",
+                                           registry=self.registry)
         self._queue = None
         self._cache = None
         self._phases: dict[ResourceKey, str] = {}

@@ -42,6 +42,7 @@ from .runtime.kube import (
 )
 from .runtime.leader import LeaderElector, LeaseSettings
 from .runtime.loop import CHILD_EVENT_DELAY_SECONDS, enqueue, keys_for, process
+from .runtime.workers import ADJUST_EVERY_SECONDS, WorkerBounds, WorkerPool
 from .runtime.workqueue import WorkQueue
 
 log = logging.getLogger("mlplatform")
@@ -83,7 +84,9 @@ class RunOptions:
     metrics_port: int = 8080
     health_port: int = 8081
     bind_address: str = "127.0.0.1"
-    workers: int = 4
+    workers: int = 4  # active at start; the pool moves between min_workers and max_workers with the load
+    min_workers: int = 2
+    max_workers: int = 12
     resync_seconds: float = 3600.0  # every cached resource enqueued again (client-go resync); 0: never
     relist_seconds: float = 600.0  # each kind listed again, replacing its cache content
     cache_sync_timeout: float = 120.0
@@ -97,19 +100,31 @@ def instance_identity() -> str:
     return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def _worker(ctx: Context, name: str, may_run: threading.Event, stop: threading.Event, monitor: WorkerMonitor) -> None:
+def _worker(ctx: Context, index: int, pool: WorkerPool, may_run: threading.Event, stop: threading.Event,
+            monitor: WorkerMonitor) -> None:
+    name = f"reconcile-{index}"
     while not stop.is_set():
-        if not may_run.wait(timeout=0.5):
+        if not may_run.wait(timeout=0.5) or not pool.wait_until_active(index, timeout=0.5):
             continue
         key = ctx.queue.get(timeout=0.5)
         if key is None:
             continue
         monitor.started(name)
+        pool.started(index)
         try:
             process(ctx, key)
         finally:
+            pool.finished(index)
             monitor.finished(name)
             ctx.queue.done(key)
+
+
+def follow_the_queue(ctx: Context, pool: WorkerPool, stop: threading.Event) -> None:
+    counted = 0.0
+    while not stop.wait(ADJUST_EVERY_SECONDS):
+        ctx.metrics.workers.set(pool.adjust(ctx.queue.due_count()))
+        ctx.metrics.worker_busy_seconds.inc(pool.busy_seconds_total - counted)
+        counted = pool.busy_seconds_total
 
 
 def exit_now(code: int) -> None:
@@ -156,8 +171,9 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     logging.getLogger("leaderelection").setLevel(logging.INFO if options.verbose else logging.WARNING)
     identity = instance_identity()
     informer_count = len(WATCHED)
-    writer_count = options.workers * WRITES_PER_WORKER
-    api_client = make_api_client(pool_size=writer_count + options.workers + informer_count + 4,
+    bounds = WorkerBounds(options.min_workers, options.workers, options.max_workers)
+    writer_count = bounds.maximum * WRITES_PER_WORKER
+    api_client = make_api_client(pool_size=writer_count + bounds.maximum + informer_count + 4,
                                  user_agent=f"mlplatform-operator/{identity}")
     kube = Kube(api_client)
     metrics = Metrics()
@@ -228,10 +244,13 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
 
     if options.resync_seconds > 0:
         threading.Thread(target=resync, args=(ctx, stop, options.resync_seconds), name="resync", daemon=True).start()
-    threads = [threading.Thread(target=_worker, args=(ctx, f"reconcile-{i}", may_run, stop, monitor),
-                                name=f"reconcile-{i}", daemon=True) for i in range(options.workers)]
+    pool = WorkerPool(bounds)
+    metrics.workers.set(pool.active)
+    threads = [threading.Thread(target=_worker, args=(ctx, i, pool, may_run, stop, monitor),
+                                name=f"reconcile-{i}", daemon=True) for i in range(bounds.maximum)]
     for thread in threads:
         thread.start()
+    threading.Thread(target=follow_the_queue, args=(ctx, pool, stop), name="workers", daemon=True).start()
     log.info("mlplatform operator %s watching %s; metrics on %s:%d, health on %s:%d", identity,
              options.namespace or "all namespaces", options.bind_address, options.metrics_port,
              options.bind_address, options.health_port)

@@ -88,6 +88,32 @@ def trim(kind: str, obj: dict, managers: tuple[str, ...]) -> dict:
     return {**{k: v for k, v in obj.items() if k != "metadata"}, "metadata": kept}
 
 
+# Changes the API server makes that no decision reads: an object whose change touches only these is stored,
+# but its owner is not reconciled for it (see `decision_fingerprint`). Of a Deployment's conditions, type, status
+# and reason are read (a canary's ProgressDeadlineExceeded; its message changes with them), not the texts and
+# times it refreshes on every update; a pod that is scheduled is, to every decision, a pod still pending.
+_UNREAD_ANNOTATIONS = {"Deployment": ("deployment.kubernetes.io/revision",)}
+_UNREAD_CONDITION_FIELDS = {"Deployment": ("lastUpdateTime", "lastTransitionTime", "message")}
+
+
+def decision_fingerprint(kind: str, body: dict) -> int:
+    """A hash of what decisions may read of a stored child: equal before and after a change, the change
+    cannot alter any reconcile's outcome."""
+    meta = {k: v for k, v in body["metadata"].items() if k != "resourceVersion"}
+    unread = _UNREAD_ANNOTATIONS.get(kind)
+    if unread and meta.get("annotations"):
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k not in unread}
+    view = {**body, "metadata": meta}
+    status = body.get("status")
+    if isinstance(status, dict) and status.get("conditions"):
+        conditions = status["conditions"]
+        if kind == "Pod":
+            conditions = [c for c in conditions if not (c.get("type") == "PodScheduled" and c.get("status") == "True")]
+        dropped = _UNREAD_CONDITION_FIELDS.get(kind, ())
+        view["status"] = {**status, "conditions": [{k: v for k, v in c.items() if k not in dropped} for c in conditions]}
+    return hash(json.dumps(view, sort_keys=True, separators=(",", ":")))
+
+
 def _as_int(version: str | None) -> int:
     try:
         return int(version)
@@ -103,6 +129,7 @@ class Change:
     kind: str
     obj: dict
     deleted: bool
+    material: bool = True  # False: only fields no decision reads changed (see `decision_fingerprint`)
 
 
 def _untrimmed(kind: str, obj: dict, managers: tuple[str, ...]) -> dict:
@@ -114,10 +141,11 @@ class Packed:
     instead of 11 KiB as dicts: at thousands of resources the children held most of the operator's memory.
     Each read decodes a fresh dict (~40 us), which a reconcile may change without touching the cache."""
 
-    __slots__ = ("resource_version", "_data")
+    __slots__ = ("resource_version", "fingerprint", "_data")
 
-    def __init__(self, body: dict):
+    def __init__(self, kind: str, body: dict):
         self.resource_version = body["metadata"].get("resourceVersion")
+        self.fingerprint = decision_fingerprint(kind, body)
         self._data = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
 
     def open(self) -> dict:
@@ -161,7 +189,8 @@ class Cache:
             if stored is not None and _as_int(_stored_version(stored)) > _as_int(body["metadata"].get("resourceVersion")):
                 return None
             self._store(kind, key, packed or body, owner_key_of(body))
-        return Change(kind, body, False)
+        material = packed is None or not isinstance(stored, Packed) or stored.fingerprint != packed.fingerprint
+        return Change(kind, body, False, material)
 
     def remove(self, kind: str, obj: dict) -> Change:
         meta = obj.get("metadata") or {}
@@ -213,7 +242,7 @@ class Cache:
             return body, None
         if kind in RESOURCE_KINDS.values():
             return compact(body), None
-        return body, Packed(body)
+        return body, Packed(kind, body)
 
     def _store(self, kind: str, key: ObjectKey, stored: Stored, owner: ResourceKey | None) -> None:
         self._objects[kind][key] = stored

@@ -78,7 +78,8 @@ def enqueue(ctx: Context, change: Change) -> None:
     """What to reconcile after the cache saw a change: the resource itself (also when deleted: the worker that
     finds it gone cleans up after it), its dependents, or a child's owner. The echo of a resource's own write
     (its status patch, a child it applied or pruned) does not enqueue it again: the reconcile that wrote it
-    saw the response already. Its dependents still hear of it."""
+    saw the response already. Its dependents still hear of it. Nor does a child's change that touched only
+    what no decision reads (`Change.material`)."""
     meta = change.obj["metadata"]
     is_resource = change.kind in RESOURCE_KINDS.values()
     key = (change.kind, meta.get("namespace"), meta["name"]) if is_resource else owner_key_of(change.obj)
@@ -88,7 +89,7 @@ def enqueue(ctx: Context, change: Change) -> None:
     echo, due = ctx.expectations.echo(key, change.kind, meta.get("namespace"), meta["name"], version)
     if due:
         ctx.queue.add(key)
-    elif not echo:
+    elif not echo and change.material:
         ctx.queue.add(key, delay=0.0 if is_resource else CHILD_EVENT_DELAY_SECONDS)
     if is_resource:
         for dependent in CONTROLLERS[change.kind].dependents(ctx, key[1], key[2]):

@@ -87,6 +87,12 @@ class WorkQueue:
             self._failures.pop(key, None)
             self._again.discard(key)
 
+    def due_count(self) -> int:
+        """Keys due now that no worker has taken (delayed ones not counted)."""
+        with self._cond:
+            now = self._clock()
+            return sum(1 for due in self._due.values() if due <= now)
+
     def stats(self) -> tuple[int, float]:
         """(keys waiting, seconds the longest-waiting due key has been due)."""
         with self._cond:

@@ -1,0 +1,122 @@
+"""How many reconciles run at once: as many as the queue has work for while they wait on the API server,
+fewer once the operator's own CPU is the limit.
+
+A reconcile spends most of its time waiting on round trips (applies, the status patch, an Event); its Python
+work needs the one core the GIL gives the process. So while keys wait and the process is below that core,
+more workers in flight finish more reconciles per second; near it, another thread only queues for the GIL
+and lengthens every reconcile. `desired_workers` is that decision as a pure function; `WorkerPool` samples
+the queue and the process's CPU time once a second and applies it. Threads are started up to the maximum
+once; the ones above the active count park until they are needed again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+# Process CPU seconds per wall second (1.0: one whole core) at which the operator counts as CPU bound.
+CPU_BOUND_SHARE = 0.8
+# Below this share of their time in reconciles, with no key waiting, workers are more than the work needs.
+IDLE_BUSY_FRACTION = 0.5
+ADJUST_EVERY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerBounds:
+    minimum: int
+    initial: int
+    maximum: int
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.minimum < 1:
+            found.append(f"--min-workers: found {self.minimum}; allowed: 1 or more")
+        if not self.minimum <= self.initial <= self.maximum:
+            found.append(f"--workers: found {self.initial}; allowed: from --min-workers ({self.minimum}) "
+                         f"to --max-workers ({self.maximum})")
+        return found
+
+
+@dataclass(frozen=True)
+class Load:
+    """One sampling window."""
+
+    due_keys: int  # keys ready to be reconciled that no worker has taken
+    busy_fraction: float  # of the active workers' time, the share spent in reconciles
+    cpu_share: float  # the process's CPU seconds per wall second
+
+
+def desired_workers(active: int, load: Load, bounds: WorkerBounds) -> int:
+    """The active worker count for the next window (table-tested)."""
+    if load.cpu_share >= CPU_BOUND_SHARE:
+        wanted = active - 1  # CPU is the limit: another thread would only wait for the GIL
+    elif load.due_keys > 0:
+        wanted = active + min(load.due_keys, max(1, active // 2))  # round trips are the limit: more in flight
+    elif load.busy_fraction < IDLE_BUSY_FRACTION:
+        wanted = active - 1  # nothing waits and workers idle: give back toward the floor
+    else:
+        wanted = active
+    return max(bounds.minimum, min(bounds.maximum, wanted))
+
+
+class WorkerPool:
+    """The active count, the busy time workers report, and the parking of workers above the count."""
+
+    def __init__(self, bounds: WorkerBounds, clock=time.monotonic, cpu_clock=time.process_time):
+        self.bounds = bounds
+        self._clock = clock
+        self._cpu_clock = cpu_clock
+        self._cond = threading.Condition()
+        self._active = bounds.initial
+        self._busy_since: dict[int, float] = {}
+        self._busy_seconds = 0.0  # reconciles finished in this window
+        self._window_start = clock()
+        self._cpu_at_window_start = cpu_clock()
+        self.busy_seconds_total = 0.0
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def wait_until_active(self, index: int, timeout: float) -> bool:
+        """Whether worker `index` may take a key now; parks it up to `timeout` while it may not."""
+        with self._cond:
+            if index >= self._active:
+                self._cond.wait(timeout)
+            return index < self._active
+
+    def started(self, index: int) -> None:
+        with self._cond:
+            self._busy_since[index] = self._clock()
+
+    def finished(self, index: int) -> None:
+        with self._cond:
+            since = self._busy_since.pop(index, None)
+            if since is not None:
+                spent = self._clock() - since
+                self._busy_seconds += spent
+                self.busy_seconds_total += spent
+
+    def sample(self, due_keys: int) -> Load:
+        """The window since the last sample, then a new window."""
+        now, cpu = self._clock(), self._cpu_clock()
+        with self._cond:
+            wall = max(now - self._window_start, 1e-6)
+            in_progress = sum(now - max(since, self._window_start) for since in self._busy_since.values())
+            self.busy_seconds_total += in_progress
+            busy = (self._busy_seconds + in_progress) / (wall * self._active)
+            load = Load(due_keys=due_keys, busy_fraction=min(busy, 1.0), cpu_share=(cpu - self._cpu_at_window_start) / wall)
+            self._busy_seconds = 0.0
+            self._busy_since = {i: now for i in self._busy_since}
+            self._window_start, self._cpu_at_window_start = now, cpu
+        return load
+
+    def adjust(self, due_keys: int) -> int:
+        """Sample the window and set the active count from it; returns the new count."""
+        wanted = desired_workers(self._active, self.sample(due_keys), self.bounds)
+        with self._cond:
+            if wanted != self._active:
+                self._active = wanted
+                self._cond.notify_all()
+        return wanted
