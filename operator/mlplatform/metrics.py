@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 ResourceKey = tuple[str, str, str]  # kind, namespace, name
@@ -22,6 +22,8 @@ ResourceKey = tuple[str, str, str]  # kind, namespace, name
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, clock=time.time):
         self.registry = registry or CollectorRegistry()
+        if registry is None:
+            ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes
         self._clock = clock
         self.reconciles = Counter("mlplatform_reconcile_total", "Reconciles by kind and result.",
                                   ["kind", "result"], registry=self.registry)
