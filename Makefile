@@ -68,8 +68,8 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
-BENCH_N ?= 1000
-bench: $(BENCH_STAMP) ## BENCH_N (default 1000) ModelDeployments through the operator vs the direct-apply floor; seconds to Ready per kind
+BENCH_N ?= 300,1000
+bench: $(BENCH_STAMP) ## BENCH_N (default 300,1000: each size in the same run) ModelDeployments through the operator vs the parallel direct-apply floor
 	$(PY) e2e/controlplane/cluster.py build
 	$(PY) e2e/bench_scale.py --n $(BENCH_N) $(if $(BENCH_MEMORY_N),--memory-n $(BENCH_MEMORY_N))
 	$(PY) e2e/bench_operator.py

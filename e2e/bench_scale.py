@@ -1,6 +1,6 @@
 """Scale benchmark: N ModelDeployments through the operator against the Kubernetes floor, in ONE run.
 
-    make bench BENCH_N=1000      (or: .venv/bin/python e2e/bench_scale.py --n 1000)
+    make bench BENCH_N=300,1000      (or: .venv/bin/python e2e/bench_scale.py --n 300,1000)
 
 On a fresh local control plane of its own (.run/bench-cluster, with enough simulated CPU nodes for every
 pod of the run; stopped at the end unless --keep-cluster):
@@ -14,7 +14,7 @@ pod of the run; stopped at the end unless --keep-cluster):
      p50/p99 apply->Ready.
   3. API writes per resource from the kube-apiserver's own `apiserver_request_total` (by verb and
      resource), for both phases; 60 s idle; 30 s after an operator restart.
-  4. a steady arrival rate (default 20 ModelDeployments/s for 60 s), floor and operator: p99 apply->Ready.
+  4. a steady arrival rate (default 10 ModelDeployments/s for 60 s), floor and operator: p99 apply->Ready.
   5. memory: the operator's RSS with --memory-n resources (default 5,000) in its namespace: what the
      phases above left, topped up with suspended ModelDeployments (a Deployment at 0 replicas, no pods),
      then again after a restart.
@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -336,10 +337,52 @@ def plot(phases: list[Phase], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def operator_load(operator: Operator) -> dict[str, float]:
+    """The operator's own counters: reconciles, seconds spent in them (worker-seconds), CPU seconds."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=10) as rsp:
+        text = rsp.read().decode()
+    def total(metric: str) -> float:
+        return sum(float(v) for v in re.findall(rf"^{metric}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
+    return {"reconciles": total("mlplatform_reconcile_total"),
+            "worker_s": total("mlplatform_reconcile_duration_seconds_sum"),
+            "cpu_s": cpu_seconds(operator.process.pid)}
+
+
+def size_phases(bench: Bench, args, n: int, operator: Operator, ours_ns: str) -> dict:
+    """One burst size: the serial floor, the parallel floor and the operator, each in namespaces of their own
+    (the operator's: one for every size, the names prefixed by the size)."""
+    names = [f"m{n}-{i:05d}" for i in range(n)]
+    serial_ns, floor_ns = bench.create_namespace(f"floor-serial-{n}"), bench.create_namespace(f"floor-{n}")
+    print(f"\n{n} ModelDeployments ({MODEL['replicas']} replicas each) applied at once:")
+    serial = burst(bench, "floor, serial (one kubectl)", names, serial_ns,
+                   rendered_children(models(names, serial_ns, MODEL), serial_ns), "Deployment", args.timeout)
+    floor = burst(bench, f"floor ({FLOOR_APPLIERS} concurrent kubectl)", names, floor_ns,
+                  rendered_children(models(names, floor_ns, MODEL), floor_ns), "Deployment", args.timeout,
+                  appliers=FLOOR_APPLIERS)
+    load0 = operator_load(operator)
+    # The ModelDeployments applied by as many concurrent clients as the floor's children: the ratio compares
+    # reconciling, not one kubectl's apply of N custom resources against four.
+    ours = burst(bench, f"operator ({FLOOR_APPLIERS} concurrent kubectl)", names, ours_ns,
+                 models(names, ours_ns, MODEL), "ModelDeployment", args.timeout, appliers=FLOOR_APPLIERS)
+    load = {k: v - load0[k] for k, v in operator_load(operator).items()}
+    ours.operator_cpu_s = round(load["cpu_s"], 1)
+    figures = {"n": n, "floor": floor.summary(), "floor_serial": serial.summary(), "operator": ours.summary(),
+               "ratio": round(ours.wall_s / floor.wall_s, 2), "ratio_serial": round(ours.wall_s / serial.wall_s, 2),
+               "reconciles_per_resource": round(load["reconciles"] / n, 2), "worker_s": round(load["worker_s"], 1),
+               "operator_rss_mib": round(operator.rss_mib()), "phases": (floor, ours, serial)}
+    print(f"  ratio {figures['ratio']} (to the serial floor {figures['ratio_serial']}); "
+          "the operator's own writes per resource "
+          f"{figures['operator']['operator_writes_per_resource']} ({_per(ours.operator_writes, n)}); "
+          f"reconciles per resource {figures['reconciles_per_resource']}; worker-seconds {figures['worker_s']} "
+          f"against CPU seconds {ours.operator_cpu_s}")
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N") or 1000), help="ModelDeployments per burst")
-    parser.add_argument("--rate", type=float, default=20.0, help="arrivals per second in the steady-rate phase (0: skip)")
+    parser.add_argument("--n", default=os.environ.get("BENCH_N") or "300,1000",
+                        help="ModelDeployments per burst; several sizes comma-separated, each measured in this run")
+    parser.add_argument("--rate", type=float, default=10.0, help="arrivals per second in the steady-rate phase (0: skip)")
     parser.add_argument("--rate-seconds", type=float, default=60.0)
     parser.add_argument("--memory-n", type=int, default=int(os.environ.get("BENCH_MEMORY_N") or 5000),
                         help="resources in the operator's namespace for the memory figure (0: skip)")
@@ -348,8 +391,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="per phase, seconds")
     parser.add_argument("--keep-cluster", action="store_true", help="leave .run/bench-cluster running afterwards")
     args = parser.parse_args()
+    sizes = [int(n) for n in str(args.n).split(",") if n.strip()]
     rate_n = int(args.rate * args.rate_seconds)
-    pods = 3 * args.n * MODEL["replicas"] + 2 * rate_n + 1
+    pods = 3 * sum(sizes) * MODEL["replicas"] + 2 * rate_n + 1
     local = cluster.Cluster(ROOT / ".run" / "bench-cluster")
     local.down()  # a fresh etcd: nothing of an earlier run is deleted or counted during this one
     kubeconfig = str(local.up(cpu_nodes=max(cluster.DEFAULT_CPU_NODES, math.ceil(pods / PODS_PER_NODE) + 1)))
@@ -360,33 +404,17 @@ def main() -> int:
     # The storage initializer's defaults (100Mi request) reserve no more than the model server asks for.
     config.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
     floor_ns, ours_ns = bench.create_namespace("bench-floor"), bench.create_namespace("bench-op")
-    serial_ns = bench.create_namespace("bench-floor-serial")
     operator = Operator(kubeconfig, OUT / "operator.log", ("--namespace", ours_ns))
     operator.start(config)
-    figures: dict = {"n": args.n, "cpu_nodes": cluster.State.load(local.run).cpu_nodes,
-                     "operator_idle_rss_mib": round(operator.rss_mib())}
-    names = [f"m{i:05d}" for i in range(args.n)]
+    figures: dict = {"sizes": sizes, "cpu_nodes": cluster.State.load(local.run).cpu_nodes,
+                     "operator_idle_rss_mib": round(operator.rss_mib()),
+                     "operator_code": os.environ.get("PYTHONPATH") or "this checkout"}
+    bursts: list[dict] = []
     try:
-        print(f"\n{args.n} ModelDeployments ({MODEL['replicas']} replicas each) applied at once:")
-        serial = burst(bench, "floor, serial (one kubectl)", names, serial_ns,
-                       rendered_children(models(names, serial_ns, MODEL), serial_ns), "Deployment", args.timeout)
-        floor = burst(bench, f"floor ({FLOOR_APPLIERS} concurrent kubectl)", names, floor_ns,
-                      rendered_children(models(names, floor_ns, MODEL), floor_ns), "Deployment", args.timeout,
-                      appliers=FLOOR_APPLIERS)
-        cpu0 = cpu_seconds(operator.process.pid)
-        # The ModelDeployments applied by as many concurrent clients as the floor's children: the ratio compares
-        # reconciling, not one kubectl's apply of 300 custom resources against four.
-        ours = burst(bench, f"operator ({FLOOR_APPLIERS} concurrent kubectl)", names, ours_ns,
-                     models(names, ours_ns, MODEL), "ModelDeployment", args.timeout, appliers=FLOOR_APPLIERS)
-        ours.operator_cpu_s = round(cpu_seconds(operator.process.pid) - cpu0, 1)
-        figures.update(floor=floor.summary(), floor_serial=serial.summary(), operator=ours.summary(),
-                       ratio=round(ours.wall_s / floor.wall_s, 2), ratio_serial=round(ours.wall_s / serial.wall_s, 2),
-                       operator_rss_mib=round(operator.rss_mib()))
-        save(figures)
-        print(f"  ratio {figures['ratio']} (to the serial floor {figures['ratio_serial']}); "
-              "the operator's own writes per resource "
-              f"{figures['operator']['operator_writes_per_resource']} ({_per(ours.operator_writes, args.n)}); "
-              f"operator CPU {ours.operator_cpu_s}s")
+        for n in sizes:
+            bursts.append(size_phases(bench, args, n, operator, ours_ns))
+            figures["bursts"] = [{k: v for k, v in b.items() if k != "phases"} for b in bursts]
+            save(figures)
 
         audit_offset = bench.audit.offset()
         idle = window_writes(bench, args.idle_seconds)
@@ -411,9 +439,9 @@ def main() -> int:
             save(figures)
 
         if args.memory_n:
-            figures["memory"] = memory(bench, operator, config, kubeconfig, ours_ns, args.memory_n, args.n + rate_n)
+            figures["memory"] = memory(bench, operator, config, kubeconfig, ours_ns, args.memory_n, sum(sizes) + rate_n)
             operator = figures["memory"].pop("operator")
-        report(figures, floor, ours, serial)
+        report(figures, bursts)
     finally:
         operator.stop()
         if not args.keep_cluster:
@@ -469,25 +497,39 @@ def _per(counts: dict[str, int], n: int) -> str:
     return ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(counts.items()))
 
 
-def report(figures: dict, floor: Phase, ours: Phase, serial: Phase) -> None:
-    f, o, fs = figures["floor"], figures["operator"], figures["floor_serial"]
-    lines = [
-        f"# Scale bench: {figures['n']} ModelDeployments, floor vs operator (one run)", "",
-        f"Local control plane, {figures['cpu_nodes']} simulated CPU nodes, {os.cpu_count()} cores.", "",
+def burst_lines(b: dict) -> list[str]:
+    floor, ours, serial = b["phases"]
+    f, o, fs = b["floor"], b["operator"], b["floor_serial"]
+    n = b["n"]
+    return [
+        f"## {n} ModelDeployments applied at once", "",
         "| | all Ready | p50 apply->Ready | p99 apply->Ready | API writes / resource |", "|---|---:|---:|---:|---:|",
         f"| floor: children applied directly, {FLOOR_APPLIERS} concurrent kubectl | {f['all_ready_s']}s | {f['p50_s']}s "
         f"| {f['p99_s']}s | {f['writes_per_resource']} |",
         f"| floor, serial: one kubectl (earlier runs' floor) | {fs['all_ready_s']}s | {fs['p50_s']}s | {fs['p99_s']}s "
         f"| {fs['writes_per_resource']} |",
         f"| operator | {o['all_ready_s']}s | {o['p50_s']}s | {o['p99_s']}s | {o['writes_per_resource']} |", "",
-        f"**ratio operator/floor (all Ready): {figures['ratio']}** (to the serial floor: {figures['ratio_serial']}); "
+        f"**ratio operator/floor (all Ready): {b['ratio']}** (to the serial floor: {b['ratio_serial']}); "
         "the operator's own writes: "
-        f"{o['operator_writes_per_resource']} per resource ({_per(o['operator_writes'], figures['n'])}; "
-        f"from the apiserver's audit log, by user agent); operator CPU {o['operator_cpu_s']}s, "
-        f"RSS {figures['operator_rss_mib']} MiB (idle {figures['operator_idle_rss_mib']} MiB)", "",
+        f"{o['operator_writes_per_resource']} per resource ({_per(o['operator_writes'], n)}; "
+        f"from the apiserver's audit log, by user agent); {b['reconciles_per_resource']} reconciles per resource, "
+        f"{b['worker_s']} worker-seconds in reconciles against {o['operator_cpu_s']} operator CPU seconds; "
+        f"RSS {b['operator_rss_mib']} MiB", "",
         "Writes counted by the kube-apiserver (`apiserver_request_total`, write verbs, leases and nodes left out), "
         "per resource, everyone's (the controllers' pods, ReplicaSets and Events included):", "",
         *writes_table(floor, ours), "",
+    ]
+
+
+def report(figures: dict, bursts: list[dict]) -> None:
+    lines = [
+        f"# Scale bench: {', '.join(str(b['n']) for b in bursts)} ModelDeployments, floor vs operator (one run)", "",
+        f"Local control plane, {figures['cpu_nodes']} simulated CPU nodes, {os.cpu_count()} cores; operator code: "
+        f"{figures['operator_code']} (idle RSS {figures['operator_idle_rss_mib']} MiB).", "",
+    ]
+    for b in bursts:
+        lines += burst_lines(b)
+    lines += [
         f"Idle window: {sum(figures['idle_writes'].values())} writes in all ({figures['idle_writes'] or 'none'}), "
         f"the operator's {sum(figures['idle_operator_writes'].values())}; after an operator restart: "
         f"{sum(figures['restart_writes'].values())} in all ({figures['restart_writes'] or 'none'}), the operator's "
@@ -506,9 +548,10 @@ def report(figures: dict, floor: Phase, ours: Phase, serial: Phase) -> None:
     text = "\n".join(lines)
     (OUT / "scale.md").write_text(text)
     save(figures)
-    plot([floor, serial, ours], OUT / "scale.png")
+    for b in bursts:
+        plot(list(b["phases"]), OUT / f"scale-{b['n']}.png")
     print("\n" + text)
-    print(f"written: {OUT / 'scale.md'}, {OUT / 'scale.json'}, {OUT / 'scale.png'}")
+    print(f"written: {OUT / 'scale.md'}, {OUT / 'scale.json'}, " + ", ".join(str(OUT / f"scale-{b['n']}.png") for b in bursts))
 
 
 if __name__ == "__main__":
