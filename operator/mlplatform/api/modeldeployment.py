@@ -354,6 +354,7 @@ class AnalysisStatus(ApiModel):
     failed_checks: int | None = field("Checks of this canary that failed (over a bound, or no data).")
     checks: int | None = field("Checks of this canary so far.")
     last_check_time: str | None = field("When the last check ran.", json_schema_extra={"format": "date-time"})
+    last_passed: bool | None = field("Whether the last check passed.")
     last_result: str | None = field("What the last check found: each metric, its value and its bound.")
 
 
@@ -377,6 +378,10 @@ class RolloutStatus(ApiModel):
                                         json_schema_extra={"format": "date-time"})
     start_time: str | None = field("When this canary started.", json_schema_extra={"format": "date-time"})
     analysis: AnalysisStatus | None = field("rollout.canary.analysis: the checks of this canary so far.")
+    mirror_start_time: str | None = field("When mirroring to the canary began (rollout.canary.mirrorPercent).",
+                                          json_schema_extra={"format": "date-time"})
+    mirror_end_time: str | None = field("When mirroring to the canary ended and step 1 began.",
+                                        json_schema_extra={"format": "date-time"})
 
 
 class ModelDeploymentStatus(CommonStatus):
