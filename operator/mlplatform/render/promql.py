@@ -13,10 +13,10 @@ VERSION_STABLE, VERSION_CANARY = "stable", "canary"
 RATE_WINDOW = "1m"
 # Targets whose query comes from the preset's metrics: target field -> (ServerMetricsConfig field, what it is).
 PRESET_SIGNALS = {
-    "queue_depth": ("queue", "a queue gauge"),
-    "kv_cache_utilization": ("kv_cache", "a KV-cache gauge"),
-    "concurrency": ("in_flight", "an in-flight requests gauge"),
-    "requests_per_second": ("requests", "a request counter"),
+    "queue_depth": ("queue", "queue gauge"),
+    "kv_cache_utilization": ("kv_cache", "KV-cache gauge"),
+    "concurrency": ("in_flight", "in-flight requests gauge"),
+    "requests_per_second": ("requests", "request counter"),
 }
 CAMEL = {"queue_depth": "queueDepth", "kv_cache_utilization": "kvCacheUtilization", "concurrency": "concurrency",
          "requests_per_second": "requestsPerSecond", "gpu_utilization": "gpuUtilization"}
@@ -88,8 +88,8 @@ def error_rate_query(config: OperatorConfig, preset: str, namespace: str, name: 
     metrics = _server_metrics(config, preset)
     field_path = "spec.rollout.canary.analysis.maxErrorRate"
     matchers = model_matchers(config, namespace, name, VERSION_CANARY)
-    errors = with_matchers(_need(metrics, "errors", preset, field_path, "an error counter"), matchers)
-    requests = with_matchers(_need(metrics, "requests", preset, field_path, "a request counter"), matchers)
+    errors = with_matchers(_need(metrics, "errors", preset, field_path, "error counter"), matchers)
+    requests = with_matchers(_need(metrics, "requests", preset, field_path, "request counter"), matchers)
     window = f"{window_seconds}s"
     return f"sum(rate({errors}[{window}])) / sum(rate({requests}[{window}]))"
 
@@ -98,7 +98,7 @@ def latency_p99_ms_query(config: OperatorConfig, preset: str, namespace: str, na
     """The canary's p99 latency over the window, in milliseconds."""
     metrics = _server_metrics(config, preset)
     histogram = _need(metrics, "latency_histogram", preset, "spec.rollout.canary.analysis.maxLatencyMs",
-                      "a latency histogram")
+                      "latency histogram")
     name_part, brace, rest = histogram.partition("{")
     buckets = with_matchers(f"{name_part}_bucket{brace}{rest}", model_matchers(config, namespace, name, VERSION_CANARY))
     scale = metrics.latency_unit_seconds * 1000
