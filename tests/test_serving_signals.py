@@ -351,3 +351,16 @@ def test_the_mirror_filter_on_the_route_validates_against_the_gateway_api():
     validate_httproute(route)
     assert route["spec"]["rules"][0]["filters"] == [{"type": "RequestMirror", "requestMirror": {
         "backendRef": {"group": "", "kind": "Service", "name": "llm-canary", "port": 80}, "percent": 100}}]
+
+
+def test_validate_with_a_config_refuses_prometheus_signals_it_cannot_serve(tmp_path):
+    from .test_cli import mlplatform
+    example = "examples/modeldeployment-llm-keda.yaml"
+    without = tmp_path / "without.yaml"
+    without.write_text("defaults: {clusterDomain: cluster.local}\n")
+    refused = mlplatform("validate", "-f", example, "--config", str(without))
+    assert refused.returncode == 1
+    assert "spec.rollout.canary.analysis: needs prometheus.url in the operator configuration" in refused.stderr
+    with_prom = tmp_path / "with.yaml"
+    with_prom.write_text(f"prometheus: {{url: {PROM}}}\n")
+    assert mlplatform("validate", "-f", example, "--config", str(with_prom)).returncode == 0

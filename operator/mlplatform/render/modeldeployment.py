@@ -188,6 +188,14 @@ def _check_analysis(owner: Owner, spec: ModelDeploymentSpec, config: OperatorCon
         latency_p99_ms_query(config, spec.runtime.preset, owner.namespace, owner.name, 60)
 
 
+def check_signals(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig) -> None:
+    """The refusals of model signals (Prometheus in the configuration, the preset's series) without rendering
+    the rest: for `mlplatform validate --config`. Raises RenderError."""
+    _check_analysis(owner, spec, config)
+    if spec.autoscaling is not None:
+        autoscaler(owner, spec, config, {"name": owner.name}, "apps/v1", "Deployment")
+
+
 def _groups(value: int | str, replicas: int, round_up: bool) -> int:
     if isinstance(value, int):
         return value
