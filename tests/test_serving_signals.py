@@ -4,8 +4,10 @@ ScaledObject), scraping, availability defaults, refusals, and the canary analysi
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+import yaml
 
 from mlplatform.api.modeldeployment import ModelDeploymentSpec
 from mlplatform.api.validation import validate_document
@@ -364,3 +366,33 @@ def test_validate_with_a_config_refuses_prometheus_signals_it_cannot_serve(tmp_p
     with_prom = tmp_path / "with.yaml"
     with_prom.write_text(f"prometheus: {{url: {PROM}}}\n")
     assert mlplatform("validate", "-f", example, "--config", str(with_prom)).returncode == 0
+
+
+# --- prometheus-adapter rules (engine hpa) --------------------------------------------------------
+
+ADAPTER_RULES = Path(__file__).resolve().parents[1] / "charts" / "mlplatform" / "files" / "prometheus-adapter-rules.yaml"
+
+
+def test_the_charts_adapter_rules_are_generated_from_the_default_config():
+    from mlplatform.render.adapter_rules import rules_file
+    assert ADAPTER_RULES.read_text() == rules_file(OperatorConfig()), \
+        "run: .venv/bin/python -m mlplatform.render.adapter_rules > charts/mlplatform/files/prometheus-adapter-rules.yaml"
+
+
+def test_adapter_rules_name_the_metrics_the_hpa_reads():
+    from mlplatform.render.adapter_rules import adapter_rules
+    config = OperatorConfig()
+    rules = {r["name"]["as"]: r for r in adapter_rules(config)["rules"]}
+    assert set(rules) == {config.metrics.queue_depth, config.metrics.kv_cache_utilization, config.metrics.concurrency,
+                          config.metrics.requests_per_second, config.metrics.gpu_utilization}
+    assert rules["mlplatform_kv_cache_utilization"]["metricsQuery"] == \
+        "sum(vllm:kv_cache_usage_perc{<<.LabelMatchers>>}) by (<<.GroupBy>>) * 100"
+    assert "vllm:num_requests_waiting" in rules["mlplatform_queue_depth"]["seriesQuery"]
+
+
+def test_the_chart_ships_the_adapter_rules_when_asked(helm):
+    from .test_monitoring import render as render_chart
+    objects = render_chart(helm, "--set", "monitoring.adapterRules.enabled=true")
+    config_map = next(o for o in objects if o["metadata"]["name"].endswith("-prometheus-adapter-rules"))
+    assert yaml.safe_load(config_map["data"]["config.yaml"]) == yaml.safe_load(ADAPTER_RULES.read_text())
+    assert not [o for o in render_chart(helm) if o["metadata"]["name"].endswith("-prometheus-adapter-rules")]
