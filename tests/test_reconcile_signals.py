@@ -11,6 +11,7 @@ from mlplatform.config import OperatorConfig
 from mlplatform.controllers import canary as canary_controller
 from mlplatform.runtime.prometheus import PrometheusError
 
+from .test_argocd_health import health
 from .test_reconcile_canary import GATEWAY, body, conditions_of, deployment, edit, ready, rollout, start
 from .test_reconcilers import NS, Harness, model_deployment
 
@@ -49,7 +50,10 @@ def test_scaled_to_zero_is_ready_with_its_reason_and_summary():
     assert status["replicaSummary"] == "0/0 (scaled to zero)"
     ready_ = conditions_of(h)["Ready"]
     assert (ready_["status"], ready_["reason"]) == ("True", "ScaledToZero")
+    # kstatus reads Current (Ready True, neither Reconciling nor Stalled); Argo CD says Healthy, with the message.
     assert conditions_of(h)["Reconciling"]["status"] == "False" and conditions_of(h)["Stalled"]["status"] == "False"
+    argocd = health(body(h))
+    assert argocd["status"] == "Healthy" and argocd["message"].startswith("no demand for autoscaling.idleSeconds")
 
 
 def test_woken_by_keda_it_reports_the_replica_coming_up():

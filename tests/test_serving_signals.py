@@ -396,3 +396,4 @@ def test_the_chart_ships_the_adapter_rules_when_asked(helm):
     config_map = next(o for o in objects if o["metadata"]["name"].endswith("-prometheus-adapter-rules"))
     assert yaml.safe_load(config_map["data"]["config.yaml"]) == yaml.safe_load(ADAPTER_RULES.read_text())
     assert not [o for o in render_chart(helm) if o["metadata"]["name"].endswith("-prometheus-adapter-rules")]
+
