@@ -142,6 +142,9 @@ def canary_holding(h_extra: dict, rollout_spec: dict) -> Harness:
 def test_a_canary_over_its_error_bound_is_aborted_with_analysis_failed(prometheus):
     fake = prometheus({"status_code": 0.2, "histogram_quantile": 120.0})
     h = canary_holding({}, analysed([50]))
+    labels = deployment(h, "scorer-canary")["spec"]["template"]["metadata"]["labels"]
+    assert labels["mlplatform.dev/version"] == "canary"  # the series the analysis selects
+    assert deployment(h, "scorer")["spec"]["template"]["metadata"]["labels"]["mlplatform.dev/version"] == "stable"
     h.reconcile(body(h))
     assert not fake.queries  # not due before intervalSeconds
     backdate(h, 31, "stepStartTime")
