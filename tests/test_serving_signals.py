@@ -300,6 +300,7 @@ def inputs(previous: dict, now: datetime, readings=None, policy: CanaryPolicy = 
     (holding(canaryWeight=0), 60, False),
     (holding(canaryHash="other"), 60, False),
     (holding(phase=ABORTED), 60, False),
+    (holding(phase="Paused"), 60, False),
 ])
 def test_analysis_is_due_an_interval_after_the_step_began_or_the_last_check(previous, seconds, due):
     assert analysis_due(POLICY, previous, "new", T0 + timedelta(seconds=seconds)) is due

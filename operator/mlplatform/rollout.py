@@ -199,7 +199,8 @@ def analysis_due(policy: CanaryPolicy | None, previous: dict | None, desired_has
 def seconds_to_next_check(policy: CanaryPolicy | None, previous: dict | None, desired_hash: str,
                           now: datetime) -> float | None:
     previous = previous or {}
-    if policy is None or policy.analysis is None or previous.get("phase") not in (PROGRESSING, PAUSED) \
+    # A paused canary is not judged (its readings would not be recorded): checks resume with the step.
+    if policy is None or policy.analysis is None or policy.pause or previous.get("phase") != PROGRESSING \
             or previous.get("canaryHash") != desired_hash or not previous.get("canaryWeight"):
         return None
     step_start = _parse(previous.get("stepStartTime"))
