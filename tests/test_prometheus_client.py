@@ -27,7 +27,7 @@ def test_an_answer_is_a_value_or_no_data(data, value):
 class _Handler(BaseHTTPRequestHandler):
     answers: dict[str, tuple[int, dict]] = {}
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         query = parse_qs(urlparse(self.path).query)["query"][0]
         status, body = self.answers[query]
         payload = json.dumps(body).encode()
