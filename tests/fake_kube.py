@@ -68,6 +68,7 @@ class FakeKube:
         self.pod_events: dict[str, list[dict]] = {}
         self.kueue = kueue_installed
         self.gateway_api = True
+        self.unserved: set[tuple[str, str]] = set()  # (apiVersion, plural) whose CRD is not installed
         self.local_queues = set(local_queues)
         self.workloads: dict[str, dict] = {}  # Kueue Workloads by the UID of their Job
         self._failures: dict[tuple[str, str, str], KubeError] = {}
@@ -205,6 +206,10 @@ class FakeKube:
     def gateway_api_installed(self) -> bool:
         self._record("gateway_api_installed", "APIGroup", "gateway.networking.k8s.io")
         return self.gateway_api
+
+    def api_served(self, api_version: str, plural: str) -> bool:
+        self._record("api_served", "APIGroup", f"{api_version}/{plural}")
+        return (api_version, plural) not in self.unserved
 
     def kueue_installed(self) -> bool:
         self._record("kueue_installed", "APIGroup", "kueue.x-k8s.io")

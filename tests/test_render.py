@@ -20,7 +20,8 @@ from mlplatform.render import (
 from .conftest import all_example_documents, load_example, set_path
 from .gateway_schema import validate_httproute
 
-CONFIG = OperatorConfig()
+# The examples are rendered as a cluster with Prometheus would (modeldeployment-llm-keda.yaml needs its url).
+CONFIG = OperatorConfig(prometheus={"url": "http://prometheus.monitoring.svc:9090"})
 K8S_VERSION = "1.36.0"
 
 

@@ -14,9 +14,11 @@ def canary_service_name(name: str) -> str:
     return f"{name}-canary"
 
 
-def http_route(owner: Owner, gateway: Gateway, component: str, port: int, canary_weight: int | None) -> dict[str, Any]:
+def http_route(owner: Owner, gateway: Gateway, component: str, port: int, canary_weight: int | None,
+               mirror_percent: int = 0) -> dict[str, Any]:
     """canary_weight None: one backend, the Service. A number (0-100): the stable Service gets 100-weight and
-    the canary's Service the weight, exactly as status.rollout.canaryWeight says."""
+    the canary's Service the weight, exactly as status.rollout.canaryWeight says. mirror_percent > 0: that share
+    of the requests is also sent to the canary's Service (RequestMirror), whose responses are discarded."""
     parent_refs = []
     for ref in gateway.parent_refs:
         parent: dict[str, Any] = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": ref.name}
@@ -33,13 +35,15 @@ def http_route(owner: Owner, gateway: Gateway, component: str, port: int, canary
         backends = [backend(owner.name, 1)]
     else:
         backends = [backend(owner.name, 100 - canary_weight), backend(canary_service_name(owner.name), canary_weight)]
-    spec: dict[str, Any] = {
-        "parentRefs": parent_refs,
-        "rules": [{
-            "matches": [{"path": {"type": "PathPrefix", "value": gateway.path or "/"}}],
-            "backendRefs": backends,
-        }],
+    rule: dict[str, Any] = {
+        "matches": [{"path": {"type": "PathPrefix", "value": gateway.path or "/"}}],
+        "backendRefs": backends,
     }
+    if mirror_percent > 0:
+        rule["filters"] = [{"type": "RequestMirror", "requestMirror": {
+            "backendRef": {"group": "", "kind": "Service", "name": canary_service_name(owner.name), "port": port},
+            "percent": mirror_percent}}]
+    spec: dict[str, Any] = {"parentRefs": parent_refs, "rules": [rule]}
     if gateway.hostnames:
         spec["hostnames"] = list(gateway.hostnames)
     return {"apiVersion": HTTPROUTE_API_VERSION, "kind": "HTTPRoute",
