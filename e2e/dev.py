@@ -49,7 +49,7 @@ EXPECTS = "mlplatform.dev/example-expects"
 # Simulated run metrics (kwok writes them as the termination message of the Job's pods).
 RUN_METRICS = {("TrainingJob", "risk", "fraud-train"): {"auc": 0.95, "loss": 0.21}}
 EXTRA_H100_NODES = [cluster.NodeSpec(f"kwok-h100-{i}", 96, "1000Gi", "gpu-h100x8", 8, "NVIDIA-H100-80GB-HBM3",
-                                     ip=f"10.240.0.{20 + i}") for i in range(4, 8)]
+                                     ip=f"10.240.0.{20 + i}", zone=cluster.zone(i)) for i in range(4, 8)]
 STORAGE_CLASS = "shared-rwx"
 
 
