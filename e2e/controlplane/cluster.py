@@ -963,11 +963,11 @@ class Cluster:
             self._down(st)
 
     def _stop_components(self) -> None:
-        """The extra components started on this cluster (components.py: Kueue, LWS): their processes would
-        outlive it. Their CRDs stay in etcd, as everything else does."""
+        """The extra components started on this cluster (components.py: Kueue, LWS, KEDA, Prometheus): their
+        processes (and KEDA's network namespace) would outlive it. Their CRDs stay in etcd, as everything else does."""
         import components  # e2e/controlplane/components.py (it imports this module)
 
-        for name in components.SPECS:
+        for name in components.NAMES:
             if (self.run / name / "state.json").exists():
                 components.runner(name, self.run).down(remove_crds=False)
                 log(f"stopped {name}")
