@@ -247,7 +247,7 @@ class ModelMetrics:
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self):  # http.server's name
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404)
                     return

@@ -126,7 +126,7 @@ class PrometheusRunner:
               file=sys.stderr, flush=True)
         return st
 
-    def down(self, remove_crds: bool = False) -> None:  # noqa: ARG002 - the runners' common signature; no CRDs
+    def down(self, remove_crds: bool = False) -> None:  # the runners' common signature; it has no CRDs
         pid = self.state().get("pid")
         if self._pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
