@@ -205,6 +205,7 @@ class KedaRunner:
         api_port = cluster.State.load(self.cluster.run).ports["apiserver"]
         kubeconfig = str(self.cluster.kubeconfig)
         env = {**os.environ, "KUBECONFIG": kubeconfig, "POD_NAMESPACE": NAMESPACE, "WATCH_NAMESPACE": "",
+               "KEDA_CLUSTER_OBJECT_NAMESPACE": NAMESPACE,
                "KEDA_HTTP_DEFAULT_TIMEOUT": "3000"}
         argv = {
             "bridge": [sys.executable, str(HERE / "netns.py"), "bridge", ns.name, str(api_port), str(ports["grpc"])],
