@@ -86,6 +86,22 @@ def registration(inside_ip: str, ca_bundle: str) -> list[dict]:
     ]
 
 
+def crds(version: str = versions.KEDA) -> list[dict]:
+    """The CRDs of the pinned KEDA module (`go mod download`: the module cache, or the Go module proxy)."""
+    source = components.module_dir(MODULE, version)
+    paths = sorted(source.glob(CRD_GLOB))
+    if not paths:
+        raise KedaError(f"{MODULE}@{version} has no {CRD_GLOB}")
+    return [yaml.safe_load(p.read_text()) for p in paths]
+
+
+def crd_manifest(kind: str) -> dict:
+    """One KEDA CRD by kind (ScaledObject, TriggerAuthentication, ...), e.g. to validate rendered objects against
+    its schema (like lws.crd_manifest)."""
+    [crd] = [c for c in crds() if c["spec"]["names"]["kind"] == kind]
+    return crd
+
+
 class KedaRunner:
     """KEDA's operator and metrics API server for one local cluster (a run dir of cluster.py)."""
 
@@ -123,14 +139,8 @@ class KedaRunner:
     def netns(self) -> netns.Netns:
         return netns.for_run_dir(self.cluster.run)
 
-    def source(self) -> Path:
-        return components.module_dir(MODULE, self.version)
-
     def crds(self) -> list[dict]:
-        paths = sorted(self.source().glob(CRD_GLOB))
-        if not paths:
-            raise KedaError(f"{MODULE}@{self.version} has no {CRD_GLOB}")
-        return [yaml.safe_load(p.read_text()) for p in paths]
+        return crds(self.version)
 
     def crd_names(self) -> list[str]:
         return [f"{c['spec']['names']['plural']}.{c['spec']['group']}" for c in self.crds()]
