@@ -177,6 +177,9 @@ def up(timeout: float) -> int:
     late = settle(kubectl, timeout)
     step("kubectl get ml -A")
     print(kubectl.run("get", "ml", "-A").stdout)
+    if signals_built():
+        print(f"Prometheus: {components.runner('prometheus', handle.run).url} (the operator's prometheus.url; "
+              "KEDA's external metrics API: kubectl get apiservice v1beta1.external.metrics.k8s.io)")
     print(f"""Ready after {time.monotonic() - t0:.0f}s. Try:
   export KUBECONFIG={kubeconfig}
   alias kubectl={kubectl.binary}

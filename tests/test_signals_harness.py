@@ -109,3 +109,24 @@ def test_the_namespace_of_a_run_dir_is_stable_distinct_and_avoids_taken_addresse
         assert max(len(ns.host_if), len(ns.inside_if)) <= 15  # Linux interface names
     moved = netns.plan(Path("/tmp/run-a"), taken={a.host_ip})
     assert moved.name == a.name and moved.host_ip != a.host_ip
+
+
+def test_keda_registration_is_valid_kubernetes_and_points_inside_the_namespace():
+    import kubernetes_validate
+
+    import keda  # e2e/controlplane/keda.py
+
+    ns = netns.plan(Path("/tmp/run-a"))
+    objects = keda.registration(ns.inside_ip, "Q0E=")
+    for obj in objects:
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+    by_kind = {o["kind"]: o for o in objects}
+    [endpoint] = by_kind["EndpointSlice"]["endpoints"]
+    assert endpoint["addresses"] == [ns.inside_ip] and not ipaddress.ip_address(ns.inside_ip).is_loopback
+    assert by_kind["EndpointSlice"]["metadata"]["labels"]["kubernetes.io/service-name"] == keda.SERVICE
+    assert "selector" not in by_kind["Service"]["spec"]  # endpoints are ours, not a controller's
+    api = by_kind["APIService"]
+    assert api["metadata"]["name"] == "v1beta1.external.metrics.k8s.io" and api["spec"]["caBundle"] == "Q0E="
+    assert api["spec"]["service"] == {"name": keda.SERVICE, "namespace": keda.NAMESPACE, "port": 443}
+    assert by_kind["ClusterRoleBinding"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"}]
