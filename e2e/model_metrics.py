@@ -272,6 +272,10 @@ class ModelMetrics:
         if self.targets_file is not None:
             # Prometheus' file service discovery picks this up (prometheus_server.py's model-metrics job).
             self._targets_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self._targets_dir.glob("model-metrics-*.json"):  # left by an exporter whose process died
+                pid = stale.stem.rsplit("-", 1)[1]
+                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                    stale.unlink(missing_ok=True)
             tmp = self.targets_file.with_suffix(".tmp")
             tmp.write_text(json.dumps([{"targets": [self.address], "labels": {}}]))
             os.replace(tmp, self.targets_file)
