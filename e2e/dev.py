@@ -8,6 +8,9 @@ the examples applied; then `kubectl get ml -A`.
 What the examples need, beyond the control plane (all in the dev cluster's run folder, .run/cluster):
 - Kueue, with a ClusterQueue and the LocalQueue `team-a` in `research` (llm-finetune is queued there);
 - the LeaderWorkerSet controller (llama-405b: 2 nodes per replica);
+- when built (`make tools`, which `make dev` runs): Prometheus and KEDA (operator and external metrics API
+  server), for ModelDeployments that autoscale on model metrics (`components.py prometheus status` prints
+  Prometheus' URL);
 - storage: a StorageClass `shared-rwx` with pre-created ReadWriteMany volumes, which the controller
   manager binds to the claims (llama-405b's model cache; llm-finetune's checkpoint claim `llm-ckpt`,
   created here as a team would);
@@ -36,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(ROOT / "e2e"))
 
-import cluster  # noqa: E402 - e2e/controlplane/ is on sys.path only after the lines above
+import build as build_module  # noqa: E402 - e2e/controlplane/ is on sys.path only after the lines above
+import cluster  # noqa: E402 - same
 import components  # noqa: E402 - same
 from harness import DEV_PID_FILE, E2E_OPERATOR_CONFIG, Kubectl, Operator, stop_dev_operator  # noqa: E402 - same
 
@@ -49,8 +53,15 @@ EXPECTS = "mlplatform.dev/example-expects"
 # Simulated run metrics (kwok writes them as the termination message of the Job's pods).
 RUN_METRICS = {("TrainingJob", "risk", "fraud-train"): {"auc": 0.95, "loss": 0.21}}
 EXTRA_H100_NODES = [cluster.NodeSpec(f"kwok-h100-{i}", 96, "1000Gi", "gpu-h100x8", 8, "NVIDIA-H100-80GB-HBM3",
-                                     ip=f"10.240.0.{20 + i}") for i in range(4, 8)]
+                                     ip=f"10.240.0.{20 + i}", zone=cluster.zone(i)) for i in range(4, 8)]
 STORAGE_CLASS = "shared-rwx"
+SIGNALS = ("prometheus", "keda")  # model metrics and KEDA autoscaling (e2e/controlplane/prometheus_server.py, keda.py)
+
+
+def signals_built() -> bool:
+    return all(build_module.binary_path(b).is_file() for b in (build_module.PROMETHEUS_BINARY,
+                                                                build_module.KEDA_OPERATOR_BINARY,
+                                                                build_module.KEDA_ADAPTER_BINARY))
 
 
 def example_documents() -> list[dict]:
@@ -140,6 +151,13 @@ def up(timeout: float) -> int:
     for name in ("kueue", "lws"):
         step(f"{name} ({components.SPECS[name].version})")
         components.runner(name, handle.run).up()
+    for name in SIGNALS:  # optional: started when `make tools` / `make dev` built them
+        runner = components.runner(name, handle.run)
+        if signals_built():
+            step(f"{name} ({runner.version})")
+            runner.up()
+        else:
+            step(f"{name}: not built (make tools builds it); skipped")
     if stop_dev_operator():
         step("stopped the previous dev operator")
     for namespace in sorted({d["metadata"]["namespace"] for d in example_documents()}):
@@ -159,13 +177,16 @@ def up(timeout: float) -> int:
     late = settle(kubectl, timeout)
     step("kubectl get ml -A")
     print(kubectl.run("get", "ml", "-A").stdout)
+    if signals_built():
+        print(f"Prometheus: {components.runner('prometheus', handle.run).url} (the operator's prometheus.url; "
+              "KEDA's external metrics API: kubectl get apiservice v1beta1.external.metrics.k8s.io)")
     print(f"""Ready after {time.monotonic() - t0:.0f}s. Try:
   export KUBECONFIG={kubeconfig}
   alias kubectl={kubectl.binary}
   kubectl describe modeldeployment fraud-gated -n risk
   kubectl get deploy,job,cronjob,svc,hpa,pdb -n risk
   kubectl get leaderworkersets,pvc,workloads -n research
-Stop: make dev-down (operator, Kueue, LWS and cluster)""")
+Stop: make dev-down (operator, Kueue, LWS, KEDA, Prometheus and cluster)""")
     if late:
         print(f"not Ready after {timeout:.0f}s: {', '.join(late)}", file=sys.stderr)
         return 1
@@ -175,7 +196,7 @@ Stop: make dev-down (operator, Kueue, LWS and cluster)""")
 def down() -> int:
     print("operator stopped" if stop_dev_operator() else "no dev operator running")
     handle = cluster.Cluster()
-    for name in ("lws", "kueue"):
+    for name in ("keda", "prometheus", "lws", "kueue"):
         components.runner(name, handle.run).down(remove_crds=False)  # the processes, even with the cluster gone
     return 0
 
