@@ -24,8 +24,8 @@ Fixtures:
   lws_controller (session) the LeaderWorkerSet controller
   prometheus   (session)  a real Prometheus on 127.0.0.1 scraping every 1 s (harness.PrometheusAPI: .url, .query,
                           .value, .wait_value); started on first use, stopped at the end of a session that started it
-  keda         (session)  KEDA (operator + metrics API server behind the external.metrics APIService), Available;
-                          the KEDA CRDs removed at the end of a session that installed them
+  keda         (module)   KEDA (operator + metrics API server behind the external.metrics APIService), Available;
+                          stopped and its CRDs removed at the end of a module that installed them
   model_metrics (function) the simulated model-metrics exporter (e2e/model_metrics.py) that Prometheus scrapes:
                           .set/.inc/.observe(namespace, pod_or_selector, name, value), .set_series(name, labels, v);
                           its settings cleared after each test
@@ -303,10 +303,12 @@ def prometheus(kubeconfig):
         runner.down()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def keda(kubeconfig, prometheus):
     """KEDA: CRDs Established, operator ready, the external metrics APIService Available (e2e/controlplane/keda.py).
-    Its operator queries the `prometheus` fixture's server (a ScaledObject's serverAddress: prometheus.url)."""
+    Its operator queries the `prometheus` fixture's server (a ScaledObject's serverAddress: prometheus.url).
+    Per module (10-15 s to start): a module that does not ask for KEDA sees a cluster without it, as the
+    KEDANotInstalled test needs."""
     if _external():
         pytest.fail("the KEDA tests run KEDA beside the local control plane; unset E2E_KUBECONFIG")
     import components  # e2e/controlplane/components.py

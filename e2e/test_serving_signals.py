@@ -1,7 +1,7 @@
 """Serving on real signals: the operator's KEDA ScaledObject and canary analysis against the real Prometheus and
 KEDA of the local control plane, model metrics from the simulated per-pod exporter (fixtures `prometheus`, `keda`,
-`model_metrics` of the harness: model_metrics.set(namespace, pod, metric, value) publishes a series with the
-pod's namespace, name and labels, which Prometheus scrapes for real).
+`model_metrics` of the harness: model_metrics.set(namespace, pod, metric, value, labels) publishes a series with
+the pod's namespace, name and labels, which Prometheus scrapes for real; set_series one of no pod).
 
 - queue depth rising scales 1 -> N through the KEDA-created HPA, and back;
 - idle -> 0 (Ready, reason ScaledToZero, "0/0 (scaled to zero)"), demand at the gateway -> 1;
@@ -84,10 +84,11 @@ def test_idle_goes_to_zero_and_demand_wakes_it(signals_operator, kubectl, apps_v
     ready = condition({"status": zero}, "Ready")
     assert (ready["status"], ready["reason"]) == ("True", "ScaledToZero")
 
-    model_metrics.set(namespace, "chat-gateway", WAKE_METRIC, 3)
+    gateway = {"namespace": namespace, "pod": "chat-gateway"}  # a series of no pod: the gateway's pending requests
+    model_metrics.set_series(WAKE_METRIC, gateway, 3)
     wait_for(lambda: (lambda s: s if s.get("replicaSummary") == "1/1" else None)(md_status(custom, namespace, "chat")),
              timeout=120, what="woken: 1/1 Ready")
-    model_metrics.set(namespace, "chat-gateway", WAKE_METRIC, 0)
+    model_metrics.set_series(WAKE_METRIC, gateway, 0)
     wait_for(lambda: md_status(custom, namespace, "chat").get("phase") == "ScaledToZero", timeout=120,
              what="idle again: ScaledToZero")
 
@@ -106,8 +107,9 @@ class Traffic:
         while not self.stop.wait(1.0):
             for pod in pods(core_v1, namespace, "mlplatform.dev/track=canary"):
                 totals[pod] = totals.get(pod, 0.0) + 1
-                model_metrics.set(namespace, pod, 'http_requests_total{status="2xx"}', totals[pod] * per_second)
-                model_metrics.set(namespace, pod, 'http_requests_total{status="5xx"}', totals[pod] * errors_per_second)
+                model_metrics.set(namespace, pod, "http_requests_total", totals[pod] * per_second, labels={"status": "2xx"})
+                model_metrics.set(namespace, pod, "http_requests_total", totals[pod] * errors_per_second,
+                                  labels={"status": "5xx"})
 
     def __enter__(self):
         self.thread.start()
