@@ -35,6 +35,8 @@ from pathlib import Path
 
 import yaml
 
+from mlplatform.api import GROUP, KINDS
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(ROOT / "e2e"))
@@ -132,6 +134,10 @@ def settle(kubectl: Kubectl, timeout: float) -> list[str]:
         time.sleep(1)
 
 
+def needs_keda(doc: dict) -> bool:
+    return ((doc.get("spec") or {}).get("autoscaling") or {}).get("engine") == "keda"
+
+
 def step(what: str) -> None:
     print(f"==> {what}", flush=True)
 
@@ -143,21 +149,22 @@ def up(timeout: float) -> int:
     kubectl = Kubectl(kubeconfig)
     step("CRDs")
     kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    for plural in ("featureviews", "modeldeployments", "trainingjobs"):
-        kubectl.run("wait", "--for=condition=Established", f"crd/{plural}.mlplatform.dev", "--timeout=60s")
+    for kind in KINDS.values():
+        kubectl.run("wait", "--for=condition=Established", f"crd/{kind.plural}.{GROUP}", "--timeout=60s")
     step(f"{len(EXTRA_H100_NODES)} more H100 nodes")
     kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all([n.manifest() for n in EXTRA_H100_NODES]))
     kubectl.run("wait", "--for=condition=Ready", *[f"node/{n.name}" for n in EXTRA_H100_NODES], "--timeout=120s")
     for name in ("kueue", "lws"):
         step(f"{name} ({components.SPECS[name].version})")
         components.runner(name, handle.run).up()
+    signals = signals_built()
     for name in SIGNALS:  # optional: started when `make tools` / `make dev` built them
         runner = components.runner(name, handle.run)
-        if signals_built():
+        if signals:
             step(f"{name} ({runner.version})")
             runner.up()
         else:
-            step(f"{name}: not built (make tools builds it); skipped")
+            step(f"{name}: not built (make tools builds it); skipped, and the examples that autoscale with KEDA")
     if stop_dev_operator():
         step("stopped the previous dev operator")
     for namespace in sorted({d["metadata"]["namespace"] for d in example_documents()}):
@@ -165,14 +172,17 @@ def up(timeout: float) -> int:
     step("storage, queues, checkpoint claim")
     kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump_all(prerequisites()))
     RUN.mkdir(exist_ok=True)
-    CONFIG_FILE.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
+    config = dict(E2E_OPERATOR_CONFIG)
+    if signals:
+        config["prometheus"] = {"url": components.runner("prometheus", handle.run).url}
+    CONFIG_FILE.write_text(yaml.safe_dump(config))
     operator = Operator(kubeconfig, LOG_FILE)
     operator.start(CONFIG_FILE)  # after Kueue and LWS serve: it sees them installed from its first list
     DEV_PID_FILE.write_text(str(operator.process.pid))
     step(f"operator running (pid {operator.process.pid}, log {LOG_FILE.relative_to(ROOT)}, "
          f"metrics http://127.0.0.1:{operator.metrics_port}/metrics)")
     step("applying examples/ (fraud-train's simulated runs report auc and loss)")
-    documents = [with_run_metrics(doc) for doc in example_documents()]
+    documents = [with_run_metrics(doc) for doc in example_documents() if signals or not needs_keda(doc)]
     print(kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all(documents)).stdout, end="")
     late = settle(kubectl, timeout)
     step("kubectl get ml -A")
