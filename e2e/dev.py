@@ -132,7 +132,7 @@ def up(timeout: float) -> int:
     kubectl = Kubectl(kubeconfig)
     step("CRDs")
     kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    for plural in ("featureviews", "modeldeployments", "trainingjobs"):
+    for plural in ("featureviews", "modeldeployments", "trainingjobs", "batchpredictions"):
         kubectl.run("wait", "--for=condition=Established", f"crd/{plural}.mlplatform.dev", "--timeout=60s")
     step(f"{len(EXTRA_H100_NODES)} more H100 nodes")
     kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all([n.manifest() for n in EXTRA_H100_NODES]))
