@@ -147,14 +147,14 @@ class BatchPredictionSpec(ApiModel):
         ),
         Rule(
             "self.runtime.preset != 'vllm' || !self.input.uri.endsWith('.parquet')",
-            "input.uri: the vllm preset reads OpenAI batch JSONL (vllm run-batch), not Parquet",
+            "input.uri must be OpenAI batch JSONL for the vllm preset (vllm run-batch reads it), not Parquet",
             "input.uri",
             lambda s: s.runtime.preset not in LLM_PRESETS or not s.input.uri.endswith(".parquet"),
         ),
         Rule(
             "!(self.runtime.preset in ['sklearn', 'xgboost', 'mlserver']) || "
             "!(self.input.uri.endsWith('.jsonl') || self.input.uri.endsWith('.json'))",
-            "input.uri: JSONL is for LLM presets (vllm); the sklearn, xgboost and mlserver scorers read Parquet",
+            "input.uri must be Parquet for the sklearn, xgboost and mlserver scorers; JSONL is for LLM presets (vllm)",
             "input.uri",
             lambda s: s.runtime.preset not in ("sklearn", "xgboost", "mlserver") or not _is_jsonl(s.input.uri),
         ),

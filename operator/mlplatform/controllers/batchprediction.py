@@ -52,6 +52,7 @@ from .base import (
     typed_spec,
     warning_events_if_needed,
     write_status,
+    wrote,
 )
 
 KIND = "BatchPrediction"
@@ -83,14 +84,15 @@ def scheduled_jobs(ctx: Context, key: ResourceKey, uid: str) -> list[dict]:
                   key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"]))
 
 
-def adopt(ctx: Context, owner: Owner, job: dict, run: int) -> None:
+def adopt(ctx: Context, key: ResourceKey, owner: Owner, job: dict, run: int) -> None:
     """Number a CronJob's suspended Job as run `run` (its pods read it from their annotation) and start it."""
     name = job["metadata"]["name"]
-    ctx.kube.apply({
+    response = ctx.kube.apply({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name, "namespace": owner.namespace, "labels": {RUN_LABEL: str(run)}},
         "spec": {"suspend": False, "template": {"metadata": {"annotations": {RUN_ANNOTATION: str(run)}}}},
     })
+    wrote(ctx, key, "Job", response, "batch/v1")
     log.info("BatchPrediction %s/%s: scheduled Job %s is run %d", owner.namespace, owner.name, name, run)
 
 
@@ -122,7 +124,7 @@ def plan_runs(ctx: Context, key: ResourceKey, owner: Owner, spec: BatchPredictio
                 ctx.kube.delete("batch/v1", "Job", owner.namespace, job["metadata"]["name"])
             continue
         run = (run or 0) + 1
-        adopt(ctx, owner, job, run)
+        adopt(ctx, key, owner, job, run)
         runs = start_run(runs, _scheduled_run(owner, spec, job, run))
     return runs, run, last_hash
 
