@@ -102,10 +102,6 @@ class BatchOutput(ApiModel):
         f"Where runs write: {DATA_URI_ALLOWED}. Run n writes <uri>/run-<n>/part-<i>.parquet (part-<i>.jsonl for "
         "vllm) and a success marker part-<i>.done per shard; a restarted shard whose marker exists is not scored "
         "again.", pattern=DATA_URI_PATTERN)
-    feature_view: str | None = field(
-        "A FeatureView in this namespace that reads these scores (its source.path): reported in status as "
-        "status.outputUri's reader, so that a model's nightly scores become features for others.",
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
 
 
 def _is_jsonl(uri: str) -> bool:
