@@ -104,7 +104,8 @@ def test_vllm_scores_on_gpu_nodes(operator, kubectl, custom, namespace, core_v1,
 
 
 def test_a_shard_failing_its_retries_fails_the_run_naming_it(operator, kubectl, custom, namespace, core_v1, wait_for):
-    kubectl.apply(resource("BatchPrediction", "flaky", bp_spec(backoffLimitPerIndex=1), shard_annotations("300s")),
+    kubectl.apply(resource("BatchPrediction", "flaky", bp_spec(parallelism=4, backoffLimitPerIndex=1),
+                           shard_annotations("300s")),
                   namespace)
 
     def running_index(index: str, not_uids: set[str]):

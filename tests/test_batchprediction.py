@@ -163,7 +163,7 @@ def test_vllm_runs_on_gpu_nodes_with_its_claims_mounted():
     env = env_of(pod)
     assert (env["INPUT_URI"], env["OUTPUT_URI"], env["PRESET"]) == (
         "/mnt/data/prompts/batch.jsonl", "/mnt/data/results/llm/run-$(MLPLATFORM_RUN)", "vllm")
-    claims = {v["persistentVolumeClaim"]["claimName"]: v["persistentVolumeClaim"]["readOnly"]
+    claims = {v["persistentVolumeClaim"]["claimName"]: v["persistentVolumeClaim"].get("readOnly", False)
               for v in pod["volumes"] if "persistentVolumeClaim" in v}
     assert claims == {"prompts": True, "results": False}
     cpu_pod = job_of(rendered(bp()))["spec"]["template"]["spec"]

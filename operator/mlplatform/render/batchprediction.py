@@ -96,9 +96,10 @@ def _data_volumes(spec: BatchPredictionSpec) -> tuple[list[dict], list[dict]]:
         claim = _claim_of(uri)
         if claim is not None:
             read_only[claim[0]] = read_only.get(claim[0], True) and not writable
-    volumes = [{"name": f"data-{claim}"[:63], "persistentVolumeClaim": {"claimName": claim, "readOnly": ro}}
+    # readOnly only when true: the API server omits a false one, and the intent must stay a subset of the live Job
+    volumes = [{"name": f"data-{claim}"[:63], "persistentVolumeClaim": {"claimName": claim, **({"readOnly": True} if ro else {})}}
                for claim, ro in read_only.items()]
-    mounts = [{"name": f"data-{claim}"[:63], "mountPath": f"{DATA_MOUNT_ROOT}/{claim}", "readOnly": ro}
+    mounts = [{"name": f"data-{claim}"[:63], "mountPath": f"{DATA_MOUNT_ROOT}/{claim}", **({"readOnly": True} if ro else {})}
               for claim, ro in read_only.items()]
     return volumes, mounts
 
@@ -158,7 +159,8 @@ def shard_env(owner: Owner, spec: BatchPredictionSpec, model_uri: str) -> list[d
 def _pod_spec(owner: Owner, spec: BatchPredictionSpec, config: OperatorConfig, model_uri: str) -> dict[str, Any]:
     model_vol, needs_download = model_volume(model_uri)
     data_volumes, data_mounts = _data_volumes(spec)
-    mounts = [{"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": not needs_download}, *data_mounts]
+    model_mount = {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, **({} if needs_download else {"readOnly": True})}
+    mounts = [model_mount, *data_mounts]
     volumes = [model_vol, *data_volumes]
     custom = spec.runtime.preset == "custom"
     if not custom:
