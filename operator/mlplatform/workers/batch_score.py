@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 EXIT_NOT_RETRYABLE = 3
 PREDICTION_COLUMN = "prediction"
-DEFAULT_BATCH_ROWS = 65536
+DEFAULT_BATCH_ROWS = 262144  # per predict call: smaller batches cost models with per-call overhead (HGB: 1.6x at 65536)
 SKLEARN_FILES = ("model.joblib", "model.pkl", "model.pickle")
 XGBOOST_FILES = ("model.bst", "model.json", "model.ubj")
 
