@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import kstatus
 from harness import condition, get_cr, resource, wait_condition
 
 SHARD_ROWS = 1000
@@ -65,6 +66,7 @@ def test_a_run_from_a_promoted_training_run_reports_progress_shard_by_shard(
     assert st["modelUri"] == "s3://models/fraud/run-1/" and st["outputUri"] == "s3://scores/churn/run-1/"
     body = get_cr(custom, "BatchPrediction", namespace, "risk")
     assert condition(body, "Ready")["status"] == "True" and condition(body, "Stalled")["status"] == "False"
+    assert kstatus.verdict(body).status == "Current"  # what Flux reads
     job = batch_v1.read_namespaced_job("risk-1", namespace)
     assert (job.spec.completion_mode, job.spec.completions, job.spec.parallelism) == ("Indexed", 4, 2)
     assert (job.spec.backoff_limit_per_index, job.spec.max_failed_indexes) == (2, 0)
@@ -127,6 +129,7 @@ def test_a_shard_failing_its_retries_fails_the_run_naming_it(operator, kubectl, 
     message = condition(body, "Ready")["message"]
     assert message.startswith("run 1: shard 2 failed after 2 attempts"), message
     assert "bad row 17" in message
+    assert kstatus.verdict(body).status == "Failed"
 
 
 def test_a_schedule_makes_cronjob_runs_numbered_by_the_operator(operator, kubectl, custom, namespace, batch_v1,
