@@ -152,3 +152,22 @@ def test_a_schedule_makes_cronjob_runs_numbered_by_the_operator(operator, kubect
     job = batch_v1.read_namespaced_job(scheduled["job"], namespace)
     assert job.metadata.owner_references[0].kind == "CronJob"
     assert job.spec.template.metadata.annotations["mlplatform.dev/run"] == str(scheduled["run"])
+
+
+def test_the_api_server_refuses_what_validate_refuses_naming_the_field(crds, kubectl, namespace):
+    cases = [
+        (bp_spec(model={"uri": "s3://m/", "fromModelDeployment": "churn"}), "spec.model",
+         "set exactly one of model.uri, model.fromTrainingJob or model.fromModelDeployment"),
+        (bp_spec(parallelism=8), "spec.parallelism", "parallelism must be <= shards"),
+        (bp_spec(model={"uri": "hf://m/x", "format": "huggingface"}, runtime={"preset": "vllm"},
+                 input={"uri": "s3://prompts/day.parquet"}), "spec.input.uri",
+         "input.uri must be OpenAI batch JSONL for the vllm preset"),
+        (bp_spec(input={"uri": "s3://lake/day.jsonl"}), "spec.input.uri", "input.uri must be Parquet"),
+        (bp_spec(runtime={"preset": "xgboost"}), "spec.model.format", "model.format must be one the preset's scorer reads"),
+        (bp_spec(model={"fromModelDeployment": "churn", "promotion": {"metrics": [{"name": "auc", "min": 0.9}]}}),
+         "spec.model.promotion", "model.promotion needs model.fromTrainingJob"),
+    ]
+    for i, (spec, field, message) in enumerate(cases):
+        result = kubectl.apply(resource("BatchPrediction", f"bad-{i}", spec), namespace, check=False)
+        assert result.returncode != 0, (field, message)
+        assert f"{field}: Invalid value" in result.stderr and message in result.stderr, result.stderr
