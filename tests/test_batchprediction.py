@@ -398,3 +398,35 @@ def test_fake_kube_lets_an_unstarted_suspended_job_take_template_metadata_only()
     with pytest.raises(Exception, match="immutable"):
         kube.apply({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": NS},
                     "spec": {"template": {"metadata": {"annotations": {"b": "3"}}}}})
+
+
+def test_a_spec_edit_stops_a_scheduled_run_still_going():
+    h = Harness()
+    body = h.add(resource("BatchPrediction", "scores", bp(schedule="*/5 * * * *")["spec"]))
+    h.reconcile(body)
+    h.sync()
+    finish(h, "scores-1", 4)
+    h.reconcile(h.ctx.cache.resource(key_of(body)))
+    tick = scheduled_job(h, "scores-scheduled", h.kube.stored("batch/v1", "CronJob", NS, "scores-scheduled"), "1")
+    h.reconcile(h.ctx.cache.resource(key_of(body)))
+    assert status_of(h, body)["run"] == 2 and stored_job(h, tick["metadata"]["name"])["spec"]["suspend"] is False
+    edited = copy.deepcopy(h.ctx.cache.resource(key_of(body)))
+    edited["spec"]["input"] = {"uri": "s3://lake/customers/2026-12-06/"}
+    h.replace(edited)
+    h.reconcile(h.ctx.cache.resource(key_of(body)))
+    status = status_of(h, body)
+    assert status["run"] == 3 and [r["phase"] for r in status["runs"]] == ["Succeeded", "Superseded", "Pending"]
+    assert stored_job(h, tick["metadata"]["name"]) is None and stored_job(h, "scores-3") is not None
+
+
+def test_validate_and_render_on_the_command_line(tmp_path, capsys):
+    from mlplatform import cli
+
+    bad = bp(parallelism=9)
+    (tmp_path / "bad.yaml").write_text(json.dumps(bad))
+    assert cli.main(["validate", "-f", str(tmp_path / "bad.yaml")]) == 1
+    assert "BatchPrediction/scores: spec.parallelism: parallelism must be <= shards" in capsys.readouterr().err
+    (tmp_path / "good.yaml").write_text(json.dumps(bp({"model": {"fromModelDeployment": "churn-model"}})))
+    assert cli.main(["render", "-f", str(tmp_path / "good.yaml"), "--artifact", "churn-model=s3://models/churn/v3/"]) == 0
+    out = capsys.readouterr().out
+    assert "kind: Job" in out and "name: scores-1" in out and "mlplatform.dev/model-uri: s3://models/churn/v3/" in out

@@ -102,6 +102,9 @@ def plan_runs(ctx: Context, key: ResourceKey, owner: Owner, spec: BatchPredictio
     runs = [dict(r) for r in previous.get("runs") or []]
     run, last_hash = previous.get("run"), previous.get("runSpecHash")
     if last_hash != spec_hash and resolution.uri is not None:
+        for record in runs:  # a scheduled run still going is stopped: the CronJob's Job is not pruned as ours
+            if record.get("trigger") == "schedule" and record.get("phase") not in FINISHED and record.get("job"):
+                ctx.kube.delete("batch/v1", "Job", owner.namespace, record["job"])
         run = (run or 0) + 1
         runs = start_run(runs, NewRun(run, job_name(owner.name, run), "spec", owner.generation or 1, resolution.uri,
                                       lineage, run_output_uri(spec, run)))
