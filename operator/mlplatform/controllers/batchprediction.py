@@ -166,7 +166,8 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     job_uid = ((job or {}).get("metadata") or {}).get("uid")
     pods = [p for p in pods_of(ctx, key, COMPONENT)
             if job_uid is not None and _labels(p).get(JOB_UID_LABEL) == job_uid]
-    state = (run_state(job, pods, spec.shards or 1, bool(spec.suspend), record,
+    total = ((job or {}).get("spec") or {}).get("completions") or spec.shards or 1  # the run's, not an edit's
+    state = (run_state(job, pods, total, bool(spec.suspend), record,
                        warning_events_if_needed(ctx, owner.namespace, pods)) if record else None)
     report = batch_report(previous, runs, run, recorded_hash, state, resolution)
     conditions = report.conditions
