@@ -19,7 +19,8 @@ What the examples need, beyond the control plane (all in the dev cluster's run f
   `mlplatform.dev/kwok-termination-message` (the operator copies `mlplatform.dev/kwok-*` annotations of a
   resource to its pods, dev config), which the operator reads as the run's metrics. dev.py adds it to
   fraud-train as it applies the examples (the files stay what a team commits), so fraud-gated, gated on
-  auc and loss, finds a qualifying run.
+  auc and loss, finds a qualifying run; and to churn-nightly, whose shards report the rows they scored
+  ({"rows": 125000} each, as the scoring entrypoint writes it).
 An example whose failure is its point carries the annotation `mlplatform.dev/example-expects: NotReady`
 (with a comment saying why); `up` waits for every other example to be Ready and fails if one is not.
 """
@@ -53,7 +54,8 @@ EXAMPLES = ROOT / "examples"
 EXPECTS = "mlplatform.dev/example-expects"
 
 # Simulated run metrics (kwok writes them as the termination message of the Job's pods).
-RUN_METRICS = {("TrainingJob", "risk", "fraud-train"): {"auc": 0.95, "loss": 0.21}}
+RUN_METRICS = {("TrainingJob", "risk", "fraud-train"): {"auc": 0.95, "loss": 0.21},
+               ("BatchPrediction", "risk", "churn-nightly"): {"rows": 125000}}
 EXTRA_H100_NODES = [cluster.NodeSpec(f"kwok-h100-{i}", 96, "1000Gi", "gpu-h100x8", 8, "NVIDIA-H100-80GB-HBM3",
                                      ip=f"10.240.0.{20 + i}", zone=cluster.zone(i)) for i in range(4, 8)]
 STORAGE_CLASS = "shared-rwx"

@@ -361,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="operator configuration YAML")
     p.add_argument("-n", "--namespace", default="default", help="namespace for manifests that name none")
     p.add_argument("--artifact", action="append", default=[], metavar="TRAININGJOB=URI",
-                   help="preview a ModelDeployment.fromTrainingJob as if that job's run produced URI")
+                   help="preview a model.fromTrainingJob as if that job's run produced URI (also NAME=URI for a "
+                   "BatchPrediction's model.fromModelDeployment: as if that ModelDeployment served URI)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("run", help="run the operator")

@@ -23,7 +23,7 @@ from ..render.leaderworkerset import as_rollout_view, workload_of
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
 from ..rollout import PROMOTING
 from ..runtime.cache import ResourceKey
-from ..status.dependencies import ModelResolution, features_condition, resolve_model
+from ..status.dependencies import ModelResolution, features_condition
 from ..status.gateway import route_condition, with_route
 from ..status.modeldeployment import (
     ModelDeploymentObserved,
@@ -32,7 +32,7 @@ from ..status.modeldeployment import (
     replica_summary,
 )
 from ..status.pods import PodProblem
-from ..status.promotion import resolve_promoted
+from ..status.promotion import resolve_training_model
 from .base import (
     Context,
     apply_children,
@@ -91,8 +91,7 @@ def resolve(ctx: Context, key: ResourceKey, body: dict) -> Resolved:
     namespace = owner.namespace
     training_job = (ctx.cache.resource(("TrainingJob", namespace, spec.model.from_training_job))
                     if spec.model.from_training_job else None)
-    resolution = (resolve_promoted(spec.model.from_training_job, training_job, spec.model.promotion.metrics)
-                  if spec.model.promotion else resolve_model(spec.model.uri, spec.model.from_training_job, training_job))
+    resolution = resolve_training_model(spec.model.uri, spec.model.from_training_job, spec.model.promotion, training_job)
     views = {name: ctx.cache.resource(("FeatureView", namespace, name)) for name in spec.features or []}
     gateway_installed = spec.gateway is None or ctx.kube.gateway_api_installed()
     keda_installed = not uses_keda(spec) or ctx.kube.api_served(SCALED_OBJECT_API_VERSION, "scaledobjects")

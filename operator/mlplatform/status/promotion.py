@@ -49,3 +49,12 @@ def resolve_promoted(training_job_name: str, training_job: dict | None, bounds: 
         "ModelResolved", False, "NoQualifyingRun",
         f"no succeeded run of TrainingJob {training_job_name} meets model.promotion: {'; '.join(skipped)}"),
         stalled=finished)
+
+
+def resolve_training_model(uri: str | None, training_job_name: str | None, promotion, training_job: dict | None
+                           ) -> ModelResolution:
+    """A model block (uri, or fromTrainingJob with an optional promotion) resolved against its TrainingJob as
+    the cache holds it: the one resolution ModelDeployment and BatchPrediction share."""
+    if promotion is not None and training_job_name:
+        return resolve_promoted(training_job_name, training_job, promotion.metrics)
+    return resolve_model(uri, training_job_name, training_job)
