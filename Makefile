@@ -50,8 +50,9 @@ lint: $(STAMP) ## ruff (configured in pyproject.toml) on the operator, the unit 
 	$(VENV)/bin/ruff check operator tests e2e
 	$(VENV)/bin/ruff check --extend-select RUF100 tests e2e  # every noqa there names a rule that fires
 
-tools: $(STAMP) ## build what the `tools` tier and the e2e tests run: control plane, kueue, lws, promtool, kstatus, helm
+tools: $(STAMP) ## build what the `tools` tier and the e2e tests run: control plane, kueue, lws, promtool, kstatus, helm; Debian's PostgreSQL and Redis
 	$(PY) e2e/controlplane/cluster.py build --with-tools
+	$(PY) e2e/stores.py install
 	bash charts/build-helm.sh >/dev/null
 
 test: $(STAMP) lint crds-check docs-check tools ## lint, then unit (both tiers) and e2e tests; builds and starts what they need

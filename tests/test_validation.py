@@ -164,7 +164,7 @@ def test_wrong_kind_and_api_version_are_named():
     _, problems = validate_document({"apiVersion": "mlplatform.dev/v1", "kind": "Model", "metadata": {"name": "x"}})
     text = " | ".join(map(str, problems))
     assert "apiVersion: found 'mlplatform.dev/v1'" in text
-    assert "kind: found 'Model'; allowed: FeatureView, ModelDeployment, TrainingJob" in text
+    assert "kind: found 'Model'; allowed: FeatureStore, FeatureView, ModelDeployment, TrainingJob" in text
 
 
 def test_cel_rule_messages_match_the_cli_messages():

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..api import KINDS
-from . import featureview, modeldeployment, trainingjob
+from . import featurestore, featureview, modeldeployment, trainingjob
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class Controller:
 
 
 CONTROLLERS: dict[str, Controller] = {
+    "FeatureStore": Controller(featurestore.reconcile, featurestore.dependents),
     "FeatureView": Controller(featureview.reconcile,
                               lambda ctx, ns, name: modeldeployment.dependents(ctx, "FeatureView", ns, name)),
     "ModelDeployment": Controller(modeldeployment.reconcile),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..api.validation import Resource
 from ..config import OperatorConfig
 from .common import Owner, Rendered, RenderError
+from .featurestore import render_feature_store
 from .featureview import render_feature_view
 from .modeldeployment import render_model_deployment
 from .trainingjob import render_training_job
@@ -32,8 +33,11 @@ def render_offline(resource: Resource, config: OperatorConfig, namespace: str = 
         return rendered
     if resource.kind == "FeatureView":
         return render_feature_view(owner, spec, config)
+    if resource.kind == "FeatureStore":
+        return render_feature_store(owner, spec, config)
     raise ValueError(f"no renderer for kind {resource.kind}")
 
 
-__all__ = ["Owner", "Rendered", "RenderError", "render_offline", "render_feature_view", "render_model_deployment",
+__all__ = ["Owner", "Rendered", "RenderError", "render_offline", "render_feature_store", "render_feature_view",
+           "render_model_deployment",
            "render_training_job"]

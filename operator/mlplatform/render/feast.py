@@ -20,9 +20,11 @@ import jinja2
 import yaml
 
 from mlplatform.api.common import parse_duration_seconds
+from mlplatform.api.featurestore import FeatureStoreSpec
 from mlplatform.api.featureview import FeatureViewSpec
 from mlplatform.config import FeastConfig
 from mlplatform.labels import FEAST_TAG_NAME, FEAST_TAG_NAMESPACE, short_hash
+from mlplatform.render.feast_stores import store_config
 
 FEAST_REPO_MOUNT = "/etc/feast/repo"
 FEAST_WORK_DIR = "/tmp/feast-repo"
@@ -98,15 +100,21 @@ def _fill(value: Any, placeholders: dict[str, str]) -> Any:
     return value
 
 
-def feature_store_yaml(namespace: str, name: str, feast: FeastConfig) -> str:
-    project = feast_project_name(namespace, name)
+def feature_store_yaml(namespace: str, name: str, feast: FeastConfig, store: FeatureStoreSpec | None = None,
+                       project: str | None = None) -> str:
+    """feature_store.yaml of the Feast project `project` (default: the FeatureView namespace/name's): the stores of
+    the team's FeatureStore `store` when given (secrets as ${ENV}), else the operator configuration's."""
+    project = project or feast_project_name(namespace, name)
     placeholders = {"project": project, "namespace": namespace, "name": name}
-    config = {
-        "project": project,
-        "provider": "local",
+    stores = store_config(store) if store is not None else {
         "registry": _fill(feast.registry, placeholders),
         "online_store": _fill(feast.online_store, placeholders),
         "offline_store": _fill(feast.offline_store, placeholders),
+    }
+    config = {
+        "project": project,
+        "provider": "local",
+        **stores,
         "entity_key_serialization_version": feast.entity_key_serialization_version,
     }
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
@@ -198,10 +206,11 @@ def features_py(namespace: str, name: str, spec: FeatureViewSpec) -> str:
     )
 
 
-def feast_repo_files(namespace: str, name: str, spec: FeatureViewSpec, feast: FeastConfig) -> dict[str, str]:
+def feast_repo_files(namespace: str, name: str, spec: FeatureViewSpec, feast: FeastConfig,
+                     store: FeatureStoreSpec | None = None) -> dict[str, str]:
     """The Feast repository of the FeatureView: the ConfigMap's data, mounted at FEAST_REPO_MOUNT."""
     return {
-        FEATURE_STORE_YAML: feature_store_yaml(namespace, name, feast),
+        FEATURE_STORE_YAML: feature_store_yaml(namespace, name, feast, store),
         FEATURES_PY: features_py(namespace, name, spec),
     }
 

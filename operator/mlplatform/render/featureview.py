@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api.featurestore import FeatureStoreSpec
 from ..api.featureview import FeatureViewSpec
 from ..config import OperatorConfig
 from ..labels import FEAST_REPO_HASH_ANNOTATION, MATERIALIZATION_SPEC_HASH_ANNOTATION, short_hash
@@ -22,6 +23,7 @@ from .common import (
     service_host,
 )
 from .feast import FEAST_REPO_MOUNT, apply_command, feast_repo_files, materialize_command, serve_command
+from .feast_stores import secret_env
 from .shm import apply_shared_memory, shared_memory_size
 
 SERVER_COMPONENT = "feature-server"
@@ -44,12 +46,15 @@ def cronjob_name(name: str) -> str:
     return f"{name}-materialize"
 
 
-def materialization_spec_hash(spec: FeatureViewSpec, config: OperatorConfig) -> str:
+def materialization_spec_hash(spec: FeatureViewSpec, config: OperatorConfig,
+                              store: FeatureStoreSpec | None = None) -> str:
     """Changes to what gets materialized (not to schedule, serving or suspend) re-run materialization."""
     data = spec.to_api()
     for key in ("materialization", "serving", "suspend", "freshness", "description", "owner"):
         data.pop(key, None)
     data["_feast"] = config.feast.to_api()
+    if store is not None:
+        data["_store"] = store.to_api()
     return short_hash(data, 10)
 
 
@@ -66,13 +71,17 @@ def is_online(spec: FeatureViewSpec) -> bool:
     return spec.online is not False
 
 
-def _feast_pod(config: OperatorConfig, name: str, command: list[str], resources, resources_field: str,
-               restart_policy: str | None = None, port: int | None = None) -> dict[str, Any]:
+def feast_pod(config: OperatorConfig, configmap: str, command: list[str], resources, resources_field: str,
+              restart_policy: str | None = None, port: int | None = None,
+              store: FeatureStoreSpec | None = None) -> dict[str, Any]:
+    """A pod of the Feast image with the repo ConfigMap `configmap` mounted; the team store's secrets as env
+    from secretKeyRef (feature_store.yaml names them as ${ENV})."""
     container: dict[str, Any] = {
         "name": "feast",
         "image": config.feast.image,
         "command": command,
-        "env": [{"name": "FEAST_USAGE", "value": "False"}, {"name": "HOME", "value": "/tmp"}],
+        "env": [{"name": "FEAST_USAGE", "value": "False"}, {"name": "HOME", "value": "/tmp"},
+                *(e.to_env() for e in (secret_env(store) if store is not None else []))],
         "resources": container_resources(resources),
         "volumeMounts": [{"name": REPO_VOLUME, "mountPath": FEAST_REPO_MOUNT, "readOnly": True}],
         "securityContext": CONTAINER_SECURITY_CONTEXT,
@@ -85,7 +94,7 @@ def _feast_pod(config: OperatorConfig, name: str, command: list[str], resources,
     pod: dict[str, Any] = {
         "securityContext": POD_SECURITY_CONTEXT,
         "containers": [container],
-        "volumes": [{"name": REPO_VOLUME, "configMap": {"name": repo_configmap_name(name)}}],
+        "volumes": [{"name": REPO_VOLUME, "configMap": {"name": configmap}}],
         **pod_scheduling(resources, None, config, field_prefix=resources_field),
     }
     if restart_policy:
@@ -94,7 +103,8 @@ def _feast_pod(config: OperatorConfig, name: str, command: list[str], resources,
     return pod
 
 
-def _materialize_job_spec(owner: Owner, spec: FeatureViewSpec, config: OperatorConfig, labels: dict) -> dict[str, Any]:
+def _materialize_job_spec(owner: Owner, spec: FeatureViewSpec, config: OperatorConfig, labels: dict,
+                          store: FeatureStoreSpec | None) -> dict[str, Any]:
     resources = spec.materialization.resources if spec.materialization else None
     command = materialize_command() if is_online(spec) else apply_command()
     pod_metadata = {"labels": labels}
@@ -105,17 +115,18 @@ def _materialize_job_spec(owner: Owner, spec: FeatureViewSpec, config: OperatorC
         "ttlSecondsAfterFinished": config.defaults.materialization_ttl_seconds_after_finished,
         "template": {
             "metadata": pod_metadata,
-            "spec": _feast_pod(config, owner.name, command, resources, "spec.materialization", "Never"),
+            "spec": feast_pod(config, repo_configmap_name(owner.name), command, resources, "spec.materialization", "Never",
+                              store=store),
         },
     }
 
 
 def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorConfig,
-                        include_materialization_job: bool = True) -> Rendered:
+                        include_materialization_job: bool = True, store: FeatureStoreSpec | None = None) -> Rendered:
     """include_materialization_job: False once the on-change Job for this spec finished and was removed
-    (by its TTL), so that it is not started again."""
+    (by its TTL), so that it is not started again. store: the team FeatureStore's spec (None: the operator's)."""
     out = Rendered(notes=owner_note(owner))
-    files = feast_repo_files(owner.namespace, owner.name, spec, config.feast)
+    files = feast_repo_files(owner.namespace, owner.name, spec, config.feast, store)
     out.objects.append(render_template(
         "configmap.yaml.j2",
         metadata=metadata(owner, repo_configmap_name(owner.name), REPO_COMPONENT),
@@ -128,7 +139,7 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
             "job.yaml.j2",
             metadata=metadata(owner, materialization_job_name(owner.name, spec_hash), MATERIALIZE_COMPONENT,
                               annotations={MATERIALIZATION_SPEC_HASH_ANNOTATION: spec_hash}),
-            job_spec=_materialize_job_spec(owner, spec, config, job_labels),
+            job_spec=_materialize_job_spec(owner, spec, config, job_labels, store),
         ))
     if not is_online(spec):
         out.notes.append("spec.online is false: the Job only registers the view (feast apply); "
@@ -141,7 +152,7 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
         schedule=schedule,
         suspend=bool(spec.suspend),
         job_labels=job_labels,
-        job_spec=_materialize_job_spec(owner, spec, config, job_labels),
+        job_spec=_materialize_job_spec(owner, spec, config, job_labels, store),
     ))
     serving = spec.serving
     server_selector = selector(owner, SERVER_COMPONENT)
@@ -154,8 +165,8 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
         rollout={"maxSurge": "25%", "maxUnavailable": 0},
         pod_labels=server_meta["labels"],
         pod_annotations=pod_annotations(owner, config, {FEAST_REPO_HASH_ANNOTATION: short_hash(files, 10)}),
-        pod_spec=_feast_pod(config, owner.name, serve_command(config.feast.port),
-                            serving.resources if serving else None, "spec.serving", port=config.feast.port),
+        pod_spec=feast_pod(config, repo_configmap_name(owner.name), serve_command(config.feast.port),
+                           serving.resources if serving else None, "spec.serving", port=config.feast.port, store=store),
     ))
     out.objects.append(render_template(
         "service.yaml.j2",
