@@ -125,7 +125,7 @@ class Postgres:
             check=True, capture_output=True, text=True, timeout=120,
         )
         self.port = free_port()
-        log_file = open(log, "ab")  # noqa: SIM115 - the server's stdout for its whole life
+        log_file = open(log, "ab")  # the server writes to it for its whole life; closed here once handed over
         if os.geteuid() == 0:
             os.chown(log, pwd.getpwnam(PG_SYSTEM_USER).pw_uid, -1)
         self.proc = subprocess.Popen(

@@ -272,6 +272,9 @@ def test_the_configmap_carries_exactly_the_lua_files():
                  f"resource.customizations.actions.mlplatform.dev_{kind}"}
         assert cm["data"][f"resource.customizations.health.mlplatform.dev_{kind}"] == health_lua
         assert yaml.safe_load(cm["data"][f"resource.customizations.actions.mlplatform.dev_{kind}"]) == expected_actions
+    # FeatureStore has no spec.suspend: the health check only
+    keys.add("resource.customizations.health.mlplatform.dev_FeatureStore")
+    assert cm["data"]["resource.customizations.health.mlplatform.dev_FeatureStore"] == health_lua
     assert set(cm["data"]) == keys
 
 
