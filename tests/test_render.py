@@ -311,7 +311,7 @@ def test_kueue_owns_suspend_once_the_job_exists():
 
 def test_feature_view_children():
     objects = rendered_objects(load_example("featureview-driver-stats.yaml"))
-    assert sorted(o["kind"] for o in objects) == ["ConfigMap", "CronJob", "Deployment", "Job", "Service"]
+    assert sorted(o["kind"] for o in objects) == ["ConfigMap", "CronJob", "Deployment", "Job", "PodDisruptionBudget", "Service"]
     configmap, = by_kind(objects, "ConfigMap")
     assert set(configmap["data"]) == {"feature_store.yaml", "features.py"}
     assert yaml.safe_load(configmap["data"]["feature_store.yaml"])["online_store"] == CONFIG.feast.online_store

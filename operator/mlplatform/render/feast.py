@@ -165,6 +165,28 @@ def feast_source_path(path: str) -> str:
     return path
 
 
+def push_source_name(name: str) -> str:
+    """The push source of the FeatureView `name` (source.push): what clients send to the feature server's /push."""
+    return f"{feast_view_name(name)}_push"
+
+
+def _source_values(view: str, spec: FeatureViewSpec) -> dict[str, Any]:
+    source = spec.source
+    kind = source.kind
+    table_or_query = getattr(source, kind) if kind != "path" else None
+    return {
+        "kind": kind,
+        "name": f"{view}_source",
+        "path": feast_source_path(source.path) if kind == "path" else None,
+        "table": table_or_query.table if table_or_query else None,
+        "query": table_or_query.query if table_or_query else None,
+        "timestamp_field": source.timestamp_field,
+        "created_timestamp_column": source.created_timestamp_field or "",
+        "push": bool(source.push),
+        "push_name": f"{view}_push",
+    }
+
+
 def features_py(namespace: str, name: str, spec: FeatureViewSpec) -> str:
     view = feast_view_name(name)
     ttl_seconds = parse_duration_seconds(spec.ttl) if spec.ttl else 0
@@ -188,12 +210,7 @@ def features_py(namespace: str, name: str, spec: FeatureViewSpec) -> str:
         feast_types=sorted({e["feast_type"] for e in entities} | {f["feast_type"] for f in features}),
         entities=entities,
         features=features,
-        source={
-            "name": f"{view}_source",
-            "path": feast_source_path(spec.source.path),
-            "timestamp_field": spec.source.timestamp_field,
-            "created_timestamp_column": spec.source.created_timestamp_field or "",
-        },
+        source=_source_values(view, spec),
         view={
             "name": view,
             # 0 is Feast's "forever" (FeatureView's own default); None would break materialize-incremental.
@@ -237,6 +254,15 @@ def materialize_command(repo_dir: str = FEAST_REPO_MOUNT, work_dir: str = FEAST_
     script = _copy_repo_script(repo_dir, work_dir) + [
         "feast apply",
         'feast materialize-incremental "$(date -u +%Y-%m-%dT%H:%M:%S)"',
+    ]
+    return ["/bin/sh", "-c", "\n".join(script) + "\n"]
+
+
+def backfill_command(start: str, end: str, repo_dir: str = FEAST_REPO_MOUNT, work_dir: str = FEAST_WORK_DIR) -> list[str]:
+    """Container command of a backfill Job: apply, then materialize exactly the window [start, end]."""
+    script = _copy_repo_script(repo_dir, work_dir) + [
+        "feast apply",
+        f"feast materialize {shlex.quote(start)} {shlex.quote(end)}",
     ]
     return ["/bin/sh", "-c", "\n".join(script) + "\n"]
 

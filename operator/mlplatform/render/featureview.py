@@ -7,7 +7,7 @@ from typing import Any
 from ..api.featurestore import FeatureStoreSpec
 from ..api.featureview import FeatureViewSpec
 from ..config import OperatorConfig
-from ..labels import FEAST_REPO_HASH_ANNOTATION, MATERIALIZATION_SPEC_HASH_ANNOTATION, short_hash
+from ..labels import BACKFILL_WINDOW_ANNOTATION, FEAST_REPO_HASH_ANNOTATION, MATERIALIZATION_SPEC_HASH_ANNOTATION, short_hash
 from .common import (
     CONTAINER_SECURITY_CONTEXT,
     POD_SECURITY_CONTEXT,
@@ -22,7 +22,15 @@ from .common import (
     selector,
     service_host,
 )
-from .feast import FEAST_REPO_MOUNT, apply_command, feast_repo_files, materialize_command, serve_command
+from .feast import (
+    FEAST_REPO_MOUNT,
+    FEAST_TYPES,
+    apply_command,
+    backfill_command,
+    feast_repo_files,
+    materialize_command,
+    serve_command,
+)
 from .feast_stores import secret_env
 from .shm import apply_shared_memory, shared_memory_size
 
@@ -67,6 +75,48 @@ def feature_server_url(name: str, namespace: str, config: OperatorConfig) -> str
     return f"http://{service_host(server_name(name), namespace, config)}"
 
 
+def server_replicas(spec: FeatureViewSpec) -> int:
+    """Desired feature servers: serving.replicas (default 1); under autoscaling, its minimum."""
+    serving = spec.serving
+    if serving and serving.autoscaling:
+        return serving.autoscaling.min_replicas
+    return serving.replicas if serving and serving.replicas is not None else 1
+
+
+def schema_hash(spec: FeatureViewSpec) -> str:
+    """Hash of the entities and features with their types (Feast's names, so FLOAT and FLOAT32 agree), order-free:
+    what a model trained on this view depends on."""
+    entities = sorted((e.name, e.join_key, e.value_type) for e in spec.entities)
+    features = sorted((f.name, FEAST_TYPES[f.dtype]) for f in spec.features)
+    return short_hash({"entities": entities, "features": features}, 8)
+
+
+def source_store_problem(spec: FeatureViewSpec, store: FeatureStoreSpec | None, store_name: str | None) -> str | None:
+    """A source the chosen offline store cannot read: path needs type file; postgres/bigquery/snowflake/redshift
+    need that type. The operator's own stores (store None) read path sources only (as before)."""
+    kind = spec.source.kind
+    needed = "file" if kind == "path" else kind
+    have = store.offline_store.type if store is not None else None
+    if store is None:
+        if kind == "path":
+            return None
+        return (f"spec.source.{kind} needs a FeatureStore whose offlineStore.type is {kind}; no FeatureStore is used "
+                "(spec.store is unset and there is no FeatureStore `default` in the namespace)")
+    if have != needed:
+        return (f"spec.source.{kind} needs offlineStore.type {needed}; FeatureStore {store_name} has offlineStore.type "
+                f"{have}")
+    return None
+
+
+def backfill_hash(spec: FeatureViewSpec) -> str | None:
+    backfill = spec.materialization.backfill if spec.materialization else None
+    return short_hash({"start": backfill.start, "end": backfill.end}, 10) if backfill else None
+
+
+def backfill_job_name(name: str, window_hash: str) -> str:
+    return f"{name}-backfill-{window_hash}"
+
+
 def is_online(spec: FeatureViewSpec) -> bool:
     return spec.online is not False
 
@@ -91,6 +141,8 @@ def feast_pod(config: OperatorConfig, configmap: str, command: list[str], resour
     if port is not None:
         container["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
         container["readinessProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10}
+        container["livenessProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 20,
+                                      "timeoutSeconds": 5, "failureThreshold": 3, "initialDelaySeconds": 30}
     pod: dict[str, Any] = {
         "securityContext": POD_SECURITY_CONTEXT,
         "containers": [container],
@@ -122,7 +174,8 @@ def _materialize_job_spec(owner: Owner, spec: FeatureViewSpec, config: OperatorC
 
 
 def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorConfig,
-                        include_materialization_job: bool = True, store: FeatureStoreSpec | None = None) -> Rendered:
+                        include_materialization_job: bool = True, store: FeatureStoreSpec | None = None,
+                        include_backfill_job: bool = True) -> Rendered:
     """include_materialization_job: False once the on-change Job for this spec finished and was removed
     (by its TTL), so that it is not started again. store: the team FeatureStore's spec (None: the operator's)."""
     out = Rendered(notes=owner_note(owner))
@@ -141,6 +194,16 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
                               annotations={MATERIALIZATION_SPEC_HASH_ANNOTATION: spec_hash}),
             job_spec=_materialize_job_spec(owner, spec, config, job_labels, store),
         ))
+    if (window_hash := backfill_hash(spec)) is not None and is_online(spec) and include_backfill_job:
+        backfill = spec.materialization.backfill
+        job_spec = _materialize_job_spec(owner, spec, config, job_labels, store)
+        job_spec["template"]["spec"]["containers"][0]["command"] = backfill_command(backfill.start, backfill.end)
+        out.objects.append(render_template(
+            "job.yaml.j2",
+            metadata=metadata(owner, backfill_job_name(owner.name, window_hash), MATERIALIZE_COMPONENT,
+                              annotations={BACKFILL_WINDOW_ANNOTATION: f"{backfill.start}/{backfill.end}"}),
+            job_spec=job_spec,
+        ))
     if not is_online(spec):
         out.notes.append("spec.online is false: the Job only registers the view (feast apply); "
                          "no CronJob and no feature server")
@@ -150,6 +213,7 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
         "cronjob.yaml.j2",
         metadata=metadata(owner, cronjob_name(owner.name), MATERIALIZE_COMPONENT),
         schedule=schedule,
+        time_zone=spec.materialization.time_zone if spec.materialization else None,
         suspend=bool(spec.suspend),
         job_labels=job_labels,
         job_spec=_materialize_job_spec(owner, spec, config, job_labels, store),
@@ -157,10 +221,11 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
     serving = spec.serving
     server_selector = selector(owner, SERVER_COMPONENT)
     server_meta = metadata(owner, server_name(owner.name), SERVER_COMPONENT)
+    autoscaling = serving.autoscaling if serving else None
     out.objects.append(render_template(
         "deployment.yaml.j2",
         metadata=server_meta,
-        replicas=serving.replicas if serving and serving.replicas is not None else 1,
+        replicas=None if autoscaling else server_replicas(spec),
         selector=server_selector,
         rollout={"maxSurge": "25%", "maxUnavailable": 0},
         pod_labels=server_meta["labels"],
@@ -168,6 +233,22 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
         pod_spec=feast_pod(config, repo_configmap_name(owner.name), serve_command(config.feast.port),
                            serving.resources if serving else None, "spec.serving", port=config.feast.port, store=store),
     ))
+    if autoscaling is not None:
+        targets = autoscaling.targets
+        metrics = [{"type": "Resource", "resource": {"name": resource, "target": {"type": "Utilization",
+                                                                                   "averageUtilization": value}}}
+                   for resource, value in (("cpu", targets.cpu_utilization), ("memory", targets.memory_utilization))
+                   if value is not None]
+        out.objects.append(render_template(
+            "hpa.yaml.j2", metadata=metadata(owner, server_name(owner.name), SERVER_COMPONENT),
+            target_api_version="apps/v1", target_kind="Deployment", target=server_name(owner.name),
+            min_replicas=autoscaling.min_replicas, max_replicas=autoscaling.max_replicas, metrics=metrics,
+            scale_down_stabilization_seconds=300))
+    if (autoscaling.min_replicas if autoscaling else server_replicas(spec)) >= 2:
+        # Voluntary disruptions (drains) take one feature server at a time; never a budget that blocks every drain.
+        out.objects.append(render_template(
+            "pdb.yaml.j2", metadata=metadata(owner, server_name(owner.name), SERVER_COMPONENT),
+            selector=server_selector, budget={"maxUnavailable": 1}))
     out.objects.append(render_template(
         "service.yaml.j2",
         metadata=metadata(owner, server_name(owner.name), SERVER_COMPONENT),
