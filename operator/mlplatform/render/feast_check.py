@@ -28,24 +28,41 @@ def expand(text: str, env: dict[str, str]) -> str:
 
 
 def config_problems(yaml_text: str, env: dict[str, str]) -> list[str]:
-    """Feast's RepoConfig and its store config classes on the expanded YAML; [] when all accept it.
-
-    Each problem starts with the FeatureStore field it concerns (offlineStore, onlineStore, registry)."""
-    from feast.repo_config import RepoConfig
-    from pydantic import ValidationError
+    """Feast's own config classes on the expanded YAML: each store block by its class, then RepoConfig; [] when
+    all accept it. Each problem starts with the FeatureStore field it concerns (offlineStore, onlineStore,
+    registry), or feature_store.yaml for the rest."""
+    from feast.repo_config import (
+        RepoConfig,
+        get_offline_config_from_type,
+        get_online_config_from_type,
+        get_registry_config_from_type,
+    )
 
     try:
         raw = yaml.safe_load(expand(yaml_text, env))
-        config = RepoConfig(**raw)
-    except (ValidationError, ValueError, TypeError, yaml.YAMLError) as e:
+    except yaml.YAMLError as e:
         return [f"feature_store.yaml: {_one_line(e)}"]
+    loaders = {
+        "offline_store": lambda b: get_offline_config_from_type(b["type"])(**b),
+        "online_store": lambda b: get_online_config_from_type(b["type"])(**b),
+        "registry": lambda b: get_registry_config_from_type(b.get("registry_type", "file"))(**b),
+    }
     problems = []
-    for attr, name in STORE_NAMES.items():
+    for key, load in loaders.items():
+        block = raw.get(key)
+        if not isinstance(block, dict):
+            continue
         try:
-            getattr(config, attr)
+            load(block)
         except Exception as e:  # noqa: BLE001 - Feast raises import errors, pydantic errors, ValueErrors alike
-            problems.append(f"{name}: Feast refuses it: {_one_line(e)}")
-    return problems
+            problems.append(f"{STORE_NAMES[key]}: Feast refuses it: {_one_line(e)}")
+    if problems:
+        return problems
+    try:
+        RepoConfig(**raw)
+    except Exception as e:  # noqa: BLE001 - pydantic's ValidationError or Feast's own errors
+        return [f"feature_store.yaml: {_one_line(e)}"]
+    return []
 
 
 def _one_line(e: BaseException) -> str:
