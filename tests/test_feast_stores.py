@@ -24,14 +24,14 @@ import yaml
 
 pytest.importorskip("feast")
 
-import psycopg  # noqa: E402 - after the importorskip: feast[postgres] brings it
-from feast import FeatureStore  # noqa: E402
+import psycopg
+from feast import FeatureStore
 
-from mlplatform.api.featurestore import FeatureStoreSpec  # noqa: E402
-from mlplatform.api.featureview import FeatureViewSpec  # noqa: E402
-from mlplatform.config import FeastConfig  # noqa: E402
-from mlplatform.labels import BACKFILL_WINDOW_ANNOTATION  # noqa: E402
-from mlplatform.render.feast import (  # noqa: E402
+from mlplatform.api.featurestore import FeatureStoreSpec
+from mlplatform.api.featureview import FeatureViewSpec
+from mlplatform.config import FeastConfig
+from mlplatform.labels import BACKFILL_WINDOW_ANNOTATION
+from mlplatform.render.feast import (
     FEAST_REPO_MOUNT,
     FEAST_WORK_DIR,
     backfill_command,
@@ -40,10 +40,10 @@ from mlplatform.render.feast import (  # noqa: E402
     push_source_name,
     serve_command,
 )
-from mlplatform.render.feast_check import config_problems  # noqa: E402
-from mlplatform.render.feast_stores import OFFLINE_PASSWORD_ENV, ONLINE_PASSWORD_ENV, REGISTRY_URL_ENV  # noqa: E402
-from mlplatform.render.featurestore import check_command, store_repo_files  # noqa: E402
-from mlplatform.status.featureview import FeatureViewObserved, feature_view_report  # noqa: E402
+from mlplatform.render.feast_check import config_problems
+from mlplatform.render.feast_stores import OFFLINE_PASSWORD_ENV, ONLINE_PASSWORD_ENV, REGISTRY_URL_ENV
+from mlplatform.render.featurestore import check_command, store_repo_files
+from mlplatform.status.featureview import FeatureViewObserved, feature_view_report
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 T0 = NOW - timedelta(days=10)  # the seeded history starts here: hourly events over 10 days
