@@ -61,6 +61,8 @@ class ModelDeploymentObserved:
     promoting: bool = False  # a canary's promotion: the stable Deployment rolls while the canary serves
     canary_ready: int = 0  # Ready pods of the canary Deployment (counted while promoting)
     groups: GroupReadiness | None = None  # multi-node: whole groups Ready, counted from their pods
+    features_fresh: Cond | None = None  # FeaturesFresh, when it reads FeatureViews
+    require_fresh: bool = False  # spec.featurePolicy.requireFresh: not Ready while features_fresh is False
 
 
 @dataclass
@@ -100,7 +102,8 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
         obs.deployment = {**obs.deployment, "status": {**status, "readyReplicas": obs.groups.ready}}
     if obs.deployment:
         _, replicas, ready = _rollout_done(obs.deployment, desired)
-    extra = [obs.resolution.condition, obs.features] + ([obs.cache] if obs.cache else [])
+    extra = [obs.resolution.condition, obs.features] + ([obs.cache] if obs.cache else []) + \
+        ([obs.features_fresh] if obs.features_fresh else [])
 
     def report(phase: str, ready_cond: Cond, converging: bool, stalled: Cond | None = None) -> ModelDeploymentReport:
         return ModelDeploymentReport(phase, kstatus(ready_cond, converging=converging, stalled=stalled) + extra,
@@ -141,4 +144,8 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
         return report("Progressing", Cond("Ready", False, "RollingOut", f"{ready}/{desired} replicas ready{group}"), True)
     if not obs.features.status:
         return report("WaitingForFeatures", Cond("Ready", False, obs.features.reason, obs.features.message), True)
+    if obs.require_fresh and obs.features_fresh is not None and not obs.features_fresh.status:
+        return report("WaitingForFreshFeatures", Cond("Ready", False, "FeaturesStale",
+                                                      f"spec.featurePolicy.requireFresh: {obs.features_fresh.message}"),
+                      True)
     return report("Ready", Cond("Ready", True, "AllReplicasAvailable", f"{ready}/{desired} replicas ready"), False)
