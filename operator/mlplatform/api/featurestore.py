@@ -84,6 +84,11 @@ class RedisStore(ApiModel):
                                                                                   "redis_sentinel.")
     password_secret_ref: SecretKeyRef | None = field("Secret key holding the password (AUTH).")
     key_ttl_seconds: int | None = field("Expire entity keys after this long.", ge=1)
+    rules = (
+        Rule("!self.connectionString.contains('password')",
+             "onlineStore.redis.connectionString may not carry a password: use passwordSecretRef", "connectionString",
+             lambda r: "password" not in r.connection_string),
+    )
 
 
 class SqliteStore(ApiModel):

@@ -21,6 +21,7 @@ from .common import (
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TABLE_PATTERN = r"^[A-Za-z_][-A-Za-z0-9_$]*(\.[A-Za-z_][-A-Za-z0-9_$]*){0,2}$"
 RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+STORE_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 SOURCE_KINDS = ("path", "postgres", "bigquery", "snowflake", "redshift")
 
 
@@ -136,7 +137,7 @@ class Serving(ApiModel):
 class FeatureViewSpec(ApiModel):
     store: str | None = field("The FeatureStore (in this namespace) whose stores this view uses. Absent: the "
                               "namespace's FeatureStore `default` when there is one, else the operator's stores.",
-                              pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=40)
+                              pattern=STORE_NAME_PATTERN, max_length=40)
     description: str | None = field("What the feature view holds.")
     owner: str | None = field("Owning team or person (e-mail).")
     entities: list[Entity] = required(

@@ -22,7 +22,8 @@ class Controller:
 CONTROLLERS: dict[str, Controller] = {
     "FeatureStore": Controller(featurestore.reconcile, featurestore.dependents),
     "FeatureView": Controller(featureview.reconcile,
-                              lambda ctx, ns, name: modeldeployment.dependents(ctx, "FeatureView", ns, name)),
+                              lambda ctx, ns, name: modeldeployment.dependents(ctx, "FeatureView", ns, name)
+                              + trainingjob.dependents(ctx, ns, name)),
     "ModelDeployment": Controller(modeldeployment.reconcile),
     "TrainingJob": Controller(trainingjob.reconcile,
                               lambda ctx, ns, name: modeldeployment.dependents(ctx, "TrainingJob", ns, name)),
