@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from harness import GROUP, VERSION, condition, feature_view_spec, resource
 
 STORE = {
@@ -30,7 +32,11 @@ def wait_cond(wait_for, custom, kind, namespace, name, type_, status, reason=Non
         body = get(custom, kind, namespace, name)
         c = condition(body, type_)
         return body if c.get("status") == status and (reason is None or c.get("reason") == reason) else None
-    return wait_for(check, timeout=timeout, what=f"{kind} {name} {type_}={status} {reason or ''}")
+    try:
+        return wait_for(check, timeout=timeout, what=f"{kind} {name} {type_}={status} {reason or ''}")
+    except pytest.fail.Exception as failed:  # say where it stands
+        conditions = (get(custom, kind, namespace, name).get("status") or {}).get("conditions")
+        raise AssertionError(f"{failed}; conditions now: {json.dumps(conditions)}") from None
 
 
 def secret_refs(pod_spec) -> set[str]:

@@ -323,3 +323,14 @@ def test_now_after_budget_is_stale():
                         {"mlplatform.dev/materialization-spec-hash": "h"})
     report = feature_view_report({}, _fv_observed([incremental]), now)
     assert {c.type: c.reason for c in report.conditions}["Fresh"] == "Stale"
+
+
+def test_on_change_job_is_named_by_the_hash_the_controller_expects():
+    from mlplatform.render.featureview import materialization_job_name, materialization_spec_hash
+
+    spec = view(source={"postgres": {"table": "t"}, "timestampField": "event_timestamp"})
+    team = store()
+    jobs = by_kind(render_feature_view(Owner("FeatureView", "fv", "risk"), spec, CONFIG, store=team).objects)["Job"]
+    expected = materialization_job_name("fv", materialization_spec_hash(spec, CONFIG, team))
+    assert expected in {j["metadata"]["name"] for j in jobs}
+    assert materialization_spec_hash(spec, CONFIG, team) != materialization_spec_hash(spec, CONFIG)  # the store counts

@@ -186,7 +186,7 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
         data=files,
     ))
     job_labels = metadata(owner, "", MATERIALIZE_COMPONENT)["labels"]
-    spec_hash = materialization_spec_hash(spec, config)
+    spec_hash = materialization_spec_hash(spec, config, store)
     if include_materialization_job:
         out.objects.append(render_template(
             "job.yaml.j2",
