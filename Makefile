@@ -18,7 +18,7 @@ include e2e/cluster.mk
 # The kubectl built with the local control plane when there is one, else the one on PATH.
 KUBECTL ?= $(shell k="$$($(CLUSTER_PY) $(CLUSTER_PY_SCRIPT) bin-dir)/kubectl"; [ -x "$$k" ] && echo "$$k" || command -v kubectl)
 
-.PHONY: install run dev dev-down test test-unit test-e2e lint tools crds crds-check docs docs-check bench bench-memory
+.PHONY: install run dev dev-down test test-unit test-e2e lint tools crds crds-check docs docs-check bench bench-memory bench-featurestore
 
 install: ## CRDs into the cluster of KUBECONFIG
 	$(KUBECTL) apply --server-side --force-conflicts -f crds/
@@ -78,6 +78,10 @@ bench: $(BENCH_STAMP) ## BENCH_N (default 1000) ModelDeployments through the ope
 bench-memory: $(STAMP) ## operator RSS with N (default 1000) ModelDeployments, cache trimmed vs whole objects
 	$(PY) e2e/controlplane/cluster.py build
 	$(PY) e2e/bench_memory.py $(if $(N),--n $(N))
+
+bench-featurestore: $(STAMP) ## a team FeatureStore on Debian's PostgreSQL and Redis: materializing 1M rows, online read p50/p99 vs a bare Redis GET
+	$(PY) e2e/stores.py install
+	$(PY) e2e/bench_featurestore.py
 
 record-cr-states: $(STAMP) ## re-record tests/fixtures/cr_states/ (custom resource states for the Argo CD health tests)
 	$(PY) e2e/controlplane/cluster.py build

@@ -24,10 +24,18 @@ CONFIG = OperatorConfig()
 K8S_VERSION = "1.36.0"
 
 
+def example_stores() -> dict:
+    """The examples' FeatureStores, as `mlplatform render` of the folder knows them."""
+    from mlplatform.api.featurestore import FeatureStoreSpec
+
+    return {(d["metadata"]["namespace"], d["metadata"]["name"]): FeatureStoreSpec.model_validate(d["spec"])
+            for _, d in all_example_documents() if d["kind"] == "FeatureStore"}
+
+
 def rendered_objects(doc: dict, **kwargs) -> list[dict]:
     resource, problems = validate_document(doc)
     assert problems == [], problems
-    return render_offline(resource, CONFIG, **kwargs).objects
+    return render_offline(resource, CONFIG, stores=example_stores(), **kwargs).objects
 
 
 def by_kind(objects: list[dict], kind: str) -> list[dict]:
