@@ -18,7 +18,7 @@ include e2e/cluster.mk
 # The kubectl built with the local control plane when there is one, else the one on PATH.
 KUBECTL ?= $(shell k="$$($(CLUSTER_PY) $(CLUSTER_PY_SCRIPT) bin-dir)/kubectl"; [ -x "$$k" ] && echo "$$k" || command -v kubectl)
 
-.PHONY: install run dev dev-down test test-unit test-e2e lint tools crds crds-check docs docs-check bench bench-memory
+.PHONY: install run dev dev-down test test-unit test-e2e lint tools crds crds-check docs docs-check bench bench-memory bench-featurestore
 
 install: ## CRDs into the cluster of KUBECONFIG
 	$(KUBECTL) apply --server-side --force-conflicts -f crds/
@@ -50,8 +50,9 @@ lint: $(STAMP) ## ruff (configured in pyproject.toml) on the operator, the unit 
 	$(VENV)/bin/ruff check operator tests e2e
 	$(VENV)/bin/ruff check --extend-select RUF100 tests e2e  # every noqa there names a rule that fires
 
-tools: $(STAMP) ## build what the `tools` tier and the e2e tests run: control plane, kueue, lws, prometheus, keda, promtool, kstatus, helm
+tools: $(STAMP) ## build what the `tools` tier and the e2e tests run: control plane, kueue, lws, prometheus, keda, promtool, kstatus, helm; Debian's PostgreSQL and Redis
 	$(PY) e2e/controlplane/cluster.py build --with-tools
+	$(PY) e2e/stores.py install
 	bash charts/build-helm.sh >/dev/null
 
 test: $(STAMP) lint crds-check docs-check tools ## lint, then unit (both tiers) and e2e tests; builds and starts what they need
@@ -77,6 +78,10 @@ bench: $(BENCH_STAMP) ## BENCH_N (default 300,1000: each size in the same run) M
 bench-memory: $(STAMP) ## operator RSS with N (default 1000) ModelDeployments, cache trimmed vs whole objects
 	$(PY) e2e/controlplane/cluster.py build
 	$(PY) e2e/bench_memory.py $(if $(N),--n $(N))
+
+bench-featurestore: $(STAMP) ## a team FeatureStore on Debian's PostgreSQL and Redis: materializing 1M rows, online read p50/p99 vs a bare Redis GET
+	$(PY) e2e/stores.py install
+	$(PY) e2e/bench_featurestore.py
 
 record-cr-states: $(STAMP) ## re-record tests/fixtures/cr_states/ (custom resource states for the Argo CD health tests)
 	$(PY) e2e/controlplane/cluster.py build

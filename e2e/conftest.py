@@ -10,7 +10,7 @@ instead (nothing is started then; the tests that need the local control plane fa
 Fixtures:
   kubeconfig   (session)  path of the kubeconfig the tests use
   api_client   (session)  kubernetes.client.ApiClient configured for it
-  core_v1, apps_v1, batch_v1, custom (session)  typed API objects on that client
+  core_v1, apps_v1, batch_v1, policy_v1, custom (session)  typed API objects on that client
   namespace    (function) a fresh namespace, deleted (and awaited) afterwards
   wait_for     (session)  helper: wait_for(fn, timeout=60, interval=0.5, what="...")
   kubectl      (session)  harness.Kubectl for the kubeconfig
@@ -129,6 +129,12 @@ def apps_v1(api_client):
 def batch_v1(api_client):
     from kubernetes import client
     return client.BatchV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def policy_v1(api_client):
+    from kubernetes import client
+    return client.PolicyV1Api(api_client)
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,8 @@ import build  # noqa: E402 - e2e/controlplane/build.py, importable once the line
 import cluster  # noqa: E402 - e2e/controlplane/cluster.py
 
 GROUP, VERSION = "mlplatform.dev", "v1alpha1"
-PLURALS = {"FeatureView": "featureviews", "ModelDeployment": "modeldeployments", "TrainingJob": "trainingjobs",
-           "BatchPrediction": "batchpredictions"}
+PLURALS = {"FeatureStore": "featurestores", "FeatureView": "featureviews", "ModelDeployment": "modeldeployments",
+           "TrainingJob": "trainingjobs", "BatchPrediction": "batchpredictions"}
 # The kwok stages react to these pod annotations; the operator copies them from the custom resource.
 E2E_OPERATOR_CONFIG = {"podAnnotationPrefixes": ["mlplatform.dev/kwok-"]}
 

@@ -422,7 +422,7 @@ def test_syncing_unchanged_examples_changes_nothing(lws_controller, operator, ku
     kubectl.run("apply", "-f", "-", stdin=EXAMPLE_CACHE_PV)
     documents = example_documents()
     namespaces = sorted({d["metadata"]["namespace"] for d in documents})
-    assert namespaces == ["research", "risk"]
+    assert namespaces == ["payments", "research", "risk"]
     created = []
     for namespace in namespaces:
         wait_for(lambda namespace=namespace: _namespace_phase(core_v1, namespace) != "Terminating", timeout=120,

@@ -400,7 +400,7 @@ def test_view_and_edit_users_get_our_kinds_through_the_built_in_roles(chart_inst
     # The clusterrole-aggregation controller copies our rules into view/edit/admin shortly after they exist.
     wait_for(lambda: all(can_i(kubectl, "create", k, namespace, editor) for k in kinds)
              and all(can_i(kubectl, "list", k, namespace, viewer) for k in kinds)
-             and can_i(kubectl, "delete", kinds[1], namespace, admin),
+             and can_i(kubectl, "delete", kinds[2], namespace, admin),
              timeout=60, what="mlplatform-view/-edit aggregated into view, edit and admin")
     for kind in kinds:
         for verb in ("get", "list", "watch"):

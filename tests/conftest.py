@@ -12,6 +12,8 @@ Fixtures (test modules never import fixtures: each import would be another fixtu
   helm           (session) [command], env of the helm that charts/build-helm.sh builds (or MLPLATFORM_HELM)
   promtool       (session) path of the promtool built by e2e/controlplane/build.py (a tool)
   kubectl_tool   (session) path of the kubectl built with the local control plane
+  postgres_server (session) Debian's PostgreSQL on 127.0.0.1 (e2e/stores.py), stopped at the end of the session
+  redis_server   (session) Debian's redis-server on 127.0.0.1 (e2e/stores.py), stopped at the end of the session
 """
 from __future__ import annotations
 
@@ -28,14 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 BUILD_HELM = REPO / "charts" / "build-helm.sh"
 # lws_schema (tests/test_llm_serving.py) reads the LeaderWorkerSet CRD from the Go module cache (`go mod download`).
-TOOL_FIXTURES = frozenset({"helm", "promtool", "kubectl_tool", "lws_schema"})
+TOOL_FIXTURES = frozenset({"helm", "promtool", "kubectl_tool", "lws_schema", "postgres_server", "redis_server"})
 # Helpers a test calls directly: kustomize runs `kubectl kustomize` (tests/test_argocd_health.py);
 # validate_httproute reads the Gateway API CRD, fetched from its Go module (tests/gateway_schema.py); likewise
 # validate_scaled_object, KEDA's ScaledObject CRD (tests/keda_schema.py).
 TOOL_HELPERS = frozenset({"kustomize", "validate_httproute", "validate_scaled_object"})
 # Modules that run a real program of their own: the Feast repos the operator renders, applied, materialized and
 # served by the real feast (its import alone costs ~6 s of CPU, its tests ~1 min).
-TOOL_MODULES = frozenset({"test_feast_repo.py"})
+TOOL_MODULES = frozenset({"test_feast_repo.py", "test_feast_stores.py"})
 
 
 def _deselects_tools(config) -> bool:
@@ -112,6 +114,37 @@ def kubectl_tool() -> str:
         build.build()
     assert path.is_file(), f"{path} was not built"
     return str(path)
+
+def _stores_module():
+    sys.path.insert(0, str(REPO / "e2e"))
+    import stores  # e2e/stores.py
+
+    return stores
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """PostgreSQL (user feast, a password, database features) as a plain process; installed when missing."""
+    stores = _stores_module()
+    stores.ensure_installed()
+    server = stores.Postgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """redis-server with requirepass as a plain process; installed when missing."""
+    stores = _stores_module()
+    stores.ensure_installed()
+    server = stores.Redis().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
 
 def load_example(name: str) -> dict:
     return yaml.safe_load((EXAMPLES / name).read_text())

@@ -273,9 +273,12 @@ def test_the_configmap_carries_exactly_the_lua_files():
     keys = set()
     assert GENERATE.KINDS == tuple(API_KINDS), "integrations/argocd/generate.py: one health key per kind of the API"
     for kind in GENERATE.KINDS:
-        keys |= {f"resource.customizations.health.mlplatform.dev_{kind}",
-                 f"resource.customizations.actions.mlplatform.dev_{kind}"}
+        keys.add(f"resource.customizations.health.mlplatform.dev_{kind}")
         assert cm["data"][f"resource.customizations.health.mlplatform.dev_{kind}"] == health_lua
+    # suspend/resume for the kinds with spec.suspend (not FeatureStore)
+    assert set(GENERATE.ACTION_KINDS) == {k for k, kind in API_KINDS.items() if "suspend" in kind.model.model_fields["spec"].annotation.model_fields}
+    for kind in GENERATE.ACTION_KINDS:
+        keys.add(f"resource.customizations.actions.mlplatform.dev_{kind}")
         assert yaml.safe_load(cm["data"][f"resource.customizations.actions.mlplatform.dev_{kind}"]) == expected_actions
     assert set(cm["data"]) == keys
 

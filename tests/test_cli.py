@@ -61,7 +61,7 @@ def test_render_prints_every_child_as_multi_document_yaml():
     result = mlplatform("render", "-f", "examples/featureview-driver-stats.yaml", "-f", "examples/trainingjob-cpu.yaml")
     assert result.returncode == 0, result.stderr
     kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout) if d]
-    assert sorted(kinds) == ["ConfigMap", "CronJob", "Deployment", "Job", "Job", "Service"]
+    assert sorted(kinds) == ["ConfigMap", "CronJob", "Deployment", "Job", "Job", "PodDisruptionBudget", "Service"]
     assert "# note: ownerReferences: added at apply time" in result.stdout
 
 

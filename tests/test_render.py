@@ -25,10 +25,18 @@ CONFIG = OperatorConfig(prometheus={"url": "http://prometheus.monitoring.svc:909
 K8S_VERSION = "1.36.0"
 
 
+def example_stores() -> dict:
+    """The examples' FeatureStores, as `mlplatform render` of the folder knows them."""
+    from mlplatform.api.featurestore import FeatureStoreSpec
+
+    return {(d["metadata"]["namespace"], d["metadata"]["name"]): FeatureStoreSpec.model_validate(d["spec"])
+            for _, d in all_example_documents() if d["kind"] == "FeatureStore"}
+
+
 def rendered_objects(doc: dict, **kwargs) -> list[dict]:
     resource, problems = validate_document(doc)
     assert problems == [], problems
-    return render_offline(resource, CONFIG, **kwargs).objects
+    return render_offline(resource, CONFIG, stores=example_stores(), **kwargs).objects
 
 
 def by_kind(objects: list[dict], kind: str) -> list[dict]:
@@ -313,7 +321,7 @@ def test_kueue_owns_suspend_once_the_job_exists():
 
 def test_feature_view_children():
     objects = rendered_objects(load_example("featureview-driver-stats.yaml"))
-    assert sorted(o["kind"] for o in objects) == ["ConfigMap", "CronJob", "Deployment", "Job", "Service"]
+    assert sorted(o["kind"] for o in objects) == ["ConfigMap", "CronJob", "Deployment", "Job", "PodDisruptionBudget", "Service"]
     configmap, = by_kind(objects, "ConfigMap")
     assert set(configmap["data"]) == {"feature_store.yaml", "features.py"}
     assert yaml.safe_load(configmap["data"]["feature_store.yaml"])["online_store"] == CONFIG.feast.online_store

@@ -16,6 +16,7 @@ MD = "modeldeployment-gpu-vllm.yaml"
 MD_CPU = "modeldeployment-sklearn-cpu.yaml"
 TJ = "trainingjob-distributed-gpu.yaml"
 FV = "featureview-driver-stats.yaml"
+FS = "featurestore-postgres-redis.yaml"
 
 # (example, field to set, value, path the problem must name, text the problem must contain,
 #  what the CRD must carry for the API server to refuse it too)
@@ -113,6 +114,33 @@ CASES = [
     (FV, "spec.features.0.name", "event_timestamp", "spec.features", "timestampField", ("spec", "cel", "self.source.timestampField")),
     (FV, "metadata.name", "Driver_Stats", "metadata.name", "DNS-1035", ("", "cel", "self.metadata.name.matches")),
     (FV, "metadata.name", "a" * 41, "metadata.name", "at most 40", ("", "cel", "size(self.metadata.name) <= 40")),
+    (FV, "spec.source.postgres", {"table": "driver_stats"}, "spec.source", "exactly one of path, postgres",
+     ("spec.source", "cel", ".filter(x, x).size() == 1")),
+    (FV, "spec.source.path", DELETE, "spec.source", "exactly one of path, postgres", ("spec.source", "cel", "has(self.path)")),
+    (FV, "spec.source.bigquery", {"table": "t", "query": "SELECT 1"}, "spec.source.bigquery", "exactly one of table or query",
+     ("spec.source.bigquery", "cel", "has(self.table) != has(self.query)")),
+    (FV, "spec.materialization.backfill", {"start": "2026-06-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+     "spec.materialization.backfill.start", "before backfill.end", ("spec.materialization.backfill", "cel", "timestamp(self.start)")),
+    (FV, "spec.materialization.backfill", {"start": "yesterday", "end": "2026-01-01T00:00:00Z"},
+     "spec.materialization.backfill.start", "RFC 3339", ("spec.materialization.backfill.start", "pattern", "[0-9]{4}")),
+    (FV, "spec.serving.autoscaling", {"minReplicas": 3, "maxReplicas": 2, "targets": {"cpuUtilization": 70}},
+     "spec.serving.autoscaling.minReplicas", "<= maxReplicas", ("spec.serving.autoscaling", "cel", "self.minReplicas <= self.maxReplicas")),
+    (FV, "spec.store", "Team_Store", "spec.store", "DNS label", ("spec.store", "pattern", "a-z")),
+    (FS, "spec.offlineStore.postgres.password", "hunter2", "spec.offlineStore.postgres.password", "unknown field", None),
+    (FS, "spec.onlineStore.redis.connectionString", "redis:6379,password=hunter2", "spec.onlineStore.redis.connectionString",
+     "use passwordSecretRef", ("spec.onlineStore.redis", "cel", "password")),
+    (FS, "spec.registry.url", "postgresql://feast:pw@pg/db", "spec.registry.url", "unknown field", None),
+    (FS, "spec.onlineStore.postgres", {"host": "pg", "database": "d", "user": "u", "passwordSecretRef": {"name": "a", "key": "b"}},
+     "spec.onlineStore.postgres", "onlineStore.postgres is set exactly when onlineStore.type is postgres",
+     ("spec.onlineStore", "cel", "has(self.postgres) == (self.type == 'postgres')")),
+    (FS, "spec.offlineStore.type", "bigquery", "spec.offlineStore.postgres", "offlineStore.postgres is set exactly when",
+     ("spec.offlineStore", "cel", "has(self.bigquery) == (self.type == 'bigquery')")),
+    (FS, "spec.onlineStore.type", "cassandra", "spec.onlineStore.type", "'redis'", ("spec.onlineStore.type", "enum", "redis")),
+    (FS, "spec.offlineStore.type", "trino", "spec.offlineStore.type", "'postgres'", ("spec.offlineStore.type", "enum", "spark")),
+    (FS, "spec.registry.type", "file", "spec.registry.urlSecretRef", "set exactly when registry.type is sql",
+     ("spec.registry", "cel", "has(self.urlSecretRef) == (self.type == 'sql')")),
+    (FS, "spec.offlineStore.postgres.passwordSecretRef", DELETE, "spec.offlineStore.postgres.passwordSecretRef",
+     "required field is missing", ("spec.offlineStore.postgres", "required", "passwordSecretRef")),
 ]
 
 
@@ -166,7 +194,7 @@ def test_wrong_kind_and_api_version_are_named():
     _, problems = validate_document({"apiVersion": "mlplatform.dev/v1", "kind": "Model", "metadata": {"name": "x"}})
     text = " | ".join(map(str, problems))
     assert "apiVersion: found 'mlplatform.dev/v1'" in text
-    assert "kind: found 'Model'; allowed: FeatureView, ModelDeployment, TrainingJob" in text
+    assert "kind: found 'Model'; allowed: FeatureStore, FeatureView, ModelDeployment, TrainingJob" in text
 
 
 def test_cel_rule_messages_match_the_cli_messages():

@@ -227,9 +227,11 @@ def cmd_render(args) -> int:
     validated = _validated(args.filename)
     resources, errors = validated.resources, validated.errors
     outputs = []
+    # FeatureStores among the inputs: a FeatureView renders against the one it uses (named, or `default`)
+    stores = {(r.namespace or args.namespace, r.name): r.spec for _, r in resources if r.kind == "FeatureStore"}
     for doc, resource in resources:
         try:
-            rendered = render_offline(resource, config, namespace=args.namespace, artifacts=artifacts)
+            rendered = render_offline(resource, config, namespace=args.namespace, artifacts=artifacts, stores=stores)
         except RenderError as exc:
             errors.append(f"{doc.source} {resource.kind}/{resource.name}: {exc}")
             continue

@@ -38,6 +38,8 @@ TEMPLATE_HASH_ANNOTATION = "mlplatform.dev/template-hash"
 RUN_SPEC_HASH_ANNOTATION = "mlplatform.dev/run-spec-hash"
 MATERIALIZATION_SPEC_HASH_ANNOTATION = "mlplatform.dev/materialization-spec-hash"
 FEAST_REPO_HASH_ANNOTATION = "mlplatform.dev/feast-repo-hash"
+STORE_CONFIG_HASH_ANNOTATION = "mlplatform.dev/store-config-hash"
+BACKFILL_WINDOW_ANNOTATION = "mlplatform.dev/backfill-window"
 FEAST_TAG_NAMESPACE = "mlplatform.dev/namespace"
 FEAST_TAG_NAME = "mlplatform.dev/name"
 

@@ -9,16 +9,16 @@ built-in system:discovery role grants it to every authenticated client.
 {{- define "mlplatform.operatorRules" -}}
 # The custom resources: listed and watched (the cache), never written except their status.
 - apiGroups: ["mlplatform.dev"]
-  resources: ["featureviews", "modeldeployments", "trainingjobs", "batchpredictions"]
+  resources: ["featurestores", "featureviews", "modeldeployments", "trainingjobs", "batchpredictions"]
   verbs: ["list", "watch"]
 # Status: a merge patch of the status subresource, written only when it changed.
 - apiGroups: ["mlplatform.dev"]
-  resources: ["featureviews/status", "modeldeployments/status", "trainingjobs/status", "batchpredictions/status"]
+  resources: ["featurestores/status", "featureviews/status", "modeldeployments/status", "trainingjobs/status", "batchpredictions/status"]
   verbs: ["patch"]
 # Children carry ownerReferences with blockOwnerDeletion: clusters that run the
 # OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift) require this.
 - apiGroups: ["mlplatform.dev"]
-  resources: ["featureviews/finalizers", "modeldeployments/finalizers", "trainingjobs/finalizers",
+  resources: ["featurestores/finalizers", "featureviews/finalizers", "modeldeployments/finalizers", "trainingjobs/finalizers",
                 "batchpredictions/finalizers"]
   verbs: ["update"]
 # Children: listed and watched by label, server-side applied (a PATCH; one that creates the object

@@ -7,6 +7,7 @@ from dataclasses import field as dc_field
 
 from .batchprediction import BatchPrediction, BatchPredictionStatus
 from .common import API_VERSION, GROUP, VERSION, ApiModel, CommonStatus
+from .featurestore import FeatureStore, FeatureStoreStatus
 from .featureview import FeatureView, FeatureViewStatus
 from .modeldeployment import ModelDeployment, ModelDeploymentStatus
 from .trainingjob import TrainingJob, TrainingJobStatus
@@ -41,6 +42,16 @@ AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 KINDS: dict[str, Kind] = {
     k.kind: k
     for k in (
+        Kind(
+            "FeatureStore", "featurestores", "fs", FeatureStore, FeatureStoreStatus,
+            [
+                {"name": "Ready", "type": "string", "jsonPath": _condition("Ready")},
+                {"name": "Offline", "type": "string", "jsonPath": ".spec.offlineStore.type"},
+                {"name": "Online", "type": "string", "jsonPath": ".spec.onlineStore.type"},
+                {"name": "Registry", "type": "string", "jsonPath": ".spec.registry.type"},
+                AGE,
+            ],
+        ),
         Kind(
             "FeatureView", "featureviews", "fv", FeatureView, FeatureViewStatus,
             [
@@ -89,6 +100,6 @@ KINDS: dict[str, Kind] = {
 
 __all__ = [
     "API_VERSION", "CATEGORIES", "GROUP", "KINDS", "Kind", "MAX_NAME_LENGTH", "NAME_PATTERN", "VERSION",
-    "BatchPrediction", "FeatureView", "ModelDeployment", "TrainingJob",
-    "BatchPredictionStatus", "FeatureViewStatus", "ModelDeploymentStatus", "TrainingJobStatus",
+    "BatchPrediction", "FeatureStore", "FeatureView", "ModelDeployment", "TrainingJob",
+    "BatchPredictionStatus", "FeatureStoreStatus", "FeatureViewStatus", "ModelDeploymentStatus", "TrainingJobStatus",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -18,6 +19,15 @@ from .common import (
 )
 
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+TABLE_PATTERN = r"^[A-Za-z_][-A-Za-z0-9_$]*(\.[A-Za-z_][-A-Za-z0-9_$]*){0,2}$"
+RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+STORE_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+SOURCE_KINDS = ("path", "postgres", "bigquery", "snowflake", "redshift")
+
+
+def parse_rfc3339(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
 SOURCE_PATH_PATTERN = r"^((s3|gs|file)://.+|/.+)$"
 
 EntityValueType = Literal["INT32", "INT64", "STRING", "BYTES"]
@@ -40,16 +50,58 @@ class Feature(ApiModel):
     description: str | None = field("What the feature means.")
 
 
+class TableOrQuery(ApiModel):
+    table: str | None = field("Table (schema.table, or project.dataset.table for BigQuery).", pattern=TABLE_PATTERN,
+                              max_length=512)
+    query: str | None = field("A SELECT whose rows are the source (with the timestamp and entity columns).",
+                              min_length=1, max_length=20000)
+    rules = (
+        Rule("has(self.table) != has(self.query)", "set exactly one of table or query", None,
+             lambda s: (s.table is None) != (s.query is None)),
+    )
+
+
 class Source(ApiModel):
-    path: str = required("Parquet file: s3://, gs://, file:// or an absolute path readable by the Feast pods.",
-                         pattern=SOURCE_PATH_PATTERN)
+    path: str | None = field("Parquet file: s3://, gs://, file:// or an absolute path readable by the Feast pods "
+                             "(the store's offlineStore type file).", pattern=SOURCE_PATH_PATTERN)
+    postgres: TableOrQuery | None = field("A table or query of the store's PostgreSQL offline store.")
+    bigquery: TableOrQuery | None = field("A table or query of the store's BigQuery offline store.")
+    snowflake: TableOrQuery | None = field("A table or query of the store's Snowflake offline store.")
+    redshift: TableOrQuery | None = field("A table or query of the store's Redshift offline store.")
+    push: bool | None = field("Also a push source: fresh rows sent to the feature server's /push (push source "
+                              "`<view>_push`) reach the online store at once; the batch source above still backfills.")
     timestamp_field: str = required("Event timestamp column.", pattern=IDENTIFIER_PATTERN)
     created_timestamp_field: str | None = field("Row creation timestamp column, to pick the latest duplicate.",
                                                 pattern=IDENTIFIER_PATTERN)
+    rules = (
+        Rule("[has(self.path), has(self.postgres), has(self.bigquery), has(self.snowflake), has(self.redshift)]"
+             ".filter(x, x).size() == 1",
+             "source: set exactly one of path, postgres, bigquery, snowflake, redshift", None,
+             lambda s: sum(getattr(s, k) is not None for k in SOURCE_KINDS) == 1),
+    )
+
+    @property
+    def kind(self) -> str:
+        """Which of SOURCE_KINDS is set."""
+        return next(k for k in SOURCE_KINDS if getattr(self, k) is not None)
+
+
+class Backfill(ApiModel):
+    start: str = required("Start of the window (RFC 3339), inclusive.", pattern=RFC3339_PATTERN,
+                          json_schema_extra={"format": "date-time"})
+    end: str = required("End of the window (RFC 3339).", pattern=RFC3339_PATTERN, json_schema_extra={"format": "date-time"})
+    rules = (
+        Rule("timestamp(self.start) < timestamp(self.end)", "backfill.start must be before backfill.end", "start",
+             lambda b: parse_rfc3339(b.start) < parse_rfc3339(b.end)),
+    )
 
 
 class Materialization(ApiModel):
     schedule: str | None = field("Cron schedule of incremental materialization (default hourly).", pattern=CRON_PATTERN)
+    time_zone: str | None = field("Time zone of the schedule (the CronJob's timeZone), e.g. Europe/Dublin; default UTC.",
+                                  pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$", max_length=64)
+    backfill: Backfill | None = field("A one-off materialization of this window (a Job per change of it); its state "
+                                      "is in status.backfill.")
     resources: Resources | None = field("Resources of the materialization pods.")
 
 
@@ -57,12 +109,35 @@ class Freshness(ApiModel):
     max_staleness: Duration = required("Fresh is False once now - lastMaterializedAt exceeds this, e.g. 1h.")
 
 
+class ServingTargets(ApiModel):
+    cpu_utilization: int | None = field("Average CPU utilization, percent of the request.", ge=1, le=100)
+    memory_utilization: int | None = field("Average memory utilization, percent of the request.", ge=1, le=100)
+
+
+class ServingAutoscaling(ApiModel):
+    min_replicas: int = required("Lower bound of the HorizontalPodAutoscaler.", ge=1, le=100)
+    max_replicas: int = required("Upper bound of the HorizontalPodAutoscaler.", ge=1, le=100)
+    targets: ServingTargets = required("Metrics to scale on; at least one.", json_schema_extra={"minProperties": 1})
+    rules = (
+        Rule("self.minReplicas <= self.maxReplicas", "serving.autoscaling.minReplicas must be <= maxReplicas",
+             "minReplicas", lambda a: a.min_replicas <= a.max_replicas),
+        Rule(None, "serving.autoscaling.targets needs cpuUtilization or memoryUtilization", "targets",
+             lambda a: bool(a.targets.model_dump(exclude_none=True))),
+    )
+
+
 class Serving(ApiModel):
-    replicas: int | None = field("Feature server replicas (default 1).", ge=0, le=100)
+    replicas: int | None = field("Feature server replicas (default 1); with 2 or more a PodDisruptionBudget keeps all "
+                                 "but one through voluntary disruptions. Ignored under autoscaling.", ge=0, le=100)
+    autoscaling: ServingAutoscaling | None = field("A HorizontalPodAutoscaler of the feature server (it then owns the "
+                                                   "replica count).")
     resources: Resources | None = field("Resources of each feature server pod.")
 
 
 class FeatureViewSpec(ApiModel):
+    store: str | None = field("The FeatureStore (in this namespace) whose stores this view uses. Absent: the "
+                              "namespace's FeatureStore `default` when there is one, else the operator's stores.",
+                              pattern=STORE_NAME_PATTERN, max_length=40)
     description: str | None = field("What the feature view holds.")
     owner: str | None = field("Owning team or person (e-mail).")
     entities: list[Entity] = required(
@@ -114,12 +189,24 @@ class FeatureViewSpec(ApiModel):
     )
 
 
+class BackfillStatus(ApiModel):
+    start: str | None = field("Start of the window.", json_schema_extra={"format": "date-time"})
+    end: str | None = field("End of the window.", json_schema_extra={"format": "date-time"})
+    job: str | None = field("The backfill Job.")
+    phase: str | None = field("Pending, Running, Succeeded or Failed.")
+
+
 class FeatureViewStatus(CommonStatus):
     last_materialized_at: str | None = field("End of the last successful materialization window.",
                                              json_schema_extra={"format": "date-time"})
     last_materialization_job: str | None = field("Name of the last materialization Job seen succeeding.")
     serving_url: str | None = field("In-cluster URL of the feature server, once it is Ready.")
     materialization_spec_hash: str | None = field("Hash of the spec the last on-change materialization was started for.")
+    schema_hash: str | None = field("Hash of the entities and features with their types: what a model trained on "
+                                    "this view depends on.")
+    materialized_until: str | None = field("Watermark: end of the last successfully materialized window.",
+                                           json_schema_extra={"format": "date-time"})
+    backfill: BackfillStatus | None = field("The backfill window of the spec and how its Job went.")
 
 
 class FeatureView(ApiModel):

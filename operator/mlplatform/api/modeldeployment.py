@@ -277,6 +277,12 @@ class DisruptionBudget(ApiModel):
     )
 
 
+class FeaturePolicy(ApiModel):
+    require_fresh: bool | None = field(
+        "true: not Ready while a FeatureView in features is not Fresh (reason FeaturesStale). false (default): "
+        "the FeaturesFresh condition and a Warning Event say so, Ready is unchanged.")
+
+
 class ModelDeploymentSpec(ApiModel):
     model: Model = required("The model to serve.")
     runtime: Runtime = required("The model server.")
@@ -294,6 +300,7 @@ class ModelDeploymentSpec(ApiModel):
         "FeatureViews in this namespace read at inference time: each must be Ready before this is Ready; "
         "its serving URL is passed as FEATURES_<NAME>_URL."
     )
+    feature_policy: FeaturePolicy | None = field("How the FeatureViews in features must be kept: requireFresh.")
     disruption_budget: DisruptionBudget | None = field(
         "PodDisruptionBudget of the replicas (pods; with nodesPerReplica > 1, replicas, i.e. whole groups: one "
         "evicted pod restarts its group, so the budget allows as many pod evictions as groups may be down).")

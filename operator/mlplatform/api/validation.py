@@ -27,7 +27,7 @@ from .common import (
     QUANTITY_PATTERN,
     RuleViolation,
 )
-from .featureview import IDENTIFIER_PATTERN, SOURCE_PATH_PATTERN
+from .featureview import IDENTIFIER_PATTERN, RFC3339_PATTERN, SOURCE_PATH_PATTERN, STORE_NAME_PATTERN
 from .modeldeployment import MODEL_URI_ALLOWED, MODEL_URI_PATTERN
 from .trainingjob import OUTPUT_URI_PATTERN
 
@@ -46,6 +46,8 @@ PATTERN_HELP = {
     OUTPUT_URI_PATTERN: "s3://, gs://, oci:// or pvc://<claim>/<path>",
     DATA_URI_PATTERN: DATA_URI_ALLOWED,
     r"^/.*": "an absolute path starting with /",
+    RFC3339_PATTERN: "an RFC 3339 time such as 2026-01-01T00:00:00Z",
+    STORE_NAME_PATTERN: "a DNS label starting with a letter: lowercase letters, digits and '-'",
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": "a DNS label: lowercase letters, digits and '-'",
 }
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..api import KINDS
-from . import batchprediction, featureview, modeldeployment, trainingjob
+from . import batchprediction, featurestore, featureview, modeldeployment, trainingjob
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,10 @@ class Controller:
 
 
 CONTROLLERS: dict[str, Controller] = {
+    "FeatureStore": Controller(featurestore.reconcile, featurestore.dependents),
     "FeatureView": Controller(featureview.reconcile,
-                              lambda ctx, ns, name: modeldeployment.dependents(ctx, "FeatureView", ns, name)),
+                              lambda ctx, ns, name: modeldeployment.dependents(ctx, "FeatureView", ns, name)
+                              + trainingjob.dependents(ctx, ns, name)),
     "ModelDeployment": Controller(modeldeployment.reconcile,
                                   lambda ctx, ns, name: batchprediction.dependents(ctx, "ModelDeployment", ns, name)),
     "TrainingJob": Controller(trainingjob.reconcile,

@@ -23,7 +23,7 @@ from ..render.leaderworkerset import as_rollout_view, workload_of
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
 from ..rollout import PROMOTING
 from ..runtime.cache import ResourceKey
-from ..status.dependencies import ModelResolution, features_condition
+from ..status.dependencies import ModelResolution, features_condition, freshness_condition
 from ..status.gateway import route_condition, with_route
 from ..status.modeldeployment import (
     ModelDeploymentObserved,
@@ -198,6 +198,8 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutc
         promoting=promoting,
         canary_ready=((canary or {}).get("status") or {}).get("readyReplicas", 0),
         groups=groups,
+        features_fresh=freshness_condition(spec.features or [], resolved.views),
+        require_fresh=bool(spec.feature_policy and spec.feature_policy.require_fresh),
     )
     result = model_deployment_report(observed)
     route = (route_condition(ctx.cache.child(key, "HTTPRoute", owner.name), namespace, resolved.gateway_installed)

@@ -30,6 +30,7 @@ from ..status.trainingjob import (
     run_generation,
     run_state,
     training_job_report,
+    waiting_for_features,
 )
 from .base import (
     Context,
@@ -60,6 +61,10 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     name = job_name(owner.name, plan.run)
     # Whether the Job exists decides whether our intent carries suspend: confirmed, never guessed.
     live_job = live_child(ctx, key, "batch/v1", "Job", name) if plan.render_job else ctx.cache.child(key, "Job", name)
+    if plan.render_job and live_job is None and (waiting := missing_features(ctx, owner.namespace, spec)):
+        # The run's pods would mount each view's Feast repo: a missing view would fail them at start. Wait instead.
+        write_status(ctx, KIND, body, *waiting_for_features(previous, waiting))
+        return
     objects = render_run(owner, spec, ctx, previous, plan, live_job) if plan.render_job else []
     # Kueue owns a queued Job's spec.suspend: our intent carries it only when creating the Job.
     queued = bool(spec.queue_name) and not spec.suspend and plan.render_job
@@ -116,6 +121,16 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
             ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
         except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
             log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
+
+
+def missing_features(ctx: Context, namespace: str, spec: TrainingJobSpec) -> list[str]:
+    return [name for name in spec.features or [] if ctx.cache.resource(("FeatureView", namespace, name)) is None]
+
+
+def dependents(ctx: Context, namespace: str, name: str) -> list[ResourceKey]:
+    """TrainingJobs whose features name this FeatureView (one waiting for it starts its run once it exists)."""
+    return [(KIND, namespace, b["metadata"]["name"]) for b in ctx.cache.resources(KIND, namespace)
+            if name in ((b.get("spec") or {}).get("features") or [])]
 
 
 def render_run(owner: Owner, spec: TrainingJobSpec, ctx: Context, previous: dict, plan: RunPlan,

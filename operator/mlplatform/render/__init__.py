@@ -9,16 +9,19 @@ from ..api.validation import Resource
 from ..config import OperatorConfig
 from .batchprediction import render_batch_prediction
 from .common import Owner, Rendered, RenderError
-from .featureview import render_feature_view
+from .featurestore import render_feature_store
+from .featureview import render_feature_view, source_store_problem
 from .modeldeployment import render_model_deployment
 from .trainingjob import render_training_job
 
 
 def render_offline(resource: Resource, config: OperatorConfig, namespace: str = "default",
-                   artifacts: dict[str, str] | None = None) -> Rendered:
+                   artifacts: dict[str, str] | None = None, stores: dict | None = None) -> Rendered:
     """What the operator applies for a resource that was just created (a TrainingJob's run 1).
 
     artifacts: TrainingJob name -> artifact URI, to preview a ModelDeployment that deploys one.
+    stores: (namespace, name) -> FeatureStoreSpec known offline: a FeatureView renders against the one it uses
+    (spec.store, else `default` when given), else against the operator's stores.
     """
     # The resource's own annotations: the configuration's podAnnotationPrefixes copy some onto pods.
     annotations = {str(k): str(v) for k, v in ((resource.metadata or {}).get("annotations") or {}).items()}
@@ -32,7 +35,19 @@ def render_offline(resource: Resource, config: OperatorConfig, namespace: str = 
         rendered.notes.insert(0, "run 1 shown: each spec change that starts a new run renders <name>-<run>")
         return rendered
     if resource.kind == "FeatureView":
-        return render_feature_view(owner, spec, config)
+        store_name = spec.store or "default"
+        store = (stores or {}).get((owner.namespace, store_name))
+        if spec.store is not None and store is None:
+            raise RenderError("spec.store", f"FeatureStore {store_name} is not among the rendered inputs "
+                                            f"(namespace {owner.namespace}); render it with them")
+        if problem := source_store_problem(spec, store, store_name):
+            raise RenderError("spec.source", problem)
+        rendered = render_feature_view(owner, spec, config, store=store)
+        if store is not None:
+            rendered.notes.append(f"Feast stores of FeatureStore {store_name}")
+        return rendered
+    if resource.kind == "FeatureStore":
+        return render_feature_store(owner, spec, config)
     if resource.kind == "BatchPrediction":
         return _render_batch_offline(owner, spec, config, artifacts or {})
     raise ValueError(f"no renderer for kind {resource.kind}")
@@ -54,5 +69,5 @@ def _render_batch_offline(owner: Owner, spec, config: OperatorConfig, artifacts:
     return rendered
 
 
-__all__ = ["Owner", "Rendered", "RenderError", "render_offline", "render_batch_prediction", "render_feature_view",
-           "render_model_deployment", "render_training_job"]
+__all__ = ["Owner", "Rendered", "RenderError", "render_offline", "render_batch_prediction", "render_feature_store",
+           "render_feature_view", "render_model_deployment", "render_training_job"]

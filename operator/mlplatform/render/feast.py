@@ -20,9 +20,11 @@ import jinja2
 import yaml
 
 from mlplatform.api.common import parse_duration_seconds
+from mlplatform.api.featurestore import FeatureStoreSpec
 from mlplatform.api.featureview import FeatureViewSpec
 from mlplatform.config import FeastConfig
 from mlplatform.labels import FEAST_TAG_NAME, FEAST_TAG_NAMESPACE, short_hash
+from mlplatform.render.feast_stores import store_config
 
 FEAST_REPO_MOUNT = "/etc/feast/repo"
 FEAST_WORK_DIR = "/tmp/feast-repo"
@@ -98,15 +100,21 @@ def _fill(value: Any, placeholders: dict[str, str]) -> Any:
     return value
 
 
-def feature_store_yaml(namespace: str, name: str, feast: FeastConfig) -> str:
-    project = feast_project_name(namespace, name)
+def feature_store_yaml(namespace: str, name: str, feast: FeastConfig, store: FeatureStoreSpec | None = None,
+                       project: str | None = None) -> str:
+    """feature_store.yaml of the Feast project `project` (default: the FeatureView namespace/name's): the stores of
+    the team's FeatureStore `store` when given (secrets as ${ENV}), else the operator configuration's."""
+    project = project or feast_project_name(namespace, name)
     placeholders = {"project": project, "namespace": namespace, "name": name}
-    config = {
-        "project": project,
-        "provider": "local",
+    stores = store_config(store) if store is not None else {
         "registry": _fill(feast.registry, placeholders),
         "online_store": _fill(feast.online_store, placeholders),
         "offline_store": _fill(feast.offline_store, placeholders),
+    }
+    config = {
+        "project": project,
+        "provider": "local",
+        **stores,
         "entity_key_serialization_version": feast.entity_key_serialization_version,
     }
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
@@ -157,6 +165,28 @@ def feast_source_path(path: str) -> str:
     return path
 
 
+def push_source_name(name: str) -> str:
+    """The push source of the FeatureView `name` (source.push): what clients send to the feature server's /push."""
+    return f"{feast_view_name(name)}_push"
+
+
+def _source_values(view: str, spec: FeatureViewSpec) -> dict[str, Any]:
+    source = spec.source
+    kind = source.kind
+    table_or_query = getattr(source, kind) if kind != "path" else None
+    return {
+        "kind": kind,
+        "name": f"{view}_source",
+        "path": feast_source_path(source.path) if kind == "path" else None,
+        "table": table_or_query.table if table_or_query else None,
+        "query": table_or_query.query if table_or_query else None,
+        "timestamp_field": source.timestamp_field,
+        "created_timestamp_column": source.created_timestamp_field or "",
+        "push": bool(source.push),
+        "push_name": f"{view}_push",
+    }
+
+
 def features_py(namespace: str, name: str, spec: FeatureViewSpec) -> str:
     view = feast_view_name(name)
     ttl_seconds = parse_duration_seconds(spec.ttl) if spec.ttl else 0
@@ -180,12 +210,7 @@ def features_py(namespace: str, name: str, spec: FeatureViewSpec) -> str:
         feast_types=sorted({e["feast_type"] for e in entities} | {f["feast_type"] for f in features}),
         entities=entities,
         features=features,
-        source={
-            "name": f"{view}_source",
-            "path": feast_source_path(spec.source.path),
-            "timestamp_field": spec.source.timestamp_field,
-            "created_timestamp_column": spec.source.created_timestamp_field or "",
-        },
+        source=_source_values(view, spec),
         view={
             "name": view,
             # 0 is Feast's "forever" (FeatureView's own default); None would break materialize-incremental.
@@ -198,10 +223,11 @@ def features_py(namespace: str, name: str, spec: FeatureViewSpec) -> str:
     )
 
 
-def feast_repo_files(namespace: str, name: str, spec: FeatureViewSpec, feast: FeastConfig) -> dict[str, str]:
+def feast_repo_files(namespace: str, name: str, spec: FeatureViewSpec, feast: FeastConfig,
+                     store: FeatureStoreSpec | None = None) -> dict[str, str]:
     """The Feast repository of the FeatureView: the ConfigMap's data, mounted at FEAST_REPO_MOUNT."""
     return {
-        FEATURE_STORE_YAML: feature_store_yaml(namespace, name, feast),
+        FEATURE_STORE_YAML: feature_store_yaml(namespace, name, feast, store),
         FEATURES_PY: features_py(namespace, name, spec),
     }
 
@@ -228,6 +254,15 @@ def materialize_command(repo_dir: str = FEAST_REPO_MOUNT, work_dir: str = FEAST_
     script = _copy_repo_script(repo_dir, work_dir) + [
         "feast apply",
         'feast materialize-incremental "$(date -u +%Y-%m-%dT%H:%M:%S)"',
+    ]
+    return ["/bin/sh", "-c", "\n".join(script) + "\n"]
+
+
+def backfill_command(start: str, end: str, repo_dir: str = FEAST_REPO_MOUNT, work_dir: str = FEAST_WORK_DIR) -> list[str]:
+    """Container command of a backfill Job: apply, then materialize exactly the window [start, end]."""
+    script = _copy_repo_script(repo_dir, work_dir) + [
+        "feast apply",
+        f"feast materialize {shlex.quote(start)} {shlex.quote(end)}",
     ]
     return ["/bin/sh", "-c", "\n".join(script) + "\n"]
 

@@ -57,3 +57,19 @@ def features_condition(names: list[str], views: dict[str, dict | None]) -> Cond:
     if not_ready:
         return Cond("FeaturesReady", False, "FeatureViewNotReady", f"FeatureView not Ready: {', '.join(not_ready)}")
     return Cond("FeaturesReady", True, "FeatureViewsReady", f"{len(names)} FeatureView(s) Ready")
+
+
+def freshness_condition(names: list[str], views: dict[str, dict | None]) -> Cond | None:
+    """FeaturesFresh: every FeatureView read is Fresh (its own Fresh condition); None when it reads none."""
+    if not names:
+        return None
+    stale = []
+    for name in names:
+        fresh = next((c for c in ((views.get(name) or {}).get("status") or {}).get("conditions") or []
+                      if c.get("type") == "Fresh"), None)
+        if fresh is None or fresh.get("status") != "True":
+            detail = (fresh or {}).get("message") or "no Fresh condition yet"
+            stale.append(f"{name} ({detail})")
+    if stale:
+        return Cond("FeaturesFresh", False, "FeaturesStale", f"FeatureView not Fresh: {'; '.join(stale)}")
+    return Cond("FeaturesFresh", True, "FeaturesFresh", f"{len(names)} FeatureView(s) Fresh")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 GOOD_STATUS = {
     "Ready": "True", "Stalled": "False", "Failed": "False", "Running": "True", "Succeeded": "True",
     "ModelResolved": "True", "FeaturesReady": "True", "Materialized": "True", "Fresh": "True",
-    "RolloutAborted": "False", "RouteAccepted": "True",
+    "RolloutAborted": "False", "RouteAccepted": "True", "FeaturesFresh": "True",
     # Kueue's Workload conditions, mirrored on a queued TrainingJob.
     "QuotaReserved": "True", "Admitted": "True", "Evicted": "False", "Preempted": "False",
 }

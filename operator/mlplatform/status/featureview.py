@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 
-from ..labels import MATERIALIZATION_SPEC_HASH_ANNOTATION
+from ..labels import BACKFILL_WINDOW_ANNOTATION, MATERIALIZATION_SPEC_HASH_ANNOTATION
 from .conditions import Cond, kstatus, now_iso, parse_time, true_condition
 from .pods import failed_pod_message, first_problem
 
@@ -23,6 +23,9 @@ class FeatureViewObserved:
     pods: list[dict] = field(default_factory=list)  # feature server pods
     job_pods: list[dict] = field(default_factory=list)
     events_by_pod: dict[str, list[dict]] = field(default_factory=dict)
+    schema_hash: str | None = None
+    backfill: tuple[str, str, str] | None = None  # (start, end, Job name) of spec.materialization.backfill
+    store_problem: Cond | None = None  # Ready False: the FeatureStore named (or `default`) is missing or not Ready
 
 
 @dataclass
@@ -50,7 +53,47 @@ def _failed_at(job: dict) -> str:
     return (_failed(job) or {}).get("lastTransitionTime") or ""
 
 
+def _is_backfill(job: dict) -> bool:
+    return BACKFILL_WINDOW_ANNOTATION in ((job.get("metadata") or {}).get("annotations") or {})
+
+
+def _utc(value: str) -> str:
+    """An RFC 3339 time as status writes times: UTC, seconds, Z."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _backfill_status(previous: dict, obs: FeatureViewObserved) -> dict | None:
+    if obs.backfill is None:
+        return None
+    start, end, job_name = obs.backfill
+    job = next((j for j in obs.materialization_jobs if j["metadata"]["name"] == job_name), None)
+    before = previous.get("backfill") or {}
+    if job is None:
+        phase = before.get("phase") if before.get("job") == job_name and before.get("phase") in ("Succeeded", "Failed") \
+            else "Pending"
+    elif _succeeded_at(job):
+        phase = "Succeeded"
+    elif _failed(job):
+        phase = "Failed"
+    else:
+        phase = "Running"
+    return {"start": start, "end": end, "job": job_name, "phase": phase}
+
+
+def _materialized_until(previous: dict, jobs: list[dict], backfill: dict | None) -> str | None:
+    """The watermark: an incremental Job materializes up to the time its pod starts (`date -u`), so its
+    startTime is a safe lower bound of its window's end; a backfill ends at its window's end."""
+    marks = [previous.get("materializedUntil")]
+    marks += [(j.get("status") or {}).get("startTime") for j in jobs if _succeeded_at(j)]
+    if backfill and backfill["phase"] == "Succeeded":
+        marks.append(_utc(backfill["end"]))
+    return max((m for m in marks if m), default=None)
+
+
 def feature_view_report(previous: dict, obs: FeatureViewObserved, now: datetime) -> FeatureViewReport:
+    backfill = _backfill_status(previous, obs)
+    jobs = [j for j in obs.materialization_jobs if not _is_backfill(j)]
+    obs = replace(obs, materialization_jobs=jobs)
     last = previous.get("lastMaterializedAt")
     last_job = previous.get("lastMaterializationJob")
     done_hash = previous.get("materializationSpecHash")
@@ -118,16 +161,20 @@ def feature_view_report(previous: dict, obs: FeatureViewObserved, now: datetime)
                               Cond("Ready", False, "FeatureServerNotReady",
                                    f"feature server {ready_replicas}/{obs.server_desired} replicas ready"))
 
-    if materialized.status and server_ready:
+    if obs.store_problem is not None:
+        ready = obs.store_problem
+    elif materialized.status and server_ready:
         ready = Cond("Ready", True, "Serving" if obs.online else "Registered",
                      f"materialized and served at {obs.server_url}" if obs.online else "registered (offline only)")
     elif not materialized.status:
         ready = Cond("Ready", False, materialized.reason, materialized.message)
     else:
         ready = server_problem
-    failed_now = materialized.reason == "MaterializationFailed"
+    failed_now = materialized.reason == "MaterializationFailed" and obs.store_problem is None
     phase = ("Stale" if ready.status and not fresh.status else "Ready") if ready.status else \
         ("Failed" if failed_now else ("Materializing" if not materialized.status else "Progressing"))
+    if obs.store_problem is not None:
+        phase = "WaitingForStore"
     # A failed materialization is not retried by the operator: Stalled (kstatus: Failed) until a scheduled
     # materialization succeeds or the spec changes (a new on-change Job).
     clears = ("a later successful scheduled materialization"
@@ -140,6 +187,9 @@ def feature_view_report(previous: dict, obs: FeatureViewObserved, now: datetime)
         "lastMaterializationJob": last_job,
         "materializationSpecHash": done_hash,
         "servingUrl": obs.server_url if obs.online and server_ready else None,
+        "schemaHash": obs.schema_hash,
+        "materializedUntil": _materialized_until(previous, jobs, backfill),
+        "backfill": backfill,
     }
     return FeatureViewReport(phase, conditions, status, wake_at)
 

@@ -63,6 +63,8 @@ class ModelDeploymentObserved:
     groups: GroupReadiness | None = None  # multi-node: whole groups Ready, counted from their pods
     render_reason: str = "InvalidSpec"  # the Stalled reason of render_error (e.g. KEDANotInstalled)
     scales_to_zero: bool = False  # autoscaling.engine keda with minReplicas 0: KEDA may set the replicas to 0
+    features_fresh: Cond | None = None  # FeaturesFresh, when it reads FeatureViews
+    require_fresh: bool = False  # spec.featurePolicy.requireFresh: not Ready while features_fresh is False
 
 
 @dataclass
@@ -119,7 +121,8 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
         obs.deployment = {**obs.deployment, "status": {**status, "readyReplicas": obs.groups.ready}}
     if obs.deployment:
         _, replicas, ready = _rollout_done(obs.deployment, desired)
-    extra = [obs.resolution.condition, obs.features] + ([obs.cache] if obs.cache else [])
+    extra = [obs.resolution.condition, obs.features] + ([obs.cache] if obs.cache else []) + \
+        ([obs.features_fresh] if obs.features_fresh else [])
 
     def report(phase: str, ready_cond: Cond, converging: bool, stalled: Cond | None = None) -> ModelDeploymentReport:
         return ModelDeploymentReport(phase, kstatus(ready_cond, converging=converging, stalled=stalled) + extra,
@@ -166,4 +169,8 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
         return report("Progressing", Cond("Ready", False, "RollingOut", f"{ready}/{desired} replicas ready{group}"), True)
     if not obs.features.status:
         return report("WaitingForFeatures", Cond("Ready", False, obs.features.reason, obs.features.message), True)
+    if obs.require_fresh and obs.features_fresh is not None and not obs.features_fresh.status:
+        return report("WaitingForFreshFeatures", Cond("Ready", False, "FeaturesStale",
+                                                      f"spec.featurePolicy.requireFresh: {obs.features_fresh.message}"),
+                      True)
     return report("Ready", Cond("Ready", True, "AllReplicasAvailable", f"{ready}/{desired} replicas ready"), False)

@@ -182,3 +182,16 @@ def training_job_report(previous: dict, plan: RunPlan, spec_hash: str, generatio
              state.message if phase == "Failed" else ""),
     ] + mirrored_conditions(workload)
     return TrainingJobReport({k: v for k, v in status.items() if v is not None}, conditions)
+
+
+def waiting_for_features(previous: dict, missing: list[str]) -> tuple[dict, str, list[Cond]]:
+    """(status fields, phase, conditions) of a TrainingJob whose next run waits for FeatureViews that do not exist:
+    Ready False naming them, the run not started; earlier runs' status is kept."""
+    message = f"FeatureView not found: {', '.join(missing)} (spec.features); the run starts once they exist"
+    fields = {k: v for k, v in previous.items() if k not in ("observedGeneration", "phase", "conditions")}
+    kept = [Cond(c["type"], {"True": True, "False": False}.get(c.get("status")), c.get("reason") or "", c.get("message") or "")
+            for c in previous.get("conditions") or []
+            if c.get("type") not in ("Ready", "Reconciling", "Stalled", "FeaturesReady")]
+    conditions = kstatus(Cond("Ready", False, "WaitingForFeatures", message), converging=True) + kept + [
+        Cond("FeaturesReady", False, "FeatureViewNotFound", message)]
+    return fields, "Pending", conditions
