@@ -21,7 +21,8 @@ class Controller:
 
 CONTROLLERS: dict[str, Controller] = {
     "FeatureView": Controller(featureview.reconcile,
-                              lambda ctx, ns, name: modeldeployment.dependents(ctx, "FeatureView", ns, name)),
+                              lambda ctx, ns, name: modeldeployment.dependents(ctx, "FeatureView", ns, name)
+                              + trainingjob.triggered_by(ctx, ns, name)),
     "ModelDeployment": Controller(modeldeployment.reconcile),
     "TrainingJob": Controller(trainingjob.reconcile,
                               lambda ctx, ns, name: modeldeployment.dependents(ctx, "TrainingJob", ns, name)),

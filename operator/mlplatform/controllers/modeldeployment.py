@@ -39,6 +39,7 @@ from .base import (
     write_status,
 )
 from .canary import Arranged, arrange, canary_pods_of, rollout_condition, stable_pods
+from .lineage import report_lineage
 from .model_cache import CacheOutcome, reconcile_cache
 
 KIND = "ModelDeployment"
@@ -79,9 +80,10 @@ def resolve(ctx: Context, key: ResourceKey, body: dict) -> Resolved:
     namespace = owner.namespace
     training_job = (ctx.cache.resource(("TrainingJob", namespace, spec.model.from_training_job))
                     if spec.model.from_training_job else None)
-    resolution = (resolve_promoted(spec.model.from_training_job, training_job, spec.model.promotion.metrics)
-                  if spec.model.promotion else resolve_model(spec.model.uri, spec.model.from_training_job, training_job))
     views = {name: ctx.cache.resource(("FeatureView", namespace, name)) for name in spec.features or []}
+    resolution = (resolve_promoted(spec.model.from_training_job, training_job, spec.model.promotion.metrics,
+                                   schemas={n: ((v or {}).get("status") or {}).get("schemaHash") for n, v in views.items()})
+                  if spec.model.promotion else resolve_model(spec.model.uri, spec.model.from_training_job, training_job))
     gateway_installed = spec.gateway is None or ctx.kube.gateway_api_installed()
     return Resolved(key, body, owner, spec, resolution, views, gateway_installed,
                     (body.get("status") or {}).get("rollout"))
@@ -188,6 +190,8 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutc
     aborted = rollout_condition(rollout_status)
     if aborted is not None:
         conditions.append(aborted)
+    lineage = report_lineage(ctx, resolved, rollout_status)
+    conditions += lineage.conditions
     ctx.metrics.set_model_deployment(namespace, owner.name, ready_replicas=result.ready_replicas,
                                      desired_replicas=result.desired_replicas)
     write_status(ctx, KIND, resolved.body, {
@@ -199,6 +203,7 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutc
         "replicaSummary": f"{result.ready_replicas}/{result.desired_replicas}",
         "url": service_url(owner, spec, ctx.config),
         "rollout": rollout_status,
+        "lineage": lineage.status,
     }, phase, conditions)
 
 
