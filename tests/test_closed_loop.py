@@ -8,12 +8,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from mlplatform.api.modeldeployment import MetricBound, Model
+from mlplatform.api.modeldeployment import Gateway, MetricBound, Model
 from mlplatform.api.trainingjob import Trigger
 from mlplatform.api.validation import validate_document
 from mlplatform.render.common import Owner
 from mlplatform.render.gateway import http_route, model_version
-from mlplatform.api.modeldeployment import Gateway
 from mlplatform.status.lineage import feature_contract, lineage_status
 from mlplatform.status.promotion import resolve_promoted
 from mlplatform.status.run_inputs import feature_input, pod_image
