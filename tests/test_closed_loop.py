@@ -200,6 +200,14 @@ def test_promotion_never_picks_a_run_on_another_schema(id_, records, schemas, ru
     assert words in resolution.condition.message
 
 
+def test_a_schema_change_does_not_take_away_the_run_being_served():
+    job = tj(record(1, metrics={"auc": 0.95}), record(2, metrics={"auc": 0.96}))
+    kept = resolve_promoted("trainer", job, BOUNDS, {"driver-stats": "bbbb"}, serving_run=2)
+    assert kept.run == 2 and kept.condition.status is True
+    # Not served: the same run on the old schema is never promoted.
+    assert resolve_promoted("trainer", job, BOUNDS, {"driver-stats": "bbbb"}, serving_run=None).run is None
+
+
 @pytest.mark.parametrize("id_,current,status,reason,words", [
     ("same hash", view(schema="aaaa"), True, "SchemaMatches", "run 1"),
     ("type changed", view(schema="bbbb", features=[{"name": "trips_7d", "dtype": "INT64"},

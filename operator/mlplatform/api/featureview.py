@@ -120,6 +120,9 @@ class FeatureViewStatus(CommonStatus):
     last_materialization_job: str | None = field("Name of the last materialization Job seen succeeding.")
     serving_url: str | None = field("In-cluster URL of the feature server, once it is Ready.")
     materialization_spec_hash: str | None = field("Hash of the spec the last on-change materialization was started for.")
+    schema_hash: str | None = field("Hash of the entities and features with their types.")
+    materialized_until: str | None = field("Watermark: end of the last successful materialization window.",
+                                           json_schema_extra={"format": "date-time"})
 
 
 class FeatureView(ApiModel):

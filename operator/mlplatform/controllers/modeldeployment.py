@@ -82,7 +82,8 @@ def resolve(ctx: Context, key: ResourceKey, body: dict) -> Resolved:
                     if spec.model.from_training_job else None)
     views = {name: ctx.cache.resource(("FeatureView", namespace, name)) for name in spec.features or []}
     resolution = (resolve_promoted(spec.model.from_training_job, training_job, spec.model.promotion.metrics,
-                                   schemas={n: ((v or {}).get("status") or {}).get("schemaHash") for n, v in views.items()})
+                                   schemas={n: ((v or {}).get("status") or {}).get("schemaHash") for n, v in views.items()},
+                                   serving_run=(body.get("status") or {}).get("trainingJobRun"))
                   if spec.model.promotion else resolve_model(spec.model.uri, spec.model.from_training_job, training_job))
     gateway_installed = spec.gateway is None or ctx.kube.gateway_api_installed()
     return Resolved(key, body, owner, spec, resolution, views, gateway_installed,

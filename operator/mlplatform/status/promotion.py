@@ -35,10 +35,12 @@ def schema_mismatch(record: dict, schemas: dict[str, str | None] | None) -> str 
 
 
 def resolve_promoted(training_job_name: str, training_job: dict | None, bounds: list,
-                     schemas: dict[str, str | None] | None = None) -> ModelResolution:
+                     schemas: dict[str, str | None] | None = None, serving_run: int | None = None) -> ModelResolution:
     """The newest succeeded run (with an artifact) whose metrics meet every bound and whose FeatureView schemas
     are those the ModelDeployment reads now (schemas: view -> current status.schemaHash); newer succeeded runs
-    that miss are named in ModelResolved's message. None qualifies yet: NoQualifyingRun."""
+    that miss are named in ModelResolved's message. None qualifies yet: NoQualifyingRun. serving_run: the run
+    served now, which a schema change does not take away (FeatureContract False says it); it only keeps other
+    runs on the old schema from being promoted."""
     waiting = resolve_model(None, training_job_name, training_job)
     runs = ((training_job or {}).get("status") or {}).get("runs") or []
     succeeded = [r for r in runs if r.get("phase") == "Succeeded" and r.get("artifactUri")]
@@ -46,7 +48,8 @@ def resolve_promoted(training_job_name: str, training_job: dict | None, bounds: 
         return waiting
     skipped: list[str] = []
     for record in sorted(succeeded, key=lambda r: r["run"], reverse=True):
-        miss = schema_mismatch(record, schemas) or missed_bound(record.get("metrics"), bounds)
+        miss = ((schema_mismatch(record, schemas) if record["run"] != serving_run else None)
+                or missed_bound(record.get("metrics"), bounds))
         if miss is not None:
             skipped.append(f"run {record['run']} skipped: {miss}")
             continue
