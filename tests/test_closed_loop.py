@@ -11,8 +11,10 @@ import pytest
 from mlplatform.api.modeldeployment import Gateway, MetricBound, Model
 from mlplatform.api.trainingjob import Trigger
 from mlplatform.api.validation import validate_document
+from mlplatform.controllers.lineage import contract_changed
 from mlplatform.render.common import Owner
 from mlplatform.render.gateway import http_route, model_version
+from mlplatform.status.conditions import Cond
 from mlplatform.status.lineage import feature_contract, lineage_status
 from mlplatform.status.promotion import resolve_promoted
 from mlplatform.status.run_inputs import feature_input, pod_image
@@ -366,3 +368,29 @@ def test_a_schema_edit_turns_the_contract_false_with_an_event():
     assert (contract["status"], contract["reason"]) == ("False", "SchemaChanged")
     assert "driver-stats" in contract["message"]
     assert ("Warning", "FeatureContractChanged") in [(c.detail[0], c.detail[1]) for c in h.kube.called("post_event")]
+
+
+@pytest.mark.parametrize("old,new,news", [
+    (None, Cond("FeatureContract", False, "SchemaChanged", "x"), False),  # first verdict: the condition tells
+    ({"status": "Unknown"}, Cond("FeatureContract", True, "SchemaMatches", "ok"), False),
+    ({"status": "True"}, Cond("FeatureContract", False, "SchemaChanged", "x"), True),
+    ({"status": "False", "message": "x"}, Cond("FeatureContract", True, "SchemaMatches", "ok"), True),
+    ({"status": "False", "message": "x"}, Cond("FeatureContract", False, "SchemaChanged", "y"), True),
+    ({"status": "False", "message": "x"}, Cond("FeatureContract", False, "SchemaChanged", "x"), False),
+    ({"status": "True"}, Cond("FeatureContract", None, "SchemaUnknown", "?"), False),
+])
+def test_which_contract_changes_are_news(old, new, news):
+    assert contract_changed(old, new) is news
+
+
+def test_a_skipped_run_is_announced_once():
+    h = Harness()
+    h.add(fv(W2))
+    h.add(training_job(status={"phase": "Succeeded", "run": 2, "runs": [
+        record(1, metrics={"auc": 0.95}), record(2, metrics={"auc": 0.5})]}))
+    md = model_deployment(model={"fromTrainingJob": "trainer", "format": "sklearn",
+                                 "promotion": {"metrics": [{"name": "auc", "min": 0.9}]}}, features=["driver-stats"])
+    h.reconcile(h.add(md))
+    h.reconcile(h.ctx.cache.resource(("ModelDeployment", "team", "scorer")))
+    skipped = [e for e in h.kube.events if e["reason"] == "RunSkippedByPromotion"]
+    assert [e["message"] for e in skipped] == ["run 2 of TrainingJob trainer skipped: auc 0.5 < min 0.9"]

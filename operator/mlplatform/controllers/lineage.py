@@ -18,6 +18,13 @@ SKIPPED = re.compile(r"run (\d+) skipped: ([^;]*)")
 class LineageReport:
     status: dict | None
     conditions: list[Cond] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message), once status is written
+
+    def announce(self, ctx: Context, body: dict, written: bool) -> None:
+        """The Events of this report, when the status that records the change was written (not before: a
+        reconcile that reads an older status would tell it again)."""
+        for kind, reason, message in self.events if written else ():
+            _post(ctx, body, kind, reason, message)
 
 
 def report_lineage(ctx: Context, resolved, rollout_status: dict | None) -> LineageReport:
@@ -28,16 +35,24 @@ def report_lineage(ctx: Context, resolved, rollout_status: dict | None) -> Linea
     contract = feature_contract(list(spec.features or []), resolved.views, training_job,
                                 (lineage or {}).get("artifactUri"))
     previous = {c.get("type"): c for c in (body.get("status") or {}).get("conditions") or []}
-    if contract is not None:
-        old = previous.get(CONTRACT)
-        if old is not None and (old.get("status") != contract.status_text or old.get("message") != contract.message):
-            _post(ctx, body, "Normal" if contract.status else "Warning", "FeatureContractChanged",
-                  f"FeatureContract {contract.status_text} ({contract.reason}): {contract.message}")
+    events = []
+    if contract is not None and contract_changed(previous.get(CONTRACT), contract):
+        events.append(("Normal" if contract.status else "Warning", "FeatureContractChanged",
+                       f"FeatureContract {contract.status_text} ({contract.reason}): {contract.message}"))
     before = dict(SKIPPED.findall((previous.get("ModelResolved") or {}).get("message") or ""))
     for run, why in SKIPPED.findall(resolved.resolution.condition.message or ""):
         if run not in before:
-            _post(ctx, body, "Normal", "RunSkippedByPromotion", f"run {run} of TrainingJob {name} skipped: {why}")
-    return LineageReport(lineage, [contract] if contract is not None else [])
+            events.append(("Normal", "RunSkippedByPromotion", f"run {run} of TrainingJob {name} skipped: {why}"))
+    return LineageReport(lineage, [contract] if contract is not None else [], events)
+
+
+def contract_changed(old: dict | None, new: Cond) -> bool:
+    """News: the contract broke, was restored, or broke differently; not its first verdict nor Unknown."""
+    if old is None or new.status is None:
+        return False
+    if old.get("status") != new.status_text:
+        return new.status is False or old.get("status") == "False"
+    return new.status is False and old.get("message") != new.message
 
 
 def _post(ctx: Context, body: dict, kind: str, reason: str, message: str) -> None:

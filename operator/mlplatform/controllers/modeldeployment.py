@@ -195,7 +195,7 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutc
     conditions += lineage.conditions
     ctx.metrics.set_model_deployment(namespace, owner.name, ready_replicas=result.ready_replicas,
                                      desired_replicas=result.desired_replicas)
-    write_status(ctx, KIND, resolved.body, {
+    written = write_status(ctx, KIND, resolved.body, {
         "modelUri": resolution.uri,
         "trainingJobRun": resolution.run,
         "replicas": result.replicas,
@@ -206,6 +206,7 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutc
         "rollout": rollout_status,
         "lineage": lineage.status,
     }, phase, conditions)
+    lineage.announce(ctx, resolved.body, written)
 
 
 def desired_replicas_hint(spec: ModelDeploymentSpec) -> int:
