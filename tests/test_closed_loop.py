@@ -394,3 +394,13 @@ def test_a_skipped_run_is_announced_once():
     h.reconcile(h.ctx.cache.resource(("ModelDeployment", "team", "scorer")))
     skipped = [e for e in h.kube.events if e["reason"] == "RunSkippedByPromotion"]
     assert [e["message"] for e in skipped] == ["run 2 of TrainingJob trainer skipped: auc 0.5 < min 0.9"]
+
+
+def test_a_held_training_job_is_not_triggered():
+    h = Harness()
+    h.add(fv(W2))
+    body = triggered_tj([record(1, until=W1)])
+    body["spec"]["suspend"] = True
+    h.reconcile(h.add(body))
+    assert ("Job", "trainer-2") not in [(c.kind, c.name) for c in h.kube.called("apply")]
+    assert h.ctx.cache.resource(("TrainingJob", "team", "trainer"))["status"]["run"] == 1

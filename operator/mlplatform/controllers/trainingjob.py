@@ -61,11 +61,10 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
                     current is not None and ctx.cache.child(key, "Job", job_name(owner.name, current)) is not None,
                     earlier_hash=earlier_run_spec_hash(spec))
     now = datetime.now(timezone.utc)
-    read_views = {n: ctx.cache.resource(("FeatureView", owner.namespace, n))
-                  for n in dict.fromkeys([*(spec.features or []), *((spec.trigger and spec.trigger.after_materialization)
-                                                                     or [])])}
-    triggered = decide_trigger(spec.trigger, previous, read_views, now,
-                               parse_timestamp(body["metadata"].get("creationTimestamp"))) if not plan.new_run else None
+    read_views = views_read(ctx, owner.namespace, spec)
+    # A trigger starts no run on top of a new one, nor while the TrainingJob is held.
+    triggered = None if plan.new_run or spec.suspend else decide_trigger(
+        spec.trigger, previous, read_views, now, parse_timestamp(body["metadata"].get("creationTimestamp")))
     if triggered is not None and triggered.start:
         plan = RunPlan(plan.run + 1, True, True)
     name = job_name(owner.name, plan.run)
@@ -137,6 +136,12 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
             ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
         except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
             log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
+
+
+def views_read(ctx: Context, namespace: str, spec: TrainingJobSpec) -> dict[str, dict | None]:
+    """The FeatureViews a run reads (spec.features) and those its trigger watches, as cached."""
+    names = [*(spec.features or []), *((spec.trigger and spec.trigger.after_materialization) or [])]
+    return {n: ctx.cache.resource(("FeatureView", namespace, n)) for n in dict.fromkeys(names)}
 
 
 def render_run(owner: Owner, spec: TrainingJobSpec, ctx: Context, previous: dict, plan: RunPlan,
