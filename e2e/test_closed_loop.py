@@ -193,3 +193,16 @@ def test_materialization_retrains_promotes_and_the_lineage_follows(operator, kub
     transcript(f"kubectl get tj {TJ} -o yaml (status.runs)", yaml.safe_dump(
         {"runs": get_cr(custom, "TrainingJob", namespace, TJ)["status"]["runs"]}, sort_keys=False))
     transcript(f"kubectl describe md {MD}", kubectl.run("describe", "md", MD, "-n", namespace).stdout)
+
+
+@pytest.mark.parametrize("trigger,words", [
+    ({"timeZone": "Europe/Dublin", "afterMaterialization": [FV]}, "timeZone needs schedule"),
+    ({"schedule": "every night"}, "spec.trigger.schedule"),
+    ({"afterMaterialization": ["Driver_Stats"]}, "spec.trigger.afterMaterialization"),
+    ({"minIntervalSeconds": 60}, "trigger needs schedule or afterMaterialization"),
+])
+def test_the_api_server_refuses_a_bad_trigger(crds, kubectl, namespace, trigger, words):
+    manifest = resource("TrainingJob", "bad", {"image": "python:3.12", "trigger": trigger})
+    result = kubectl.run("apply", "--server-side", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest),
+                         check=False)
+    assert result.returncode != 0 and words in result.stderr, result.stderr
