@@ -24,6 +24,7 @@ from ..rollout import PROMOTING
 from ..runtime.cache import ResourceKey
 from ..status.dependencies import ModelResolution, features_condition, resolve_model
 from ..status.gateway import route_condition, with_route
+from ..status.lineage import current_schemas
 from ..status.modeldeployment import ModelDeploymentObserved, group_readiness, model_deployment_report
 from ..status.pods import PodProblem
 from ..status.promotion import resolve_promoted
@@ -82,7 +83,7 @@ def resolve(ctx: Context, key: ResourceKey, body: dict) -> Resolved:
                     if spec.model.from_training_job else None)
     views = {name: ctx.cache.resource(("FeatureView", namespace, name)) for name in spec.features or []}
     resolution = (resolve_promoted(spec.model.from_training_job, training_job, spec.model.promotion.metrics,
-                                   schemas={n: ((v or {}).get("status") or {}).get("schemaHash") for n, v in views.items()},
+                                   schemas=current_schemas(views),
                                    serving_run=(body.get("status") or {}).get("trainingJobRun"))
                   if spec.model.promotion else resolve_model(spec.model.uri, spec.model.from_training_job, training_job))
     gateway_installed = spec.gateway is None or ctx.kube.gateway_api_installed()

@@ -10,6 +10,11 @@ RUNNING_ROLLOUT = ("Progressing", "Paused", "Promoting")
 CONTRACT = "FeatureContract"
 
 
+def current_schemas(views: dict[str, dict | None]) -> dict[str, str | None]:
+    """Each FeatureView's status.schemaHash now (None: missing, or not reported yet)."""
+    return {name: ((view or {}).get("status") or {}).get("schemaHash") for name, view in views.items()}
+
+
 def _same_uri(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and a.rstrip("/") == b.rstrip("/")
 
