@@ -26,7 +26,7 @@ install: ## CRDs into the cluster of KUBECONFIG
 run: $(STAMP) ## the operator in the foreground, against KUBECONFIG
 	$(VENV)/bin/mlplatform run $(if $(NAMESPACE),--namespace $(NAMESPACE)) $(if $(CONFIG),--config $(CONFIG))
 
-dev: $(STAMP) ## local control plane with Kueue, LeaderWorkerSet and storage; CRDs, operator, examples; then kubectl get ml -A
+dev: $(STAMP) ## local control plane with Kueue, LeaderWorkerSet, Prometheus, KEDA and storage; CRDs, operator, examples; then kubectl get ml -A
 	$(PY) e2e/controlplane/cluster.py build --with-tools
 	$(PY) e2e/dev.py up
 
@@ -50,7 +50,7 @@ lint: $(STAMP) ## ruff (configured in pyproject.toml) on the operator, the unit 
 	$(VENV)/bin/ruff check operator tests e2e
 	$(VENV)/bin/ruff check --extend-select RUF100 tests e2e  # every noqa there names a rule that fires
 
-tools: $(STAMP) ## build what the `tools` tier and the e2e tests run: control plane, kueue, lws, promtool, kstatus, helm
+tools: $(STAMP) ## build what the `tools` tier and the e2e tests run: control plane, kueue, lws, prometheus, keda, promtool, kstatus, helm
 	$(PY) e2e/controlplane/cluster.py build --with-tools
 	bash charts/build-helm.sh >/dev/null
 

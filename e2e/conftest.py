@@ -22,6 +22,13 @@ Fixtures:
   kueue        (module)   Kueue started for the module and removed after it
   kueue_operator (module) an operator started once Kueue serves (session operator paused)
   lws_controller (session) the LeaderWorkerSet controller
+  prometheus   (session)  a real Prometheus on 127.0.0.1 scraping every 1 s (harness.PrometheusAPI: .url, .query,
+                          .value, .wait_value); started on first use, stopped at the end of a session that started it
+  keda         (module)   KEDA (operator + metrics API server behind the external.metrics APIService), Available;
+                          stopped and its CRDs removed at the end of a module that installed them
+  model_metrics (function) the simulated model-metrics exporter (e2e/model_metrics.py) that Prometheus scrapes:
+                          .set/.inc/.observe(namespace, pod_or_selector, name, value), .set_series(name, labels, v);
+                          its settings cleared after each test
 
 Every test under e2e/ gets the ``e2e`` marker (deselect with ``-m "not e2e"``). The cluster is left
 running after the session so the next run reuses it; ``E2E_CLUSTER_TEARDOWN=1`` stops it at the end of a
@@ -276,3 +283,68 @@ def lws_controller(kubeconfig):
     yield runner
     if started:
         runner.down(remove_crds=not crd_before)
+
+
+# ------------------------------------------------------------------------------------ model signals
+
+@pytest.fixture(scope="session")
+def prometheus(kubeconfig):
+    """A real Prometheus (e2e/controlplane/prometheus_server.py), started only when a test asks for it."""
+    if _external():
+        pytest.fail("the Prometheus tests run Prometheus beside the local control plane; unset E2E_KUBECONFIG")
+    import components  # e2e/controlplane/components.py
+
+    runner = components.runner("prometheus", E2E_CLUSTER_DIR)
+    started = not runner.running()
+    state = runner.up()
+    print(f"\nPrometheus {runner.version} at {state['url']}: {json.dumps(state.get('figures', {}))}")
+    yield harness.PrometheusAPI(state["url"])
+    if started:
+        runner.down()
+
+
+@pytest.fixture(scope="module")
+def keda(kubeconfig, prometheus):
+    """KEDA: CRDs Established, operator ready, the external metrics APIService Available (e2e/controlplane/keda.py).
+    Its operator queries the `prometheus` fixture's server (a ScaledObject's serverAddress: prometheus.url).
+    Per module (10-15 s to start): a module that does not ask for KEDA sees a cluster without it, as the
+    KEDANotInstalled test needs."""
+    if _external():
+        pytest.fail("the KEDA tests run KEDA beside the local control plane; unset E2E_KUBECONFIG")
+    import components  # e2e/controlplane/components.py
+
+    runner = components.runner("keda", E2E_CLUSTER_DIR)
+    started = not runner.running()
+    crds_before = runner.kubectl("get", "crd", "scaledobjects.keda.sh", check=False).returncode == 0
+    state = runner.up()
+    print(f"\nKEDA {runner.version}: {json.dumps(state.get('figures', {}))}")
+    yield runner
+    if started:
+        runner.down(remove_crds=not crds_before)
+
+
+@pytest.fixture(scope="session")
+def model_metrics_exporter(prometheus, api_client):
+    """One exporter for the session, registered with Prometheus (file service discovery) and scraped."""
+    from kubernetes import client
+
+    import components  # e2e/controlplane/components.py
+    from model_metrics import ModelMetrics  # e2e/model_metrics.py
+
+    core = client.CoreV1Api(api_client)
+
+    def list_pods() -> list[dict]:
+        rsp = core.list_pod_for_all_namespaces(_preload_content=False, _request_timeout=5)
+        return json.loads(rsp.data)["items"]
+
+    exporter = ModelMetrics(list_pods, components.runner("prometheus", E2E_CLUSTER_DIR).targets_dir).start()
+    prometheus.wait_value(f'up{{job="model-metrics",instance="{exporter.address}"}}', lambda v: v == 1,
+                          timeout=30, what=f"Prometheus scraping the model-metrics exporter at {exporter.address}")
+    yield exporter
+    exporter.stop()
+
+
+@pytest.fixture
+def model_metrics(model_metrics_exporter):
+    yield model_metrics_exporter
+    model_metrics_exporter.clear()

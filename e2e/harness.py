@@ -24,7 +24,8 @@ import build  # noqa: E402 - e2e/controlplane/build.py, importable once the line
 import cluster  # noqa: E402 - e2e/controlplane/cluster.py
 
 GROUP, VERSION = "mlplatform.dev", "v1alpha1"
-PLURALS = {"FeatureView": "featureviews", "ModelDeployment": "modeldeployments", "TrainingJob": "trainingjobs"}
+PLURALS = {"FeatureView": "featureviews", "ModelDeployment": "modeldeployments", "TrainingJob": "trainingjobs",
+           "BatchPrediction": "batchpredictions"}
 # The kwok stages react to these pod annotations; the operator copies them from the custom resource.
 E2E_OPERATOR_CONFIG = {"podAnnotationPrefixes": ["mlplatform.dev/kwok-"]}
 
@@ -230,3 +231,40 @@ def feature_view_spec(**extra) -> dict:
     }
     spec.update(extra)
     return {k: v for k, v in spec.items() if v is not None}
+
+
+class PrometheusAPI:
+    """The local Prometheus' HTTP API (the `prometheus` fixture): `.url` (what the operator's `prometheus.url`
+    and a ScaledObject's prometheus trigger `serverAddress` take), instant queries."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def query(self, promql: str) -> list[dict]:
+        """The result vector of an instant query: [{"metric": {...}, "value": [ts, "1.5"]}, ...]."""
+        import json
+        import urllib.parse
+
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}",
+                                    timeout=10) as rsp:
+            body = json.loads(rsp.read())
+        if body.get("status") != "success":
+            raise AssertionError(f"query {promql!r}: {body}")
+        result = body["data"]["result"]
+        return result if body["data"]["resultType"] == "vector" else [{"metric": {}, "value": result}]
+
+    def value(self, promql: str) -> float | None:
+        """The single value of a query returning one sample; None when it returns none."""
+        result = self.query(promql)
+        if not result:
+            return None
+        if len(result) > 1:
+            raise AssertionError(f"query {promql!r} returned {len(result)} series, expected one")
+        return float(result[0]["value"][1])
+
+    def wait_value(self, promql: str, check, timeout: float = 30, what: str | None = None) -> float:
+        """Until the query's single value satisfies check(value); returns it."""
+        def probe():
+            v = self.value(promql)
+            return (v,) if v is not None and check(v) else None
+        return wait_until(probe, timeout=timeout, interval=0.5, what=what or f"{promql} in Prometheus")[0]

@@ -34,6 +34,7 @@ from harness import (
     service_account_kubeconfig,
     wait_condition,
 )
+from mlplatform.api import KINDS
 
 pytestmark = pytest.mark.usefixtures("crds", "no_session_operator")
 
@@ -395,7 +396,7 @@ def test_view_and_edit_users_get_our_kinds_through_the_built_in_roles(chart_inst
     for user, role in ((viewer, "view"), (editor, "edit"), (admin, "admin")):
         kubectl.run("create", "rolebinding", f"{role}-{user}"[:63], f"--clusterrole={role}", f"--user={user}",
                     "-n", namespace)
-    kinds = [f"{plural}.{GROUP}" for plural in ("featureviews", "modeldeployments", "trainingjobs")]
+    kinds = [f"{kind.plural}.{GROUP}" for kind in KINDS.values()]  # every kind of the API (kinds[1]: modeldeployments)
     # The clusterrole-aggregation controller copies our rules into view/edit/admin shortly after they exist.
     wait_for(lambda: all(can_i(kubectl, "create", k, namespace, editor) for k in kinds)
              and all(can_i(kubectl, "list", k, namespace, viewer) for k in kinds)

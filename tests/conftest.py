@@ -30,8 +30,9 @@ BUILD_HELM = REPO / "charts" / "build-helm.sh"
 # lws_schema (tests/test_llm_serving.py) reads the LeaderWorkerSet CRD from the Go module cache (`go mod download`).
 TOOL_FIXTURES = frozenset({"helm", "promtool", "kubectl_tool", "lws_schema"})
 # Helpers a test calls directly: kustomize runs `kubectl kustomize` (tests/test_argocd_health.py);
-# validate_httproute reads the Gateway API CRD, fetched from its Go module (tests/gateway_schema.py).
-TOOL_HELPERS = frozenset({"kustomize", "validate_httproute"})
+# validate_httproute reads the Gateway API CRD, fetched from its Go module (tests/gateway_schema.py); likewise
+# validate_scaled_object, KEDA's ScaledObject CRD (tests/keda_schema.py).
+TOOL_HELPERS = frozenset({"kustomize", "validate_httproute", "validate_scaled_object"})
 # Modules that run a real program of their own: the Feast repos the operator renders, applied, materialized and
 # served by the real feast (its import alone costs ~6 s of CPU, its tests ~1 min).
 TOOL_MODULES = frozenset({"test_feast_repo.py"})

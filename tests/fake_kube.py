@@ -68,6 +68,7 @@ class FakeKube:
         self.pod_events: dict[str, list[dict]] = {}
         self.kueue = kueue_installed
         self.gateway_api = True
+        self.unserved: set[tuple[str, str]] = set()  # (apiVersion, plural) whose CRD is not installed
         self.local_queues = set(local_queues)
         self.workloads: dict[str, dict] = {}  # Kueue Workloads by the UID of their Job
         self._failures: dict[tuple[str, str, str], KubeError] = {}
@@ -206,6 +207,10 @@ class FakeKube:
         self._record("gateway_api_installed", "APIGroup", "gateway.networking.k8s.io")
         return self.gateway_api
 
+    def api_served(self, api_version: str, plural: str) -> bool:
+        self._record("api_served", "APIGroup", f"{api_version}/{plural}")
+        return (api_version, plural) not in self.unserved
+
     def kueue_installed(self) -> bool:
         self._record("kueue_installed", "APIGroup", "kueue.x-k8s.io")
         return self.kueue
@@ -262,7 +267,10 @@ class FakeKube:
                    "metadata": {"uid": self._next_uid(), "generation": 1, "creationTimestamp": CREATION_TIMESTAMP}}
             before_spec = None
         else:
-            self._refuse_immutable_changes(existing, intent)
+            merged = self._merge_template_metadata_of_unstarted_job(existing, intent)
+            self._refuse_immutable_changes(existing, intent if merged is None else {**merged, "spec": {
+                k: v for k, v in merged["spec"].items() if k != "template"}})
+            intent = merged or intent
             obj = copy.deepcopy(existing)
             before_spec = copy.deepcopy(obj.get("spec"))
         meta = obj["metadata"]
@@ -292,6 +300,21 @@ class FakeKube:
         self.objects[key] = obj
         self._render_managed_fields(key)
         return copy.deepcopy(obj)
+
+    @staticmethod
+    def _merge_template_metadata_of_unstarted_job(existing: dict, intent: dict) -> dict | None:
+        """A suspended Job that never started takes changes of its pod template's labels and annotations (the
+        API server's mutable scheduling directives): an intent whose template carries only metadata is merged
+        into the live template, as server-side apply merges it (None: not such an intent)."""
+        wanted = (intent.get("spec") or {}).get("template")
+        live = existing.get("spec") or {}
+        if intent["kind"] != "Job" or wanted is None or set(wanted) != {"metadata"} or not live.get("suspend") \
+                or (existing.get("status") or {}).get("startTime"):
+            return None
+        template = copy.deepcopy(live["template"])
+        for k, v in wanted["metadata"].items():
+            template.setdefault("metadata", {})[k] = {**(template["metadata"].get(k) or {}), **v}
+        return {**intent, "spec": {**intent["spec"], "template": template}}
 
     @staticmethod
     def _refuse_immutable_changes(existing: dict, intent: dict) -> None:

@@ -24,9 +24,13 @@ import pytest
 import yaml
 from lupa import lua51
 
+from mlplatform.api import KINDS as API_KINDS
+
 REPO = Path(__file__).resolve().parents[1]
 ARGOCD = REPO / "integrations" / "argocd"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cr_states"
+# The kinds whose states are recorded from a live cluster (tests/fixtures/cr_states); BatchPrediction's states are
+# built from its status functions in tests/test_batchprediction.py.
 KINDS = ("FeatureView", "ModelDeployment", "TrainingJob")
 
 
@@ -267,7 +271,8 @@ def test_the_configmap_carries_exactly_the_lua_files():
                         for name in ("suspend", "resume")],
     }
     keys = set()
-    for kind in KINDS:
+    assert GENERATE.KINDS == tuple(API_KINDS), "integrations/argocd/generate.py: one health key per kind of the API"
+    for kind in GENERATE.KINDS:
         keys |= {f"resource.customizations.health.mlplatform.dev_{kind}",
                  f"resource.customizations.actions.mlplatform.dev_{kind}"}
         assert cm["data"][f"resource.customizations.health.mlplatform.dev_{kind}"] == health_lua

@@ -211,7 +211,9 @@ def test_validate_takes_our_kind_in_a_wrong_group_for_ours(tmp_path):
 
 def test_render_of_a_gitops_folder_renders_ours_only(tmp_path):
     folder = gitops_folder(tmp_path)
-    result = mlplatform("render", "-f", str(folder))
+    config = tmp_path / "config.yaml"  # the KEDA example's triggers and analysis query the cluster's Prometheus
+    config.write_text("prometheus: {url: http://prometheus.monitoring.svc:9090}\n")
+    result = mlplatform("render", "-f", str(folder), "--config", str(config))
     assert result.returncode == 0, result.stderr
     kinds = {d["kind"] for d in yaml.safe_load_all(result.stdout) if d}
     assert "Namespace" not in kinds and "Application" not in kinds and {"Deployment", "Job"} <= kinds

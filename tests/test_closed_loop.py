@@ -263,7 +263,7 @@ def test_model_version_names_the_run_or_the_uri():
 
 
 def test_each_backend_carries_its_version_and_the_route_is_valid():
-    route = http_route(OWNER, GATEWAY, "predictor", 80, 10, ("fraud-train/run-6", "fraud-train/run-7"))
+    route = http_route(OWNER, GATEWAY, "predictor", 80, 10, versions=("fraud-train/run-6", "fraud-train/run-7"))
     validate_httproute(route)
     headers = [b["filters"][0]["responseHeaderModifier"]["set"][0] for b in route["spec"]["rules"][0]["backendRefs"]]
     assert headers == [{"name": "X-Model-Version", "value": "fraud-train/run-6"},

@@ -163,7 +163,7 @@ def test_check_detects_a_stale_or_missing_page(tmp_path):
     written = mlplatform("docs", "--output", str(page))
     assert written.returncode == 0 and page.read_text() == TEXT
     assert mlplatform("docs", "--check", "--output", str(page)).returncode == 0
-    page.write_text(TEXT.replace("Lower bound of the HorizontalPodAutoscaler.", "Lower bound."))
+    page.write_text(TEXT.replace("Upper bound of the replicas.", "Upper bound."))
     stale = mlplatform("docs", "--check", "--output", str(page))
     assert stale.returncode == 1
     assert f"{page}: differs from the models" in stale.stderr and "run `mlplatform docs`" in stale.stderr

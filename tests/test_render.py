@@ -20,7 +20,8 @@ from mlplatform.render import (
 from .conftest import all_example_documents, load_example, set_path
 from .gateway_schema import validate_httproute
 
-CONFIG = OperatorConfig()
+# The examples are rendered as a cluster with Prometheus would (modeldeployment-llm-keda.yaml needs its url).
+CONFIG = OperatorConfig(prometheus={"url": "http://prometheus.monitoring.svc:9090"})
 K8S_VERSION = "1.36.0"
 
 
@@ -99,7 +100,8 @@ def test_every_rendered_object_is_valid_kubernetes(source, doc):
 
 @pytest.mark.parametrize("source,doc", all_cases(), ids=[s for s, _ in all_cases()])
 def test_every_pod_is_restricted_labelled_and_gpu_correct(source, doc):
-    objects = rendered_objects(doc, artifacts={"fraud-train": "s3://models/fraud/run-1/"})
+    objects = rendered_objects(doc, artifacts={"fraud-train": "s3://models/fraud/run-1/",
+                                               "churn-model": "s3://models/churn/v3/"})  # a BatchPrediction's source
     name = doc["metadata"]["name"]
     for obj in objects:
         labels = obj["metadata"]["labels"]

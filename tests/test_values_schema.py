@@ -113,7 +113,7 @@ def test_every_schema_object_of_ours_refuses_unknown_keys():
     """Typos fail at install; Kubernetes objects passed through (securityContext, affinity...) stay open."""
     open_objects = {"global", "resources", "podSecurityContext", "securityContext", "affinity",
                     "config.runtimes", "config.storageInitializer", "config.feast", "config.gpuTypes",
-                    "config.metrics", "config.defaults"}
+                    "config.metrics", "config.prometheus", "config.defaults"}
 
     def walk(node: dict, path: str):
         if node.get("type") == "object" and path not in open_objects:

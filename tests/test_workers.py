@@ -16,7 +16,10 @@ BOUNDS = WorkerBounds(minimum=2, initial=4, maximum=12)
     (8, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.95), 7, "CPU bound: one fewer, keys waiting or not"),
     (2, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.95), 2, "never below the minimum"),
     (8, Load(due_keys=0, busy_fraction=0.1, cpu_share=0.05), 7, "idle: give one back"),
+    (4, Load(due_keys=0, busy_fraction=0.0, cpu_share=0.0), 4, "idle at the starting count: stays there"),
     (8, Load(due_keys=0, busy_fraction=0.9, cpu_share=0.3), 8, "busy and keeping up: stays"),
+    (8, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.7), 8, "near the CPU limit: holds (no swing)"),
+    (8, Load(due_keys=300, busy_fraction=0.2, cpu_share=0.7), 8, "keys waiting are not idleness"),
     (1, Load(due_keys=1, busy_fraction=1.0, cpu_share=0.1), 2, "below the minimum (flag change): raised to it"),
 ])
 def test_the_worker_count_follows_the_queue_and_the_cpu(active, load, expected, why):

@@ -63,6 +63,9 @@ def _kube_ldflags() -> tuple[str, ...]:
 
 # The version in the name: worktrees pinned to another LWS share this cache without rebuilding over each other.
 LWS_BINARY = f"lws-controller-{versions.LWS}"
+PROMETHEUS_BINARY = f"prometheus-{versions.PROMETHEUS_RELEASE}"
+KEDA_OPERATOR_BINARY = f"keda-operator-{versions.KEDA}"
+KEDA_ADAPTER_BINARY = f"keda-adapter-{versions.KEDA}"
 
 
 def tools() -> list[Component]:
@@ -80,6 +83,17 @@ def tools() -> list[Component]:
                   (f"-X sigs.k8s.io/kueue/pkg/version.GitVersion={versions.KUEUE}",)),
         # The LeaderWorkerSet controller (multi-node ModelDeployment replicas); run by e2e/controlplane/components.py.
         Component(LWS_BINARY, "sigs.k8s.io/lws/cmd", "lws", f"sigs.k8s.io/lws@{versions.LWS}"),
+        # The Prometheus server that scrapes the simulated model metrics (e2e/controlplane/signals.py).
+        Component(PROMETHEUS_BINARY, "github.com/prometheus/prometheus/cmd/prometheus", "prometheus",
+                  f"github.com/prometheus/prometheus@{versions.PROMETHEUS}",
+                  (f"-X github.com/prometheus/common/version.Version={versions.PROMETHEUS_RELEASE}",),
+                  # Only static targets and file_sd are used: the cloud service discoveries stay out.
+                  tags=("remove_all_sd",)),
+        # KEDA: the operator (ScaledObjects -> HPAs) and its external-metrics API server.
+        *(Component(binary, f"github.com/kedacore/keda/v2/cmd/{cmd}", "keda",
+                    f"github.com/kedacore/keda/v2@{versions.KEDA}",
+                    (f"-X github.com/kedacore/keda/v2/version.Version={versions.KEDA.lstrip('v')}",))
+          for binary, cmd in ((KEDA_OPERATOR_BINARY, "operator"), (KEDA_ADAPTER_BINARY, "adapter"))),
     ]
 
 

@@ -49,6 +49,13 @@ STAGES_DIR = HERE / "stages"
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 CONTROLLER_MANAGER_QPS = 100  # client requests/s of kube-controller-manager (default 20)
+# The aggregation layer (KEDA's external metrics API) reaches an APIService's endpoints directly: there is no
+# kube-proxy to carry a Service's cluster IP.
+APISERVER_AGGREGATION_FLAGS = ("--enable-aggregator-routing=true",)
+# The HPA controller (inside kube-controller-manager) reads metrics every 2 s (default 15 s) and scales down
+# after 10 s of lower recommendations (default 5 min), so autoscaling tests take seconds. An HPA's own
+# behavior.scaleDown.stabilizationWindowSeconds still overrides the latter.
+HPA_FLAGS = ("--horizontal-pod-autoscaler-sync-period=2s", "--horizontal-pod-autoscaler-downscale-stabilization=10s")
 KWOK_NODE_IP = "10.240.0.1"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 CLUSTER_NAME = "mlplatform-local"
@@ -85,6 +92,11 @@ class NodeSpec:
     gpu_product: str = ""
     pods: int = 110
     ip: str = ""
+    zone: str = ""
+
+    def labels(self) -> dict[str, str]:
+        """The labels `up` sets, also on the nodes of a cluster started by an older checkout."""
+        return {"topology.kubernetes.io/zone": self.zone, "topology.kubernetes.io/region": REGION} if self.zone else {}
 
     def manifest(self) -> dict:
         labels = {
@@ -95,6 +107,7 @@ class NodeSpec:
             "beta.kubernetes.io/os": "linux",
             "beta.kubernetes.io/arch": "amd64",
             "type": "kwok",
+            **self.labels(),
         }
         capacity = {"cpu": str(self.cpu), "memory": self.memory, "pods": str(self.pods),
                     "ephemeral-storage": "1Ti"}
@@ -124,20 +137,28 @@ class NodeSpec:
 
 
 DEFAULT_CPU_NODES = 3
+# Simulated zones (topology spread of model pods): nodes take them in turn, by their index within their kind.
+ZONES = ("zone-a", "zone-b", "zone-c")
+REGION = "local"
+
+
+def zone(i: int) -> str:
+    return ZONES[i % len(ZONES)]
 MAX_CPU_NODES = 500
 
 
 def cpu_node(i: int) -> NodeSpec:
     # 400 pods per CPU node (kubelet's default is 110): room for scale benchmarks.
-    return NodeSpec(f"kwok-cpu-{i}", 32, "128Gi", "cpu-32", pods=400, ip=f"10.241.{i // 250}.{10 + i % 250}")
+    return NodeSpec(f"kwok-cpu-{i}", 32, "128Gi", "cpu-32", pods=400, ip=f"10.241.{i // 250}.{10 + i % 250}",
+                    zone=zone(i))
 
 
 def node_specs(cpu_nodes: int = DEFAULT_CPU_NODES) -> list[NodeSpec]:
     """The simulated nodes: cpu_nodes CPU nodes, 4 H100 nodes (8 GPUs each), 1 L4 node (4 GPUs)."""
     return ([cpu_node(i) for i in range(cpu_nodes)]
             + [NodeSpec(f"kwok-h100-{i}", 96, "1000Gi", "gpu-h100x8", 8, "NVIDIA-H100-80GB-HBM3",
-                        ip=f"10.240.0.{20 + i}") for i in range(4)]
-            + [NodeSpec("kwok-l4-0", 48, "192Gi", "gpu-l4x4", 4, "NVIDIA-L4", ip="10.240.0.30")])
+                        ip=f"10.240.0.{20 + i}", zone=zone(i)) for i in range(4)]
+            + [NodeSpec("kwok-l4-0", 48, "192Gi", "gpu-l4x4", 4, "NVIDIA-L4", ip="10.240.0.30", zone=zone(1))])
 
 
 
@@ -632,6 +653,7 @@ class Cluster:
             if self._running(st) and all(p.alive() for p in st.procs.values()):
                 if wanted_cpu_nodes is not None and wanted_cpu_nodes > st.cpu_nodes:
                     self._add_cpu_nodes(st, wanted_cpu_nodes, t0)
+                self._label_nodes(st)
                 return self.kubeconfig
             if any(p.alive() for p in st.procs.values()):
                 log("found a partly running cluster that cannot be restarted in place; stopping it first")
@@ -742,6 +764,7 @@ class Cluster:
             # On SIGTERM, stop waiting for open watches after 2 s (the default waits for the
             # HTTP server's 60 s shutdown timeout: longer than a node's grace period).
             "--shutdown-watch-termination-grace-period=2s",
+            *APISERVER_AGGREGATION_FLAGS,
             "--profiling=false",
             "--v=0",
         ])
@@ -771,6 +794,7 @@ class Cluster:
             # ReplicaSet controller then makes ~8 pods/s, so every workload waits on it behind a burst.
             f"--kube-api-qps={CONTROLLER_MANAGER_QPS}",
             f"--kube-api-burst={2 * CONTROLLER_MANAGER_QPS}",
+            *HPA_FLAGS,
             "--profiling=false",
             "--v=0",
         ])
@@ -889,6 +913,35 @@ class Cluster:
             return names <= ready
         wait_for("nodes Ready", nodes_ready, timeout, st, list(ORDER), interval=0.5)
 
+    def _label_nodes(self, st: State) -> None:
+        """Zone labels on the nodes of a cluster started before nodes had them."""
+        api = Api(self.run, st.ports["apiserver"])
+        status, body = api.request("GET", "/api/v1/nodes")
+        if status != 200:
+            return
+        have = {item["metadata"]["name"]: item["metadata"].get("labels") or {} for item in body["items"]}
+        for n in node_specs(st.cpu_nodes):
+            wanted = n.labels()
+            if n.name in have and any(have[n.name].get(k) != v for k, v in wanted.items()):
+                api.request("PATCH", f"/api/v1/nodes/{n.name}", {"metadata": {"labels": wanted}})
+
+    def ensure_flags(self, name: str, flags: tuple[str, ...]) -> bool:
+        """Restart one running component with `flags` added when its command line lacks any of them (a cluster
+        started by an older checkout). True when it was restarted."""
+        with self.lock():
+            st = State.load(self.run)
+            proc = st.procs[name]
+            argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+            names = {f.split("=", 1)[0] for f in flags}
+            if all(f in argv for f in flags):
+                return False
+            argv = [a for a in argv if a.split("=", 1)[0] not in names] + list(flags)
+            stop_process(proc)
+            start_process(st, name, argv)
+            wait_for(f"{name} healthy", self._health_checks(st)[name], 120, st, [name])
+            log(f"restarted {name} with {' '.join(flags)}")
+            return True
+
     def _add_cpu_nodes(self, st: State, cpu_nodes: int, t0: float) -> None:
         added = [cpu_node(i) for i in range(st.cpu_nodes, cpu_nodes)]
         self._create_nodes(Api(self.run, st.ports["apiserver"]), added)
@@ -910,11 +963,11 @@ class Cluster:
             self._down(st)
 
     def _stop_components(self) -> None:
-        """The extra components started on this cluster (components.py: Kueue, LWS): their processes would
-        outlive it. Their CRDs stay in etcd, as everything else does."""
+        """The extra components started on this cluster (components.py: Kueue, LWS, KEDA, Prometheus): their
+        processes (and KEDA's network namespace) would outlive it. Their CRDs stay in etcd, as everything else does."""
         import components  # e2e/controlplane/components.py (it imports this module)
 
-        for name in components.SPECS:
+        for name in components.NAMES:
             if (self.run / name / "state.json").exists():
                 components.runner(name, self.run).down(remove_crds=False)
                 log(f"stopped {name}")

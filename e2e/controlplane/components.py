@@ -18,7 +18,7 @@ What `up` does for a component (the same steps for each):
 then, when asked, the CRDs and their objects (finalizers cleared: no manager is left to clear them),
 then stops the process by its pid. `status` prints the state and whether it serves.
 
-    python e2e/controlplane/components.py {kueue|lws} {up|down|status} [--run-dir DIR]
+    python e2e/controlplane/components.py {kueue|lws|prometheus|keda} {up|down|status} [--run-dir DIR]
 
 Adding a component (Prometheus, KEDA, ...) is a Spec below plus, where needed, a configuration function
 and a webhook filter; build.py gets its tools() entry and go/<dir>/ its wrapper module.
@@ -161,6 +161,10 @@ LWS = Spec(
 )
 
 SPECS = {spec.name: spec for spec in (KUEUE, LWS)}
+# Components with runners of their own (no webhooks; processes, a network namespace, an APIService):
+# e2e/controlplane/prometheus_server.py and keda.py. KEDA first: `down` stops it before the Prometheus it queries.
+OWN_RUNNERS = ("keda", "prometheus")
+NAMES = (*SPECS, *OWN_RUNNERS)
 
 
 # ------------------------------------------------------------------------------------------ the runner
@@ -176,8 +180,10 @@ def module_dir(module: str, version: str) -> Path:
     return Path(info["Dir"])
 
 
-def issue_serving_cert(pki: Path, out_dir: Path, common_name: str) -> None:
-    """tls.crt/tls.key for 127.0.0.1 and localhost, signed by the cluster CA (<pki>/ca.crt, ca.key)."""
+def issue_serving_cert(pki: Path, out_dir: Path, common_name: str, dns: tuple[str, ...] = (),
+                       ips: tuple[str, ...] = (), client: bool = False) -> None:
+    """tls.crt/tls.key for 127.0.0.1 and localhost (and `dns`, `ips`), signed by the cluster CA (<pki>/ca.crt,
+    ca.key); `client`: usable as a client certificate too (mutual TLS)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -196,10 +202,11 @@ def issue_serving_cert(pki: Path, out_dir: Path, common_name: str) -> None:
         .not_valid_before(now)
         .not_valid_after(now + dt.timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                       critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]
+                                             + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])), critical=False)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName(d) for d in ("localhost", *dns)]
+            + [x509.IPAddress(ipaddress.ip_address(i)) for i in ("127.0.0.1", *ips)]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -429,13 +436,22 @@ class Runner:
         raise ComponentError(f"{self.spec.name}: CRDs still present after 90s: {left}")
 
 
-def runner(name: str, run_dir: str | os.PathLike | None = None) -> Runner:
+def runner(name: str, run_dir: str | os.PathLike | None = None):
+    """The runner of one component: up(), down(remove_crds=...), running(), state()."""
+    if name == "prometheus":
+        import prometheus_server  # e2e/controlplane/prometheus_server.py (imports this module's neighbours)
+
+        return prometheus_server.PrometheusRunner(run_dir)
+    if name == "keda":
+        import keda  # e2e/controlplane/keda.py
+
+        return keda.KedaRunner(run_dir)
     return Runner(SPECS[name], run_dir)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("component", choices=sorted(SPECS))
+    parser.add_argument("component", choices=sorted(NAMES))
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--run-dir", help="the cluster's run folder (default: as cluster.py)")
     parser.add_argument("--keep-crds", action="store_true", help="down: leave the CRDs and their objects")

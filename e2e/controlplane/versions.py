@@ -15,6 +15,8 @@ PROMETHEUS_RELEASE = "3.16.0"   # the Prometheus release that module version is 
 KUEUE = "v0.17.0"               # module sigs.k8s.io/kueue (the Kueue manager, a tool; go/kueue/go.mod pins the same)
 LWS = "v0.9.0"                  # module sigs.k8s.io/lws (the LeaderWorkerSet controller, a tool; go/lws/go.mod pins the same;
                                 # v0.9.0 counts a group ready only when its workers are)
+KEDA = "v2.21.0"                # module github.com/kedacore/keda/v2 (operator + metrics API server, tools; go/keda/go.mod
+                                # pins the same; v2.21.1 needs Go >= 1.27.4)
 
 KUBE_COMMANDS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"]
 

@@ -1,5 +1,5 @@
--- Argo CD health check for mlplatform.dev FeatureView, ModelDeployment and TrainingJob.
--- One script for the three kinds (rendered into each resource.customizations.health key).
+-- Argo CD health check for mlplatform.dev FeatureView, ModelDeployment, TrainingJob and BatchPrediction.
+-- One script for the four kinds (rendered into each resource.customizations.health key).
 -- Argo CD runs it with gopher-lua (Lua 5.1) and, for scripts from argocd-cm, only the base,
 -- table and os libraries: no string or math library, so no string methods here.
 -- Order: not yet observed -> Progressing; Stalled or failed -> Degraded; spec.suspend ->

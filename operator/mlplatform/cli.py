@@ -180,7 +180,9 @@ def cmd_validate(args) -> int:
     config = _load_config_or_exit(args.config)
     result = _validated(args.filename, _schema_checker())
     for doc, resource in result.resources:
-        result.errors += [_problem_line(doc, problem) for problem in config_problems(resource, config)]
+        # The built-in configuration names no Prometheus: signals are checked against a given configuration only.
+        problems = config_problems(resource, config, signals=args.config is not None)
+        result.errors += [_problem_line(doc, problem) for problem in problems]
     for line in result.errors:
         print(line, file=sys.stderr)
     if result.errors:
@@ -350,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also list the documents that are not ours: schema-checked or skipped")
     p.add_argument("--config", help="operator configuration YAML whose presets are checked against (default: "
-                   "the built-in one): model.format, runtime.parallelism, nodesPerReplica")
+                   "the built-in one): model.format, runtime.parallelism, nodesPerReplica; with a given configuration also "
+                   "the model signals: Prometheus targets and rollout.canary.analysis need its prometheus.url")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("render", help="print the child objects the operator will apply")
@@ -358,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="operator configuration YAML")
     p.add_argument("-n", "--namespace", default="default", help="namespace for manifests that name none")
     p.add_argument("--artifact", action="append", default=[], metavar="TRAININGJOB=URI",
-                   help="preview a ModelDeployment.fromTrainingJob as if that job's run produced URI")
+                   help="preview a model.fromTrainingJob as if that job's run produced URI (also NAME=URI for a "
+                   "BatchPrediction's model.fromModelDeployment: as if that ModelDeployment served URI)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("run", help="run the operator")

@@ -21,6 +21,26 @@ class MultiNodeConfig(ApiModel):
                                       "the leader's address (set by the LeaderWorkerSet controller).")
 
 
+class ServerMetricsConfig(ApiModel):
+    """What a model server exposes to Prometheus: where, and the series each signal is read from. A series is a
+    PromQL selector (a name, optionally with label matchers); None: the server has no such metric."""
+
+    port: int | None = field("Port of the metrics endpoint; None: the server's port.", ge=1, le=65535)
+    path: str = Field("/metrics", description="Path of the metrics endpoint.", pattern=r"^/")
+    queue: str | None = field("Gauge: requests waiting (targets.queueDepth).")
+    kv_cache: str | None = field("Gauge: KV cache in use (targets.kvCacheUtilization).")
+    kv_cache_scale: float = Field(100.0, description="Factor from the KV-cache gauge to percent (100 for a 0-1 "
+                                  "fraction).", gt=0)
+    in_flight: str | None = field("Gauge: requests being served (targets.concurrency).")
+    requests: str | None = field("Counter: requests answered (targets.requestsPerSecond, the error rate's "
+                                 "denominator).")
+    errors: str | None = field("Counter: requests answered with a server error (5xx or failure).")
+    latency_histogram: str | None = field("Histogram (without _bucket): request latency, for the p99 of "
+                                          "rollout.canary.analysis.maxLatencyMs.")
+    latency_unit_seconds: float = Field(1.0, description="Seconds per unit of the latency histogram's buckets.",
+                                        gt=0)
+
+
 class RuntimePresetConfig(ApiModel):
     image: str = Field(..., description="Server image.")
     gpu_image: str | None = field("Image used instead when the deployment asks for a GPU.")
@@ -39,6 +59,14 @@ class RuntimePresetConfig(ApiModel):
     multi_node: MultiNodeConfig | None = field(
         "How a replica spans nodes (nodesPerReplica > 1, a LeaderWorkerSet group). None: the preset refuses "
         "nodesPerReplica > 1.")
+    metrics: ServerMetricsConfig | None = field(
+        "The server's Prometheus metrics. None: not scraped, and no Prometheus target or analysis is possible.")
+    liveness_path: str | None = field("HTTP liveness path; None: the readiness path ({name} filled in), or TCP.")
+    drain_seconds: int = Field(15, description="preStop sleep: how long a terminating pod keeps serving while "
+                               "endpoints and the gateway stop sending it requests.", ge=0, le=3600)
+    termination_grace_seconds: int = Field(
+        60, description="terminationGracePeriodSeconds: drainSeconds plus the longest request the server finishes "
+        "after SIGTERM.", ge=1, le=86400)
 
 
 def _default_presets() -> dict[str, RuntimePresetConfig]:
@@ -51,6 +79,12 @@ def _default_presets() -> dict[str, RuntimePresetConfig]:
             # TensorRT plans and Python backends are "custom". Triton's tensor parallelism lives in the model
             # repository (TensorRT-LLM engines), not in server arguments: no parallelismArgs.
             formats=["onnx", "tensorflow", "pytorch", "custom"], startup_timeout_seconds=1800,
+            # Triton docs, user_guide/metrics.md: per-model counters on :8002/metrics; no latency histogram by default.
+            metrics=ServerMetricsConfig(
+                port=8002, queue="nv_inference_pending_request_count",
+                requests='{__name__=~"nv_inference_request_success|nv_inference_request_failure"}',
+                errors="nv_inference_request_failure"),
+            liveness_path="/v2/health/live", drain_seconds=20, termination_grace_seconds=120,
         ),
         "vllm": RuntimePresetConfig(
             image="vllm/vllm-openai:v0.11.0",
@@ -58,6 +92,12 @@ def _default_presets() -> dict[str, RuntimePresetConfig]:
             port=8000, readiness_path="/health",
             formats=["huggingface"], startup_timeout_seconds=1800,
             parallelism_args=["--tensor-parallel-size={tensor}", "--pipeline-parallel-size={pipeline}"],
+            # vLLM's /metrics (docs: "Production metrics"), plus the FastAPI instrumentator's http_* series.
+            metrics=ServerMetricsConfig(
+                queue="vllm:num_requests_waiting", kv_cache="vllm:kv_cache_usage_perc", kv_cache_scale=100.0,
+                in_flight="vllm:num_requests_running", requests="http_requests_total",
+                errors='http_requests_total{status="5xx"}', latency_histogram="vllm:e2e_request_latency_seconds"),
+            liveness_path="/health", drain_seconds=30, termination_grace_seconds=300,
             # vLLM across nodes: a Ray cluster per group, the head on the leader (vLLM docs, LWS examples).
             multi_node=MultiNodeConfig(
                 leader_command=["/bin/sh", "-c", "ray start --head --port=6379 && exec python3 -m "
@@ -71,24 +111,41 @@ def _default_presets() -> dict[str, RuntimePresetConfig]:
             args=["--start", "--foreground", "--model-store={model_dir}", "--models=all", "--disable-token-auth"],
             port=8080, grpc_port=7070, readiness_path="/ping",
             formats=["pytorch"], startup_timeout_seconds=600,
+            # TorchServe's metrics API (metrics_mode=prometheus) on :8082; its latencies are counters, not histograms.
+            metrics=ServerMetricsConfig(port=8082, requests="ts_inference_requests_total", errors="Requests5XX"),
+            liveness_path="/ping", drain_seconds=15, termination_grace_seconds=120,
         ),
         "sklearn": RuntimePresetConfig(
             image="kserve/sklearnserver:v0.15.2",
             args=["--model_name={name}", "--model_dir={model_dir}", "--http_port={port}"],
             port=8080, grpc_port=8081, readiness_path="/v1/models/{name}",
             formats=["sklearn"], startup_timeout_seconds=300,
+            # KServe's model server: latency histograms on its HTTP port; no request or error counter (serve
+            # sklearn with the mlserver preset for an error rate).
+            metrics=ServerMetricsConfig(latency_histogram="request_predict_seconds"),
+            drain_seconds=10, termination_grace_seconds=60,
         ),
         "xgboost": RuntimePresetConfig(
             image="kserve/xgbserver:v0.15.2",
             args=["--model_name={name}", "--model_dir={model_dir}", "--http_port={port}"],
             port=8080, grpc_port=8081, readiness_path="/v1/models/{name}",
             formats=["xgboost"], startup_timeout_seconds=300,
+            # KServe's model server: latency histograms on its HTTP port; no request or error counter (serve
+            # xgboost with the mlserver preset for an error rate).
+            metrics=ServerMetricsConfig(latency_histogram="request_predict_seconds"),
+            drain_seconds=10, termination_grace_seconds=60,
         ),
         "mlserver": RuntimePresetConfig(
             image="seldonio/mlserver:1.7.1",
             command=["mlserver", "start", "{model_dir}"],
             port=8080, grpc_port=8081, readiness_path="/v2/health/ready",
             formats=["sklearn", "xgboost", "huggingface", "custom"], startup_timeout_seconds=600,
+            # MLServer docs, user-guide/metrics: :8082/metrics, REST series prefixed rest_server (starlette_exporter).
+            metrics=ServerMetricsConfig(
+                port=8082, in_flight="rest_server_requests_in_progress", requests="rest_server_requests_total",
+                errors='rest_server_requests_total{status_code=~"5.."}',
+                latency_histogram="rest_server_request_duration_seconds"),
+            liveness_path="/v2/health/live", drain_seconds=10, termination_grace_seconds=60,
         ),
     }
 
@@ -124,14 +181,44 @@ class FeastConfig(ApiModel):
 
 
 class MetricNamesConfig(ApiModel):
+    """Names of the custom metrics the HPA reads (engine hpa): the chart's prometheus-adapter rules make them."""
+
     gpu_utilization: str = Field("DCGM_FI_DEV_GPU_UTIL", description="Per-pod metric for targets.gpuUtilization.")
     requests_per_second: str = Field("http_requests_per_second", description="Per-pod metric for targets.requestsPerSecond.")
+    queue_depth: str = Field("mlplatform_queue_depth", description="Per-pod metric for targets.queueDepth.")
+    kv_cache_utilization: str = Field("mlplatform_kv_cache_utilization",
+                                      description="Per-pod metric for targets.kvCacheUtilization (percent).")
+    concurrency: str = Field("mlplatform_concurrency", description="Per-pod metric for targets.concurrency.")
+
+
+class PrometheusConfig(ApiModel):
+    url: str | None = field(
+        "The Prometheus the operator (rollout.canary.analysis) and KEDA (engine keda triggers) query, e.g. "
+        "http://prometheus.monitoring.svc:9090. None: Prometheus targets under keda and analysis are refused.",
+        pattern=r"^https?://")
+    pod_monitors: bool = Field(
+        False, description="true: each model gets a PodMonitor (monitoring.coreos.com/v1; the Prometheus Operator "
+        "must be installed); false: its pods carry prometheus.io/scrape, port and path annotations.")
+    dcgm_gpu_utilization: str = Field(
+        "DCGM_FI_DEV_GPU_UTIL", description="dcgm-exporter's GPU utilization gauge (percent), labelled with the "
+        "namespace and pod the GPU is assigned to.")
+    wake_query: str = Field(
+        'sum(envoy_cluster_upstream_rq_pending_active{envoy_cluster_name=~"httproute/{namespace}/{route}/rule/.*"})',
+        description="PromQL of the demand that exists while no replica runs (requests pending at the gateway for "
+        "the model's route): wakes a model at zero (minReplicas 0). {namespace} and {route} are filled in.")
+    instance_label: str = Field("app_kubernetes_io_instance", description="Series label of the pod label "
+                                "app.kubernetes.io/instance (the model's name), as the scrape configuration maps it.")
+    version_label: str = Field("mlplatform_dev_version", description="Series label of the pod label "
+                               "mlplatform.dev/version (stable or canary), as the scrape configuration maps it.")
+    query_timeout_seconds: float = Field(5.0, description="Timeout of one query of the operator.", gt=0, le=60)
 
 
 class DefaultsConfig(ApiModel):
     training_ttl_seconds_after_finished: int = Field(604800, description="ttlSecondsAfterFinished when the spec has none.", ge=0)
     materialization_ttl_seconds_after_finished: int = Field(86400, description="TTL of finished materialization Jobs.", ge=0)
     scale_down_stabilization_seconds: int = Field(300, description="HPA scale-down stabilization when the spec has none.", ge=0)
+    keda_polling_interval_seconds: int = Field(15, description="engine keda: how often KEDA reads the triggers "
+                                               "(its pollingInterval; also how soon a model at zero wakes).", ge=1)
     canary_progress_deadline_seconds: int = Field(
         600, description="A canary Deployment not Ready within this many seconds (its progressDeadlineSeconds) "
                          "is aborted.", ge=1)
@@ -163,6 +250,8 @@ class OperatorConfig(ApiModel):
         description="GPU type name (resources.gpu.type) -> node labels its pods select.",
     )
     metrics: MetricNamesConfig = Field(default_factory=MetricNamesConfig, description="Custom metric names.")
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig,
+                                         description="The Prometheus that scrapes model pods, and how.")
     pod_annotation_prefixes: list[str] = Field(
         default_factory=list,
         description="Annotations of a custom resource whose key starts with one of these prefixes are copied to "

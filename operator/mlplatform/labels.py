@@ -15,6 +15,8 @@ RUN_LABEL = "mlplatform.dev/run"
 GENERATION_LABEL = "mlplatform.dev/generation"
 # On a canary Deployment, its selector and pods: "canary".
 TRACK_LABEL = "mlplatform.dev/track"
+# On model pods: "stable" or "canary", which their metrics carry (series of a canary told apart from the rest).
+VERSION_LABEL = "mlplatform.dev/version"
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
 NAME_LABEL = "app.kubernetes.io/name"

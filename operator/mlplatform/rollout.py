@@ -16,11 +16,46 @@ RUNNING = (PROGRESSING, PAUSED, PROMOTING)
 DEFAULT_STEP_SECONDS = 300
 
 
+DEFAULT_MIRROR_SECONDS = 300
+DEFAULT_ANALYSIS_INTERVAL_SECONDS = 30
+DEFAULT_FAILURE_LIMIT = 1
+ANALYSIS_FAILED = "AnalysisFailed"
+# Kept in status.rollout from one reconcile of a canary to the next (dropped when another canary starts).
+CARRIED = ("mirrorStartTime", "mirrorEndTime", "analysis")
+
+
+@dataclass(frozen=True)
+class AnalysisPolicy:
+    max_error_rate: float | None = None
+    max_latency_ms: float | None = None
+    interval_seconds: int = DEFAULT_ANALYSIS_INTERVAL_SECONDS
+    failure_limit: int = DEFAULT_FAILURE_LIMIT
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One metric of a check: what it is, its bound, the value read (None: no data), and why there is none."""
+    metric: str          # e.g. "error rate"
+    bound_name: str      # e.g. "maxErrorRate"
+    bound: float
+    value: float | None
+    problem: str | None = None  # the query failed, or returned nothing
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    passed: bool
+    message: str
+
+
 @dataclass(frozen=True)
 class CanaryPolicy:
     steps: tuple[int, ...]
     step_seconds: int = DEFAULT_STEP_SECONDS
     pause: bool = False
+    mirror_percent: int = 0
+    mirror_seconds: int = DEFAULT_MIRROR_SECONDS
+    analysis: AnalysisPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +72,7 @@ class RolloutInputs:
     exact_weights: bool = False     # a Gateway route splits traffic exactly (else the shared Service, by pods)
     stable_rolled: bool = False     # the stable Deployment runs the desired template on all N, available
     now: datetime = datetime.fromtimestamp(0, timezone.utc)
+    readings: tuple[Reading, ...] | None = None  # an analysis check made now (analysis_due said so), else None
 
 
 @dataclass(frozen=True)
@@ -48,6 +84,7 @@ class RolloutDecision:
     requeue_after: float | None = None
     aborted: str | None = None      # news: the canary was aborted just now, and why
     capacity_weight: int = 0        # the share the canary Deployment is sized for (the current step's)
+    mirror_percent: int = 0         # percent of requests mirrored to the canary now (RequestMirror)
 
 
 def _iso(t: datetime) -> str:
@@ -83,7 +120,9 @@ def _ended(previous: dict, phase: str, weight: int, message: str) -> dict:
 
 def _status(inputs: RolloutInputs, phase: str, step: int, weight: int, message: str, **extra) -> dict:
     previous = inputs.previous or {}
+    carried = {k: previous[k] for k in CARRIED if k in previous} if previous.get("canaryHash") == inputs.desired_hash else {}
     out = {
+        **carried,
         "phase": phase, "step": step, "canaryWeight": weight,
         "stableModelUri": inputs.stable_model_uri, "canaryModelUri": inputs.desired_model_uri,
         "message": message, "stableHash": inputs.stable_hash, "canaryHash": inputs.desired_hash,
@@ -131,6 +170,83 @@ def _promoting(inputs: RolloutInputs) -> RolloutDecision:
     return RolloutDecision(True, True, weight, status, capacity_weight=last)
 
 
+def judge(readings: tuple[Reading, ...]) -> CheckResult:
+    """A check passes when every metric has a value within its bound. No data is not a pass: a canary that
+    received no requests, or whose series are missing, has shown nothing."""
+    parts, passed = [], True
+    for r in readings:
+        if r.value is None:
+            passed = False
+            parts.append(f"{r.metric}: no data ({r.problem or 'the query returned nothing'}), counted as failed")
+        elif r.value > r.bound:
+            passed = False
+            parts.append(f"{r.metric} {r.value:.4g} > {r.bound_name} {r.bound:g}")
+        else:
+            parts.append(f"{r.metric} {r.value:.4g} <= {r.bound_name} {r.bound:g}")
+    return CheckResult(passed, "; ".join(parts))
+
+
+def _last_checked(previous: dict) -> datetime | None:
+    return _parse((previous.get("analysis") or {}).get("lastCheckTime"))
+
+
+def analysis_due(policy: CanaryPolicy | None, previous: dict | None, desired_hash: str, now: datetime) -> bool:
+    """Whether the controller should query Prometheus now: the canary of this template holds a routed step,
+    and intervalSeconds have passed since the step began or the last check (each check reads the window since)."""
+    return seconds_to_next_check(policy, previous, desired_hash, now) == 0
+
+
+def seconds_to_next_check(policy: CanaryPolicy | None, previous: dict | None, desired_hash: str,
+                          now: datetime) -> float | None:
+    previous = previous or {}
+    # A paused canary is not judged (its readings would not be recorded): checks resume with the step.
+    if policy is None or policy.analysis is None or policy.pause or previous.get("phase") != PROGRESSING \
+            or previous.get("canaryHash") != desired_hash or not previous.get("canaryWeight"):
+        return None
+    step_start = _parse(previous.get("stepStartTime"))
+    if step_start is None:
+        return None
+    last = max(filter(None, (step_start, _last_checked(previous))))
+    return max(policy.analysis.interval_seconds - (now - last).total_seconds(), 0.0)
+
+
+def _record_check(previous: dict, readings: tuple[Reading, ...], now: datetime) -> tuple[dict, CheckResult]:
+    result = judge(readings)
+    before = previous.get("analysis") or {}
+    analysis = {"checks": int(before.get("checks") or 0) + 1,
+                "failedChecks": int(before.get("failedChecks") or 0) + (0 if result.passed else 1),
+                "lastCheckTime": _iso(now), "lastPassed": result.passed, "lastResult": result.message}
+    return analysis, result
+
+
+def _passed_during_step(analysis: dict, step_start: datetime) -> bool:
+    checked = _parse(analysis.get("lastCheckTime"))
+    return bool(analysis.get("lastPassed")) and checked is not None and checked >= step_start
+
+
+def _mirroring(inputs: RolloutInputs, steps: int) -> RolloutDecision | None:
+    """Before step 1: mirrorPercent of the requests are copied to the canary for mirrorSeconds (from the first
+    reconcile that saw a Ready canary pod), none routed to it. None once the mirroring is over."""
+    policy, previous = inputs.policy, inputs.previous or {}
+    if not policy.mirror_percent or previous.get("mirrorEndTime"):
+        return None
+    capacity = max(policy.steps[0], policy.mirror_percent)
+    if inputs.canary_ready_replicas < 1:
+        status = _status(inputs, PROGRESSING, 1, 0, f"waiting for a Ready canary replica before mirroring "
+                         f"{policy.mirror_percent}% of the requests to it ({inputs.canary_ready_replicas} Ready)")
+        return RolloutDecision(False, True, 0, status, capacity_weight=capacity, mirror_percent=policy.mirror_percent)
+    started = _parse(previous.get("mirrorStartTime")) or inputs.now
+    elapsed = (inputs.now - started).total_seconds()
+    if elapsed < policy.mirror_seconds:
+        status = _status(inputs, PROGRESSING, 1, 0,
+                         f"mirroring {policy.mirror_percent}% of the requests to the canary for "
+                         f"{policy.mirror_seconds}s before step 1/{steps} (responses discarded)",
+                         mirrorStartTime=_iso(started))
+        return RolloutDecision(False, True, 0, status, policy.mirror_seconds - elapsed, capacity_weight=capacity,
+                               mirror_percent=policy.mirror_percent)
+    return None
+
+
 def plan_rollout(inputs: RolloutInputs) -> RolloutDecision:
     policy, previous = inputs.policy, inputs.previous or {}
     phase = previous.get("phase")
@@ -171,16 +287,41 @@ def plan_rollout(inputs: RolloutInputs) -> RolloutDecision:
     weight = policy.steps[step - 1]
     if policy.pause:
         return _at_step(inputs, step, f"paused at step {step}/{steps} ({weight}%): rollout.canary.pause is true", None)
+    if step == 1:
+        mirroring = _mirroring(inputs, steps)
+        if mirroring is not None:
+            return mirroring
+        if policy.mirror_percent and not previous.get("mirrorEndTime"):
+            previous = {**previous, "mirrorEndTime": _iso(inputs.now)}
+            inputs = replace(inputs, previous=previous)
     if routed_weight(inputs, step) < weight:
         return _at_step(inputs, step, _waiting(inputs, step, ""), None)
     # The step's weight is routed: it holds stepSeconds from the first reconcile that saw it routed.
     started = _parse(previous.get("stepStartTime")) if previous.get("canaryWeight") == weight else None
     started = started or inputs.now
+    analysis = previous.get("analysis") or {}
+    if policy.analysis is not None and inputs.readings is not None:
+        analysis, result = _record_check(previous, inputs.readings, inputs.now)
+        if analysis["failedChecks"] >= policy.analysis.failure_limit:
+            message = (f"canary aborted at step {step}/{steps}: analysis failed {analysis['failedChecks']} of "
+                       f"{analysis['checks']} check(s) (failureLimit {policy.analysis.failure_limit}): {result.message}")
+            status = _status(inputs, ABORTED, step, 0, message, reason=ANALYSIS_FAILED, analysis=analysis)
+            return RolloutDecision(False, False, 0, status, aborted=message)
+        inputs = replace(inputs, previous={**previous, "analysis": analysis})
     elapsed = (inputs.now - started).total_seconds()
+    next_check = seconds_to_next_check(policy, {**inputs.previous, "stepStartTime": _iso(started),
+                                                "canaryWeight": weight, "phase": PROGRESSING},
+                                       inputs.desired_hash, inputs.now)
     if elapsed < policy.step_seconds:
         remaining = policy.step_seconds - elapsed
-        return _at_step(inputs, step, f"step {step}/{steps} at {weight}%: canary Ready, holding {policy.step_seconds}s",
-                        started, requeue_after=remaining)
+        if next_check is not None:
+            remaining = min(remaining, next_check or policy.analysis.interval_seconds)
+        return _at_step(inputs, step, f"step {step}/{steps} at {weight}%: canary Ready, holding {policy.step_seconds}s"
+                        + _analysis_note(analysis), started, requeue_after=remaining)
+    if policy.analysis is not None and not _passed_during_step(analysis, started):
+        return _at_step(inputs, step, f"step {step}/{steps} at {weight}%: waiting for a passing analysis check at "
+                        f"this step" + _analysis_note(analysis), started,
+                        requeue_after=next_check or policy.analysis.interval_seconds)
     if step < steps:
         nxt = step + 1
         if routed_weight(inputs, nxt) >= policy.steps[nxt - 1]:  # already enough Ready capacity for the next one
@@ -188,6 +329,13 @@ def plan_rollout(inputs: RolloutInputs) -> RolloutDecision:
                             f"{policy.step_seconds}s", inputs.now, requeue_after=policy.step_seconds)
         return _at_step(inputs, nxt, _waiting(inputs, nxt, ""), None)
     return _promoting(inputs)
+
+
+def _analysis_note(analysis: dict) -> str:
+    if not analysis.get("lastResult"):
+        return ""
+    return (f" (analysis: {analysis.get('failedChecks', 0)}/{analysis.get('checks', 0)} check(s) failed; last: "
+            f"{analysis['lastResult']})")
 
 
 def without_canary(previous: dict | None) -> RolloutDecision:

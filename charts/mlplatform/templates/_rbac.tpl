@@ -9,16 +9,17 @@ built-in system:discovery role grants it to every authenticated client.
 {{- define "mlplatform.operatorRules" -}}
 # The custom resources: listed and watched (the cache), never written except their status.
 - apiGroups: ["mlplatform.dev"]
-  resources: ["featureviews", "modeldeployments", "trainingjobs"]
+  resources: ["featureviews", "modeldeployments", "trainingjobs", "batchpredictions"]
   verbs: ["list", "watch"]
 # Status: a merge patch of the status subresource, written only when it changed.
 - apiGroups: ["mlplatform.dev"]
-  resources: ["featureviews/status", "modeldeployments/status", "trainingjobs/status"]
+  resources: ["featureviews/status", "modeldeployments/status", "trainingjobs/status", "batchpredictions/status"]
   verbs: ["patch"]
 # Children carry ownerReferences with blockOwnerDeletion: clusters that run the
 # OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift) require this.
 - apiGroups: ["mlplatform.dev"]
-  resources: ["featureviews/finalizers", "modeldeployments/finalizers", "trainingjobs/finalizers"]
+  resources: ["featureviews/finalizers", "modeldeployments/finalizers", "trainingjobs/finalizers",
+                "batchpredictions/finalizers"]
   verbs: ["update"]
 # Children: listed and watched by label, server-side applied (a PATCH; one that creates the object
 # is also authorized as create), pruned (delete). Deployments and Jobs are also read by name: their
@@ -36,6 +37,13 @@ built-in system:discovery role grants it to every authenticated client.
 - apiGroups: ["leaderworkerset.x-k8s.io"]
   resources: ["leaderworkersets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# ModelDeployment autoscaling.engine keda, and prometheus.podMonitors (served where installed).
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["podmonitors"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["list", "watch", "create", "patch", "delete"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
+from .batchprediction import BatchPrediction, BatchPredictionStatus
 from .common import API_VERSION, GROUP, VERSION, ApiModel, CommonStatus
 from .featureview import FeatureView, FeatureViewStatus
 from .modeldeployment import ModelDeployment, ModelDeploymentStatus
@@ -74,11 +75,22 @@ KINDS: dict[str, Kind] = {
                 AGE,
             ],
         ),
+        Kind(
+            "BatchPrediction", "batchpredictions", "bp", BatchPrediction, BatchPredictionStatus,
+            [
+                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "Shards", "type": "string", "jsonPath": ".status.shardSummary",
+                 "description": "succeeded/total shards of the current run"},
+                {"name": "Rows", "type": "integer", "jsonPath": ".status.rowsScored"},
+                {"name": "Model", "type": "string", "jsonPath": ".status.modelUri"},
+                AGE,
+            ],
+        ),
     )
 }
 
 __all__ = [
     "API_VERSION", "CATEGORIES", "GROUP", "KINDS", "Kind", "MAX_NAME_LENGTH", "NAME_PATTERN", "VERSION",
-    "FeatureView", "ModelDeployment", "TrainingJob",
-    "FeatureViewStatus", "ModelDeploymentStatus", "TrainingJobStatus",
+    "BatchPrediction", "FeatureView", "ModelDeployment", "TrainingJob",
+    "BatchPredictionStatus", "FeatureViewStatus", "ModelDeploymentStatus", "TrainingJobStatus",
 ]

@@ -131,11 +131,30 @@ class AutoscalingTargets(ApiModel):
         "Average GPU utilization per pod, percent: a per-pod custom metric (DCGM via a metrics adapter).", ge=1, le=100
     )
     requests_per_second: int | None = field("Requests per second per pod: a per-pod custom metric.", ge=1)
+    queue_depth: int | None = field(
+        "Requests waiting per replica (the preset's queue metric, e.g. vllm:num_requests_waiting), from Prometheus.",
+        ge=1)
+    kv_cache_utilization: int | None = field(
+        "Percent of the KV cache in use per replica (the preset's KV-cache metric; vllm), from Prometheus.",
+        ge=1, le=100)
+    concurrency: int | None = field("In-flight requests per replica (the preset's metric), from Prometheus.", ge=1)
+
+
+# Targets read from Prometheus (the rest are the kubelet's resource metrics).
+PROMETHEUS_TARGETS = ("gpu_utilization", "requests_per_second", "queue_depth", "kv_cache_utilization", "concurrency")
+DEFAULT_IDLE_SECONDS = 300
 
 
 class Autoscaling(ApiModel):
-    min_replicas: int = required("Lower bound of the HorizontalPodAutoscaler.", ge=1)
-    max_replicas: int = required("Upper bound of the HorizontalPodAutoscaler.", ge=1)
+    engine: Literal["hpa", "keda"] | None = field(
+        "hpa (default): a HorizontalPodAutoscaler, Prometheus targets through prometheus-adapter. keda: a KEDA "
+        "ScaledObject (KEDA creates and owns the HPA) with Prometheus triggers; required for minReplicas 0.")
+    min_replicas: int = required(
+        "Lower bound of the replicas; 0 (engine keda only): scaled to zero after idleSeconds without demand.", ge=0)
+    max_replicas: int = required("Upper bound of the replicas.", ge=1)
+    idle_seconds: int | None = field(
+        "With minReplicas 0: no demand for this long -> 0 replicas (KEDA's cooldownPeriod; default 300).",
+        ge=0, le=86400)
     targets: AutoscalingTargets = required(
         "Metrics to scale on; at least one.", json_schema_extra={"minProperties": 1}
     )
@@ -150,10 +169,35 @@ class Autoscaling(ApiModel):
             lambda a: a.min_replicas <= a.max_replicas,
         ),
         Rule(
+            "self.minReplicas >= 1 || (has(self.engine) && self.engine == 'keda')",
+            "autoscaling.minReplicas 0 (scale to zero) needs autoscaling.engine: keda",
+            "minReplicas",
+            lambda a: a.min_replicas >= 1 or a.engine == "keda",
+        ),
+        Rule(
             None,  # the schema's minProperties: 1 on targets; CEL has no size() of an object
-            "autoscaling.targets needs at least one of cpuUtilization, memoryUtilization, gpuUtilization, requestsPerSecond",
+            "autoscaling.targets needs at least one of cpuUtilization, memoryUtilization, gpuUtilization, "
+            "requestsPerSecond, queueDepth, kvCacheUtilization, concurrency",
             "targets",
             lambda a: bool(a.targets.model_dump(exclude_none=True)),
+        ),
+    )
+
+
+class Analysis(ApiModel):
+    max_error_rate: float | None = field("Highest fraction of 5xx responses of the canary (0-1), e.g. 0.01.",
+                                         ge=0, le=1)
+    max_latency_ms: int | None = field("Highest p99 latency of the canary, in milliseconds.", ge=1)
+    interval_seconds: int | None = field("Seconds between checks, and the window each check reads (default 30).",
+                                         ge=5, le=3600)
+    failure_limit: int | None = field("Failed checks (over a bound, or no data) at which the rollout is aborted "
+                                      "with reason AnalysisFailed (default 1).", ge=1, le=100)
+    rules = (
+        Rule(
+            "has(self.maxErrorRate) || has(self.maxLatencyMs)",
+            "rollout.canary.analysis needs maxErrorRate or maxLatencyMs",
+            None,
+            lambda a: a.max_error_rate is not None or a.max_latency_ms is not None,
         ),
     )
 
@@ -164,7 +208,20 @@ class Canary(ApiModel):
         min_length=1, max_length=10, json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 99}})
     step_seconds: int | None = field("How long each step holds once the canary is Ready (default 300).", ge=0, le=86400)
     pause: bool | None = field("true holds the canary at its current step: a manual gate committed in git.")
+    mirror_percent: int | None = field(
+        "Needs gateway: before step 1, this percent of requests is mirrored to the canary (HTTPRoute "
+        "RequestMirror filter; its responses are discarded) for mirrorSeconds.", ge=1, le=100)
+    mirror_seconds: int | None = field("How long the mirroring lasts before step 1 (default 300).", ge=1, le=86400)
+    analysis: Analysis | None = field(
+        "Judge the canary from Prometheus at every step: its 5xx rate and p99 latency against these bounds "
+        "(needs prometheus.url in the operator configuration); failureLimit failed checks abort the rollout.")
     rules = (
+        Rule(
+            "!has(self.mirrorSeconds) || has(self.mirrorPercent)",
+            "rollout.canary.mirrorSeconds needs rollout.canary.mirrorPercent",
+            "mirrorSeconds",
+            lambda c: c.mirror_seconds is None or c.mirror_percent is not None,
+        ),
         Rule(
             "self.steps.all(s, s >= 1 && s <= 99)",
             "rollout.canary.steps must each be between 1 and 99 (100 is the promotion itself)",
@@ -227,7 +284,9 @@ class ModelDeploymentSpec(ApiModel):
     scheduling: Scheduling | None = field("Node selection, tolerations and priority.")
     service_account_name: str | None = field("ServiceAccount of the pods (for model storage credentials).", max_length=253)
     replicas: int | None = field("Fixed number of replicas, used when autoscaling is absent (default 1).", ge=0)
-    autoscaling: Autoscaling | None = field("HorizontalPodAutoscaler bounds and targets; the HPA then owns the replica count.")
+    autoscaling: Autoscaling | None = field(
+        "Autoscaler bounds and targets (an HPA, or a KEDA ScaledObject with engine keda); it then owns the replica "
+        "count.")
     rollout: Rollout | None = field("Rolling update limits, and an optional canary.")
     gateway: Gateway | None = field(
         "Expose the model server through the Gateway API: an HTTPRoute named like the resource, to its Service.")
@@ -272,6 +331,14 @@ class ModelDeploymentSpec(ApiModel):
             lambda s: (s.nodes_per_replica or 1) == 1 or s.rollout is None or s.rollout.canary is None,
         ),
         Rule(
+            "!has(self.rollout) || !has(self.rollout.canary) || !has(self.rollout.canary.mirrorPercent) || "
+            "has(self.gateway)",
+            "rollout.canary.mirrorPercent needs spec.gateway (requests are mirrored by the HTTPRoute)",
+            "rollout.canary.mirrorPercent",
+            lambda s: s.rollout is None or s.rollout.canary is None or s.rollout.canary.mirror_percent is None
+            or s.gateway is not None,
+        ),
+        Rule(
             "!has(self.autoscaling) || !has(self.autoscaling.targets.gpuUtilization) || "
             "(has(self.resources) && has(self.resources.gpu))",
             "autoscaling.targets.gpuUtilization needs resources.gpu",
@@ -281,6 +348,14 @@ class ModelDeploymentSpec(ApiModel):
             or (s.resources is not None and s.resources.gpu is not None),
         ),
     )
+
+
+class AnalysisStatus(ApiModel):
+    failed_checks: int | None = field("Checks of this canary that failed (over a bound, or no data).")
+    checks: int | None = field("Checks of this canary so far.")
+    last_check_time: str | None = field("When the last check ran.", json_schema_extra={"format": "date-time"})
+    last_passed: bool | None = field("Whether the last check passed.")
+    last_result: str | None = field("What the last check found: each metric, its value and its bound.")
 
 
 class RolloutStatus(ApiModel):
@@ -294,14 +369,19 @@ class RolloutStatus(ApiModel):
     stable_model_uri: str | None = field("Model served by the stable Deployment.")
     canary_model_uri: str | None = field("Model served by the canary Deployment.")
     message: str | None = field("What the rollout is doing, or why it was aborted.")
-    reason: str | None = field("Why it was aborted: ProgressDeadlineExceeded, or SpecReverted (the spec went back "
-                               "to the stable template).")
+    reason: str | None = field("Why it was aborted: ProgressDeadlineExceeded, AnalysisFailed (a metric over its "
+                               "bound failureLimit times), or SpecReverted (the spec went back to the stable template).")
     stable_hash: str | None = field("Hash of the stable pod template.")
     canary_hash: str | None = field("Hash of the canary pod template.")
     step_start_time: str | None = field("When the current step began holding: the first reconcile that routed its weight "
                                         "(the canary's Ready capacity there); microsecond precision.",
                                         json_schema_extra={"format": "date-time"})
     start_time: str | None = field("When this canary started.", json_schema_extra={"format": "date-time"})
+    analysis: AnalysisStatus | None = field("rollout.canary.analysis: the checks of this canary so far.")
+    mirror_start_time: str | None = field("When mirroring to the canary began (rollout.canary.mirrorPercent).",
+                                          json_schema_extra={"format": "date-time"})
+    mirror_end_time: str | None = field("When mirroring to the canary ended and step 1 began.",
+                                        json_schema_extra={"format": "date-time"})
 
 
 class LineageFeature(ApiModel):

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import API_VERSION, KINDS, MAX_NAME_LENGTH, NAME_PATTERN
+from .batchprediction import DATA_URI_ALLOWED, DATA_URI_PATTERN
 from .common import (
     CRON_PATTERN,
     DNS_LABEL_PATTERN,
@@ -43,6 +44,7 @@ PATTERN_HELP = {
     SOURCE_PATH_PATTERN: "s3://, gs://, file:// or an absolute path",
     MODEL_URI_PATTERN: MODEL_URI_ALLOWED,
     OUTPUT_URI_PATTERN: "s3://, gs://, oci:// or pvc://<claim>/<path>",
+    DATA_URI_PATTERN: DATA_URI_ALLOWED,
     r"^/.*": "an absolute path starting with /",
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": "a DNS label: lowercase letters, digits and '-'",
 }

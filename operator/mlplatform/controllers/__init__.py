@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..api import KINDS
-from . import featureview, modeldeployment, trainingjob
+from . import batchprediction, featureview, modeldeployment, trainingjob
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,12 @@ CONTROLLERS: dict[str, Controller] = {
     "FeatureView": Controller(featureview.reconcile,
                               lambda ctx, ns, name: modeldeployment.dependents(ctx, "FeatureView", ns, name)
                               + trainingjob.triggered_by(ctx, ns, name)),
-    "ModelDeployment": Controller(modeldeployment.reconcile),
+    "ModelDeployment": Controller(modeldeployment.reconcile,
+                                  lambda ctx, ns, name: batchprediction.dependents(ctx, "ModelDeployment", ns, name)),
     "TrainingJob": Controller(trainingjob.reconcile,
-                              lambda ctx, ns, name: modeldeployment.dependents(ctx, "TrainingJob", ns, name)),
+                              lambda ctx, ns, name: modeldeployment.dependents(ctx, "TrainingJob", ns, name)
+                              + batchprediction.dependents(ctx, "TrainingJob", ns, name)),
+    "BatchPrediction": Controller(batchprediction.reconcile),
 }
 assert CONTROLLERS.keys() == KINDS.keys(), "every kind of the API has exactly one controller"
 RECONCILERS = {kind: controller.reconcile for kind, controller in CONTROLLERS.items()}

@@ -25,17 +25,25 @@ from ..render.canary import (
 from ..render.common import Owner
 from ..render.gateway import canary_service_name, http_route, model_version
 from ..render.modeldeployment import COMPONENT, SERVICE_PORT
+from ..render.promql import error_rate_query, latency_p99_ms_query
 from ..rollout import (
     ABORTED,
+    DEFAULT_ANALYSIS_INTERVAL_SECONDS,
+    DEFAULT_FAILURE_LIMIT,
+    DEFAULT_MIRROR_SECONDS,
     RUNNING,
+    AnalysisPolicy,
     CanaryPolicy,
+    Reading,
     RolloutDecision,
     RolloutInputs,
+    analysis_due,
     canary_replicas,
     plan_rollout,
     without_canary,
 )
 from ..runtime.cache import ResourceKey
+from ..runtime.prometheus import PrometheusError, client_for
 from ..status.conditions import Cond
 from ..status.pods import first_problem, pod_ready
 from .base import Context, is_subset, live_child
@@ -90,8 +98,10 @@ def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[di
     if failure:
         problem = first_problem(canary_pods, {})
         failure = f"{problem.reason}: {problem.message}" if problem else failure
-    policy = CanaryPolicy(tuple(canary.steps), canary.step_seconds if canary.step_seconds is not None else 300,
-                          bool(canary.pause)) if canary else None
+    policy = canary_policy(canary)
+    now = now or datetime.now(timezone.utc)
+    readings = (measure(ctx, owner, spec, policy.analysis)
+                if analysis_due(policy, previous, desired_hash, now) else None)
     exact = spec.gateway is not None
     total = _total_replicas(spec, ctx.cache.child(key, "HorizontalPodAutoscaler", owner.name), live)
     decision = plan_rollout(RolloutInputs(
@@ -102,7 +112,7 @@ def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[di
         previous=previous, canary_ready_replicas=max(ready_with_template(canary_live, desired_hash),
                                                      ready_canary_pods(canary_pods, desired_hash)),
         canary_failure=failure, total_replicas=total, exact_weights=exact,
-        stable_rolled=rolled_out(live, desired_hash, total), now=now or datetime.now(timezone.utc)))
+        stable_rolled=rolled_out(live, desired_hash, total), now=now, readings=readings))
 
     if not decision.stable_takes_desired:
         stable = stable_deployment(stamped, live, live_annotations[TEMPLATE_HASH_ANNOTATION])
@@ -133,8 +143,44 @@ def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[di
         versions = (model_version(spec.model, (decision.status or {}).get("stableModelUri")),
                     model_version(spec.model, (decision.status or {}).get("canaryModelUri")))
         objects = _replace(objects, route, http_route(owner, spec.gateway, COMPONENT, SERVICE_PORT, decision.weight,
-                                                      versions))
+                                                      decision.mirror_percent, versions))
     return Arranged(objects, decision)
+
+
+def canary_policy(canary) -> CanaryPolicy:
+    analysis = canary.analysis
+    return CanaryPolicy(
+        tuple(canary.steps), canary.step_seconds if canary.step_seconds is not None else 300, bool(canary.pause),
+        mirror_percent=canary.mirror_percent or 0,
+        mirror_seconds=canary.mirror_seconds if canary.mirror_seconds is not None else DEFAULT_MIRROR_SECONDS,
+        analysis=None if analysis is None else AnalysisPolicy(
+            analysis.max_error_rate, analysis.max_latency_ms,
+            analysis.interval_seconds or DEFAULT_ANALYSIS_INTERVAL_SECONDS,
+            analysis.failure_limit or DEFAULT_FAILURE_LIMIT))
+
+
+def measure(ctx: Context, owner: Owner, spec, analysis: AnalysisPolicy) -> tuple[Reading, ...]:
+    """One analysis check: the canary's error rate and p99 latency over the last interval, from Prometheus.
+    A query that fails or returns nothing is a reading without a value (rollout.judge counts it as failed)."""
+    prom = ctx.config.prometheus
+    client = client_for(prom.url, prom.query_timeout_seconds)
+    window = analysis.interval_seconds
+    wanted = []
+    if analysis.max_error_rate is not None:
+        wanted.append(("error rate", "maxErrorRate", analysis.max_error_rate,
+                       error_rate_query(ctx.config, spec.runtime.preset, owner.namespace, owner.name, window)))
+    if analysis.max_latency_ms is not None:
+        wanted.append(("p99 latency (ms)", "maxLatencyMs", analysis.max_latency_ms,
+                       latency_p99_ms_query(ctx.config, spec.runtime.preset, owner.namespace, owner.name, window)))
+    readings = []
+    for metric, bound_name, bound, query in wanted:
+        try:
+            value, problem = client.query(query), None
+        except PrometheusError as err:
+            value, problem = None, f"query failed: {err}"
+        readings.append(Reading(metric, bound_name, bound, value,
+                                problem or (None if value is not None else f"no sample for {query}")))
+    return tuple(readings)
 
 
 def ready_canary_pods(pods: list[dict], desired_hash: str) -> int:

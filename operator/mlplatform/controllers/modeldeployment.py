@@ -16,18 +16,24 @@ from dataclasses import dataclass
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..config import OperatorConfig
 from ..labels import short_hash
+from ..render.autoscaling import SCALED_OBJECT_API_VERSION, uses_keda
 from ..render.common import Owner, RenderError
 from ..render.gateway import canary_service_name
 from ..render.leaderworkerset import as_rollout_view, workload_of
 from ..render.modeldeployment import COMPONENT, pvc_claim, render_model_deployment, service_url
 from ..rollout import PROMOTING
 from ..runtime.cache import ResourceKey
-from ..status.dependencies import ModelResolution, features_condition, resolve_model
+from ..status.dependencies import ModelResolution, features_condition
 from ..status.gateway import route_condition, with_route
 from ..status.lineage import current_schemas
-from ..status.modeldeployment import ModelDeploymentObserved, group_readiness, model_deployment_report
+from ..status.modeldeployment import (
+    ModelDeploymentObserved,
+    group_readiness,
+    model_deployment_report,
+    replica_summary,
+)
 from ..status.pods import PodProblem
-from ..status.promotion import resolve_promoted
+from ..status.promotion import resolve_training_model
 from .base import (
     Context,
     apply_children,
@@ -44,6 +50,10 @@ from .lineage import report_lineage
 from .model_cache import CacheOutcome, reconcile_cache
 
 KIND = "ModelDeployment"
+KEDA_NOT_INSTALLED = "KEDANotInstalled"
+KEDA_MISSING_MESSAGE = ("spec.autoscaling.engine is keda but KEDA (keda.sh/v1alpha1 ScaledObject) is not installed in "
+                        "this cluster: install KEDA, or use engine hpa with minReplicas >= 1")
+KEDA_RECHECK_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -57,12 +67,14 @@ class Resolved:
     views: dict[str, dict | None]
     gateway_installed: bool
     previous_rollout: dict | None
+    keda_installed: bool = True  # autoscaling.engine keda: KEDA's ScaledObject is served
 
 
 @dataclass(frozen=True)
 class Planned:
     objects: list[dict]         # the children the spec renders (none when it cannot be rendered)
     error: str | None = None    # why it cannot
+    reason: str = "InvalidSpec"  # the Stalled reason of the error
 
 
 def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
@@ -82,13 +94,12 @@ def resolve(ctx: Context, key: ResourceKey, body: dict) -> Resolved:
     training_job = (ctx.cache.resource(("TrainingJob", namespace, spec.model.from_training_job))
                     if spec.model.from_training_job else None)
     views = {name: ctx.cache.resource(("FeatureView", namespace, name)) for name in spec.features or []}
-    resolution = (resolve_promoted(spec.model.from_training_job, training_job, spec.model.promotion.metrics,
-                                   schemas=current_schemas(views),
-                                   serving_run=(body.get("status") or {}).get("trainingJobRun"))
-                  if spec.model.promotion else resolve_model(spec.model.uri, spec.model.from_training_job, training_job))
+    resolution = resolve_training_model(spec.model.uri, spec.model.from_training_job, spec.model.promotion, training_job,
+                                        current_schemas(views), (body.get("status") or {}).get("trainingJobRun"))
     gateway_installed = spec.gateway is None or ctx.kube.gateway_api_installed()
+    keda_installed = not uses_keda(spec) or ctx.kube.api_served(SCALED_OBJECT_API_VERSION, "scaledobjects")
     return Resolved(key, body, owner, spec, resolution, views, gateway_installed,
-                    (body.get("status") or {}).get("rollout"))
+                    (body.get("status") or {}).get("rollout"), keda_installed)
 
 
 _config_fingerprints: dict[int, tuple[OperatorConfig, str]] = {}
@@ -115,6 +126,10 @@ def render_key(resolved: Resolved, config: OperatorConfig) -> str:
 
 def plan(ctx: Context, resolved: Resolved) -> Planned:
     """The rendered children: from the last render when its inputs are unchanged, else rendered now."""
+    if not resolved.keda_installed:
+        # Nothing is applied: the workload keeps its current autoscaler until KEDA is there (re-checked).
+        ctx.queue.add(resolved.key, delay=KEDA_RECHECK_SECONDS)
+        return Planned([], KEDA_MISSING_MESSAGE, KEDA_NOT_INSTALLED)
     inputs = render_key(resolved, ctx.config)
     objects = ctx.applied.rendered(resolved.key, inputs)
     if objects is not None:
@@ -123,7 +138,7 @@ def plan(ctx: Context, resolved: Resolved) -> Planned:
         rendered = render_model_deployment(resolved.owner, resolved.spec, ctx.config, resolved.resolution.uri)
     except RenderError as err:
         ctx.applied.forget(resolved.key)
-        return Planned([], str(err))
+        return Planned([], str(err), err.reason)
     ctx.applied.remember(resolved.key, inputs, rendered.objects)
     return Planned(rendered.objects)
 
@@ -180,6 +195,8 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutc
         events_by_pod=warning_events_if_needed(ctx, namespace, pods) if deployment else {},
         claim_problem=claim_problem,
         render_error=planned.error,
+        render_reason=planned.reason,
+        scales_to_zero=uses_keda(spec) and spec.autoscaling.min_replicas == 0 and not spec.suspend,
         cache=cached.condition,
         promoting=promoting,
         canary_ready=((canary or {}).get("status") or {}).get("readyReplicas", 0),
@@ -202,7 +219,7 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutc
         "replicas": result.replicas,
         "readyReplicas": result.ready_replicas,
         "desiredReplicas": result.desired_replicas,
-        "replicaSummary": f"{result.ready_replicas}/{result.desired_replicas}",
+        "replicaSummary": replica_summary(result),
         "url": service_url(owner, spec, ctx.config),
         "rollout": rollout_status,
         "lineage": lineage.status,

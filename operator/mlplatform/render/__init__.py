@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..api.validation import Resource
 from ..config import OperatorConfig
+from .batchprediction import render_batch_prediction
 from .common import Owner, Rendered, RenderError
 from .featureview import render_feature_view
 from .modeldeployment import render_model_deployment
@@ -32,8 +33,26 @@ def render_offline(resource: Resource, config: OperatorConfig, namespace: str = 
         return rendered
     if resource.kind == "FeatureView":
         return render_feature_view(owner, spec, config)
+    if resource.kind == "BatchPrediction":
+        return _render_batch_offline(owner, spec, config, artifacts or {})
     raise ValueError(f"no renderer for kind {resource.kind}")
 
 
-__all__ = ["Owner", "Rendered", "RenderError", "render_offline", "render_feature_view", "render_model_deployment",
-           "render_training_job"]
+def _render_batch_offline(owner: Owner, spec, config: OperatorConfig, artifacts: dict[str, str]) -> Rendered:
+    """Run 1 with the model as --artifact (or model.uri) gives it; a model only the running operator can resolve
+    (a TrainingJob's run, a ModelDeployment's model) withholds the Job, and says so."""
+    model = spec.model
+    source = model.from_training_job or model.from_model_deployment
+    uri = model.uri or artifacts.get(source or "")
+    rendered = render_batch_prediction(owner, spec, config, 1 if uri else None, uri, uri)
+    if uri is None:
+        what = (f"spec.model.fromTrainingJob {source!r} has no artifact yet" if model.from_training_job
+                else f"spec.model.fromModelDeployment {source!r}: what it serves is read when a run starts")
+        rendered.notes.insert(0, f"Job withheld: {what}; preview it with --artifact {source}=<uri>")
+    else:
+        rendered.notes.insert(0, "run 1 shown: each spec change (or scheduled run) renders <name>-<run>")
+    return rendered
+
+
+__all__ = ["Owner", "Rendered", "RenderError", "render_offline", "render_batch_prediction", "render_feature_view",
+           "render_model_deployment", "render_training_job"]

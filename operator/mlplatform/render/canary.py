@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from ..labels import COMPONENT_LABEL, TEMPLATE_HASH_ANNOTATION, TRACK_LABEL, short_hash
+from ..labels import COMPONENT_LABEL, TEMPLATE_HASH_ANNOTATION, TRACK_LABEL, VERSION_LABEL, short_hash
 from .gateway import canary_service_name
 
 CANARY_TRACK = "canary"
@@ -77,7 +77,9 @@ def canary_deployment(desired: dict, desired_hash: str, replicas: int, exact_wei
     spec["selector"]["matchLabels"] = {**spec["selector"]["matchLabels"], COMPONENT_LABEL: component,
                                        TRACK_LABEL: CANARY_TRACK}
     pod_meta = spec["template"]["metadata"]
-    pod_meta["labels"] = {**pod_meta["labels"], COMPONENT_LABEL: component, TRACK_LABEL: CANARY_TRACK}
+    # Its metrics carry version=canary (the analysis selects them by it); the stable pods carry stable.
+    pod_meta["labels"] = {**pod_meta["labels"], COMPONENT_LABEL: component, TRACK_LABEL: CANARY_TRACK,
+                          VERSION_LABEL: CANARY_TRACK}
     # Its pods say which template they run: the Ready capacity of a canary is counted from them.
     pod_meta["annotations"] = {**(pod_meta.get("annotations") or {}), TEMPLATE_HASH_ANNOTATION: desired_hash}
     return with_template_hash(out, desired_hash)

@@ -34,13 +34,18 @@ _templates = jinja2.Environment(
 )
 
 
-class RenderError(ValueError):
-    """The spec cannot be rendered with this operator configuration (e.g. an unknown GPU type)."""
+PROMETHEUS_NOT_CONFIGURED = "PrometheusNotConfigured"
 
-    def __init__(self, field: str, message: str):
+
+class RenderError(ValueError):
+    """The spec cannot be rendered with this operator configuration (e.g. an unknown GPU type).
+    reason: the Stalled reason it is reported with."""
+
+    def __init__(self, field: str, message: str, reason: str = "InvalidSpec"):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.reason = reason
 
 
 @dataclass

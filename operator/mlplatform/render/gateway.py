@@ -37,10 +37,12 @@ def version_filter(version: str | None) -> list[dict[str, Any]]:
 
 
 def http_route(owner: Owner, gateway: Gateway, component: str, port: int, canary_weight: int | None,
-               versions: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
+               mirror_percent: int = 0, versions: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
     """canary_weight None: one backend, the Service. A number (0-100): the stable Service gets 100-weight and
-    the canary's Service the weight, exactly as status.rollout.canaryWeight says. versions: the model version
-    (model_version) each backend serves, stable then canary: set as X-Model-Version on its responses."""
+    the canary's Service the weight, exactly as status.rollout.canaryWeight says. mirror_percent > 0: that share
+    of the requests is also sent to the canary's Service (RequestMirror), whose responses are discarded.
+    versions: the model version (model_version) each backend serves, stable then canary: set as X-Model-Version
+    on its responses."""
     parent_refs = []
     for ref in gateway.parent_refs:
         parent: dict[str, Any] = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": ref.name}
@@ -59,13 +61,15 @@ def http_route(owner: Owner, gateway: Gateway, component: str, port: int, canary
     else:
         backends = [backend(owner.name, 100 - canary_weight, versions[0]),
                     backend(canary_service_name(owner.name), canary_weight, versions[1])]
-    spec: dict[str, Any] = {
-        "parentRefs": parent_refs,
-        "rules": [{
-            "matches": [{"path": {"type": "PathPrefix", "value": gateway.path or "/"}}],
-            "backendRefs": backends,
-        }],
+    rule: dict[str, Any] = {
+        "matches": [{"path": {"type": "PathPrefix", "value": gateway.path or "/"}}],
+        "backendRefs": backends,
     }
+    if mirror_percent > 0:
+        rule["filters"] = [{"type": "RequestMirror", "requestMirror": {
+            "backendRef": {"group": "", "kind": "Service", "name": canary_service_name(owner.name), "port": port},
+            "percent": mirror_percent}}]
+    spec: dict[str, Any] = {"parentRefs": parent_refs, "rules": [rule]}
     if gateway.hostnames:
         spec["hostnames"] = list(gateway.hostnames)
     return {"apiVersion": HTTPROUTE_API_VERSION, "kind": "HTTPRoute",

@@ -7,10 +7,13 @@ from typing import Any
 
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..config import OperatorConfig, RuntimePresetConfig
-from ..labels import MODEL_URI_ANNOTATION
+from ..labels import MODEL_URI_ANNOTATION, VERSION_LABEL
+from .autoscaling import autoscaler
+from .availability import graceful_shutdown, liveness_probe, topology_spread
 from .common import (
     CONTAINER_SECURITY_CONTEXT,
     POD_SECURITY_CONTEXT,
+    PROMETHEUS_NOT_CONFIGURED,
     Owner,
     Rendered,
     RenderError,
@@ -32,6 +35,8 @@ from .leaderworkerset import API_VERSION as LWS_API_VERSION
 from .leaderworkerset import KIND as LWS_KIND
 from .leaderworkerset import LEADER_SELECTOR, render_leader_worker_set
 from .model_cache import cache_claim_name, render_cache, uses_cache
+from .monitoring import METRICS_PORT_NAME, pod_monitor, scrape_annotations, server_metrics
+from .promql import VERSION_STABLE, error_rate_query, latency_p99_ms_query
 from .serving import MODEL_DIR, MODEL_VOLUME, model_volume, parallelism_args, preset_problems, startup_probe, storage_initializer
 from .shm import apply_shared_memory, shared_memory_size
 
@@ -125,14 +130,26 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
         server["args"] = _fill(args, owner.name, port, model_dir)
     if startup := startup_probe(spec, preset, server["readinessProbe"]):
         server["startupProbe"] = startup
+        # Liveness only behind a startupProbe: a server still loading its model is not restarted for it.
+        server["livenessProbe"] = liveness_probe(_liveness_handler(spec, preset, port_name, owner))
+    metrics = server_metrics(spec, preset)
+    if metrics is not None and metrics.port and metrics.port != port:
+        server["ports"].append({"name": METRICS_PORT_NAME, "containerPort": metrics.port, "protocol": "TCP"})
+    lifecycle, grace = graceful_shutdown(preset.drain_seconds, preset.termination_grace_seconds)
+    if lifecycle:
+        server["lifecycle"] = lifecycle
     if env_from:
         server["envFrom"] = env_from
     pod: dict[str, Any] = {
         "securityContext": POD_SECURITY_CONTEXT,
         "containers": [server],
         "volumes": [volume],
+        "terminationGracePeriodSeconds": grace,
         **pod_scheduling(spec.resources, spec.scheduling, config),
     }
+    spread = topology_spread(selector(owner, COMPONENT), _most_replicas(spec))
+    if spread and (spec.nodes_per_replica or 1) == 1:
+        pod["topologySpreadConstraints"] = spread
     if fetch:
         fetcher = storage_initializer(spec, config, model_uri, MODEL_VOLUME)
         pod["initContainers"] = [fetcher]
@@ -142,19 +159,41 @@ def _pod_spec(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, m
     return pod
 
 
-def _hpa_metrics(spec: ModelDeploymentSpec, config: OperatorConfig) -> list[dict[str, Any]]:
-    targets = spec.autoscaling.targets
-    metrics: list[dict[str, Any]] = []
-    for resource, value in (("cpu", targets.cpu_utilization), ("memory", targets.memory_utilization)):
-        if value is not None:
-            metrics.append({"type": "Resource", "resource": {
-                "name": resource, "target": {"type": "Utilization", "averageUtilization": value}}})
-    for metric, value in ((config.metrics.gpu_utilization, targets.gpu_utilization),
-                          (config.metrics.requests_per_second, targets.requests_per_second)):
-        if value is not None:
-            metrics.append({"type": "Pods", "pods": {
-                "metric": {"name": metric}, "target": {"type": "AverageValue", "averageValue": str(value)}}})
-    return metrics
+def _liveness_handler(spec: ModelDeploymentSpec, preset: RuntimePresetConfig, port_name: str,
+                      owner: Owner) -> dict[str, Any]:
+    readiness = _probe(spec, preset, port_name, owner)
+    if port_name != "grpc" and preset.liveness_path and not spec.runtime.readiness_path:
+        return {"httpGet": {"path": preset.liveness_path.replace("{name}", owner.name), "port": port_name}}
+    return {k: v for k, v in readiness.items() if k in ("httpGet", "grpc", "tcpSocket")}
+
+
+def _most_replicas(spec: ModelDeploymentSpec) -> int:
+    if spec.autoscaling is not None:
+        return spec.autoscaling.max_replicas
+    return spec.replicas if spec.replicas is not None else 1
+
+
+def _check_analysis(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig) -> None:
+    """rollout.canary.analysis is judged from Prometheus, on the preset's series: both must be there."""
+    analysis = spec.rollout.canary.analysis if spec.rollout and spec.rollout.canary else None
+    if analysis is None:
+        return
+    if not config.prometheus.url:
+        raise RenderError("spec.rollout.canary.analysis", "needs prometheus.url in the operator configuration "
+                          "(the canary's error rate and latency are read from Prometheus)",
+                          reason=PROMETHEUS_NOT_CONFIGURED)
+    if analysis.max_error_rate is not None:
+        error_rate_query(config, spec.runtime.preset, owner.namespace, owner.name, 60)
+    if analysis.max_latency_ms is not None:
+        latency_p99_ms_query(config, spec.runtime.preset, owner.namespace, owner.name, 60)
+
+
+def check_signals(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig) -> None:
+    """The refusals of model signals (Prometheus in the configuration, the preset's series) without rendering
+    the rest: for `mlplatform validate --config`. Raises RenderError."""
+    _check_analysis(owner, spec, config)
+    if spec.autoscaling is not None:
+        autoscaler(owner, spec, config, {"name": owner.name}, "apps/v1", "Deployment")
 
 
 def _groups(value: int | str, replicas: int, round_up: bool) -> int:
@@ -193,6 +232,7 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
                             model_uri: str | None) -> Rendered:
     """model_uri: spec.model.uri, or the artifact of spec.model.fromTrainingJob once known (else None)."""
     out = Rendered(notes=owner_note(owner))
+    _check_analysis(owner, spec, config)
     pod_selector = selector(owner, COMPONENT)
     multi_node = (spec.nodes_per_replica or 1) > 1
     port_name = "grpc" if spec.runtime.protocol == "grpc" else "http"
@@ -206,7 +246,7 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
     ))
     if spec.gateway:
         out.objects.append(http_route(owner, spec.gateway, COMPONENT, SERVICE_PORT, None,
-                                      (model_version(spec.model, model_uri), None)))
+                                      versions=(model_version(spec.model, model_uri), None)))
     if model_uri is None:
         out.notes.append(
             f"Deployment and HorizontalPodAutoscaler withheld: spec.model.fromTrainingJob "
@@ -221,9 +261,15 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
     if spec.rollout:
         rollout.update({k: v for k, v in spec.rollout.to_api().items() if k != "canary"})
     pod_spec = _pod_spec(owner, spec, config, model_uri)
+    pod_labels = {**metadata(owner, owner.name, COMPONENT)["labels"], VERSION_LABEL: VERSION_STABLE}
+    preset = _preset(spec, config)
+    scraped = server_metrics(spec, preset)
+    own_annotations = {MODEL_URI_ANNOTATION: model_uri}
+    if scraped is not None and not config.prometheus.pod_monitors:
+        own_annotations.update(scrape_annotations(scraped, _container_port(spec, preset)[1]))
     if multi_node:
-        pod_metadata = {"labels": metadata(owner, owner.name, COMPONENT)["labels"],
-                        "annotations": pod_annotations(owner, config, {MODEL_URI_ANNOTATION: model_uri})}
+        pod_metadata = {"labels": pod_labels,
+                        "annotations": pod_annotations(owner, config, own_annotations)}
         out.objects.append(render_leader_worker_set(
             metadata(owner, owner.name, COMPONENT), replicas, spec.nodes_per_replica, rollout, pod_metadata,
             pod_spec, _preset(spec, config).multi_node))
@@ -234,24 +280,17 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
             replicas=replicas,
             selector=pod_selector,
             rollout=rollout,
-            pod_labels=metadata(owner, owner.name, COMPONENT)["labels"],
-            pod_annotations=pod_annotations(owner, config, {MODEL_URI_ANNOTATION: model_uri}),
+            pod_labels=pod_labels,
+            pod_annotations=pod_annotations(owner, config, own_annotations),
             pod_spec=pod_spec,
         ))
     if autoscaled:
-        stabilization = spec.autoscaling.scale_down_stabilization_seconds
-        out.objects.append(render_template(
-            "hpa.yaml.j2",
-            metadata=metadata(owner, owner.name, COMPONENT),
-            target=owner.name,
-            target_api_version=LWS_API_VERSION if multi_node else "apps/v1",
-            target_kind=LWS_KIND if multi_node else "Deployment",
-            min_replicas=spec.autoscaling.min_replicas,
-            max_replicas=spec.autoscaling.max_replicas,
-            metrics=_hpa_metrics(spec, config),
-            scale_down_stabilization_seconds=(stabilization if stabilization is not None
-                                              else config.defaults.scale_down_stabilization_seconds),
-        ))
+        out.objects.append(autoscaler(owner, spec, config, metadata(owner, owner.name, COMPONENT),
+                                      LWS_API_VERSION if multi_node else "apps/v1",
+                                      LWS_KIND if multi_node else "Deployment"))
+    if scraped is not None and config.prometheus.pod_monitors:
+        out.objects.append(pod_monitor(owner, metadata(owner, owner.name, COMPONENT), scraped,
+                                       _container_port(spec, preset)))
     if uses_cache(spec, model_uri):
         out.objects += render_cache(owner, spec, config, model_uri)
     budget = None if suspended else _disruption_budget(spec)

@@ -37,12 +37,17 @@ CHILD_KINDS: dict[tuple[str, str], str] = {
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
     # Multi-node ModelDeployment replicas (nodesPerReplica > 1); served only where LWS is installed.
     ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): "leaderworkersets",
+    # ModelDeployment autoscaling.engine keda, and prometheus.podMonitors: served only where KEDA and the
+    # Prometheus Operator are installed.
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitors",
 }
 # Objects shared by several resources (model.cache claims): applied and read, never watched or pruned as
 # children; each user holds an owner reference and the garbage collector removes them after the last.
 SHARED_KINDS: dict[tuple[str, str], str] = {("v1", "PersistentVolumeClaim"): "persistentvolumeclaims"}
 # Child kinds whose CRD may be absent: their informers retry until served, without holding the workers back.
-OPTIONAL_CHILD_KINDS = {("gateway.networking.k8s.io/v1", "HTTPRoute"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")}
+OPTIONAL_CHILD_KINDS = {("gateway.networking.k8s.io/v1", "HTTPRoute"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+                        ("keda.sh/v1alpha1", "ScaledObject"), ("monitoring.coreos.com/v1", "PodMonitor")}
 # Kueue's Workloads, one per queued Job, made and owned by Kueue: watched (never applied or pruned) so that an
 # admission or an eviction is reconciled at once. They carry Kueue's job-UID label, not our owner label: the
 # watch selects the Workloads of Jobs, and each is mapped to our resource through the Job it is owned by.
@@ -103,6 +108,7 @@ class Kube:
         self.api_client = api_client
         self._kueue: _Cached | None = None
         self._gateway_api: _Cached | None = None
+        self._served: dict[tuple[str, str], _Cached] = {}
         self._lock = threading.Lock()
         self._requests = 0
         self._fenced = False
@@ -291,6 +297,20 @@ class Kube:
         with self._lock:
             self._gateway_api = _Cached(installed, time.monotonic())
         return installed
+
+    def api_served(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves this resource (its CRD is installed): discovery of the group version,
+        cached like kueue_installed, so that a CRD installed later is seen within KUEUE_CHECK_SECONDS."""
+        key = (api_version, plural)
+        with self._lock:
+            cached = self._served.get(key)
+            if cached and time.monotonic() - cached.at < KUEUE_CHECK_SECONDS:
+                return cached.value
+        resources = self._request("GET", f"/apis/{api_version}") or {}
+        served = any(r.get("name") == plural for r in resources.get("resources") or [])
+        with self._lock:
+            self._served[key] = _Cached(served, time.monotonic())
+        return served
 
     def local_queue_exists(self, namespace: str, queue_name: str) -> bool:
         api = self._kueue_api()

@@ -15,8 +15,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-# Process CPU seconds per wall second (1.0: one whole core) at which the operator counts as CPU bound.
+# Process CPU seconds per wall second (1.0: one whole core) at which the operator counts as CPU bound, and
+# below which another worker may be added: between the two the count holds, so it does not swing every second.
 CPU_BOUND_SHARE = 0.8
+CPU_ROOM_SHARE = 0.6
 # Below this share of their time in reconciles, with no key waiting, workers are more than the work needs.
 IDLE_BUSY_FRACTION = 0.5
 ADJUST_EVERY_SECONDS = 1.0
@@ -51,10 +53,10 @@ def desired_workers(active: int, load: Load, bounds: WorkerBounds) -> int:
     """The active worker count for the next window (table-tested)."""
     if load.cpu_share >= CPU_BOUND_SHARE:
         wanted = active - 1  # CPU is the limit: another thread would only wait for the GIL
-    elif load.due_keys > 0:
+    elif load.due_keys > 0 and load.cpu_share < CPU_ROOM_SHARE:
         wanted = active + min(load.due_keys, max(1, active // 2))  # round trips are the limit: more in flight
-    elif load.busy_fraction < IDLE_BUSY_FRACTION:
-        wanted = active - 1  # nothing waits and workers idle: give back toward the floor
+    elif load.due_keys == 0 and load.busy_fraction < IDLE_BUSY_FRACTION and active > bounds.initial:
+        wanted = active - 1  # nothing waits and workers idle: back toward the count it started with
     else:
         wanted = active
     return max(bounds.minimum, min(bounds.maximum, wanted))

@@ -27,6 +27,8 @@ PROGRESS_REASONS = {
     "Creating", "RollingOut", "Suspended", "WaitingForTrainingJob", "FeatureViewNotReady",
     "Materializing", "Pending", "NeverMaterialized", "FeatureServerNotReady",
     "WorkersStarting", "WorkersRunning", "WaitingForAdmission", "Restarting", "WaitingForGateway", "SpecReverted",
+    # BatchPrediction runs
+    "ShardsStarting", "ShardsRunning", "WaitingForModelDeployment",
     # Kueue's reasons while a Workload waits (QuotaReserved/Admitted False): queueing is progress.
     "NoReservation", "QuotaReserved", "AdmissionChecksPending",
 }

@@ -61,6 +61,8 @@ class ModelDeploymentObserved:
     promoting: bool = False  # a canary's promotion: the stable Deployment rolls while the canary serves
     canary_ready: int = 0  # Ready pods of the canary Deployment (counted while promoting)
     groups: GroupReadiness | None = None  # multi-node: whole groups Ready, counted from their pods
+    render_reason: str = "InvalidSpec"  # the Stalled reason of render_error (e.g. KEDANotInstalled)
+    scales_to_zero: bool = False  # autoscaling.engine keda with minReplicas 0: KEDA may set the replicas to 0
 
 
 @dataclass
@@ -72,8 +74,25 @@ class ModelDeploymentReport:
     desired_replicas: int
 
 
+def replica_summary(report: ModelDeploymentReport) -> str:
+    """ready/desired for kubectl get; says so when the model is scaled to zero."""
+    summary = f"{report.ready_replicas}/{report.desired_replicas}"
+    return f"{summary} (scaled to zero)" if report.phase == SCALED_TO_ZERO else summary
+
+
+SCALED_TO_ZERO = "ScaledToZero"
+
+
+def scaled_to_zero(obs: ModelDeploymentObserved) -> bool:
+    """KEDA scaled the workload to zero (no demand for idleSeconds) and no pod of it is left."""
+    if not obs.scales_to_zero or obs.deployment is None:
+        return False
+    spec_replicas = (obs.deployment.get("spec") or {}).get("replicas")
+    return spec_replicas == 0 and not (obs.deployment.get("status") or {}).get("replicas") and not obs.pods
+
+
 def desired_replicas(obs: ModelDeploymentObserved) -> int:
-    if obs.suspended:
+    if obs.suspended or scaled_to_zero(obs):
         return 0
     if obs.fixed_replicas is not None:
         return obs.fixed_replicas
@@ -107,8 +126,9 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
                                      replicas, ready, desired)
 
     if obs.render_error:
-        cond = Cond("Ready", False, "InvalidSpec", obs.render_error)
-        return report("Stalled", cond, False, Cond("Stalled", True, "InvalidSpec", obs.render_error))
+        reason = obs.render_reason
+        return report("Stalled", Cond("Ready", False, reason, obs.render_error), False,
+                      Cond("Stalled", True, reason, obs.render_error))
     if obs.resolution.uri is None and obs.resolution.stalled:
         c = obs.resolution.condition
         return report("Stalled", Cond("Ready", False, c.reason, c.message), False,
@@ -127,6 +147,11 @@ def model_deployment_report(obs: ModelDeploymentObserved) -> ModelDeploymentRepo
         return report("Progressing", waiting, True)
     if obs.deployment is None:
         return report("Progressing", Cond("Ready", False, "Creating", "Deployment not created yet"), True)
+    if scaled_to_zero(obs):
+        # Like Suspended, a state asked for and reached (kstatus Current, Argo CD Healthy): KEDA brings it back.
+        return report(SCALED_TO_ZERO, Cond("Ready", True, SCALED_TO_ZERO,
+                                           "no demand for autoscaling.idleSeconds: scaled to zero; requests pending "
+                                           "at the gateway scale it back to one"), False)
     done, _, _ = _rollout_done(obs.deployment, desired)
     if obs.promoting and ready + obs.canary_ready >= desired:
         # A promotion is not a rollout to report: the stable Deployment rolls to the template the canary has

@@ -65,3 +65,14 @@ def resolve_promoted(training_job_name: str, training_job: dict | None, bounds: 
         "ModelResolved", False, "NoQualifyingRun",
         f"no succeeded run of TrainingJob {training_job_name} meets model.promotion: {'; '.join(skipped)}"),
         stalled=finished)
+
+
+def resolve_training_model(uri: str | None, training_job_name: str | None, promotion, training_job: dict | None,
+                           schemas: dict[str, str | None] | None = None, serving_run: int | None = None
+                           ) -> ModelResolution:
+    """A model block (uri, or fromTrainingJob with an optional promotion) resolved against its TrainingJob as
+    the cache holds it: the one resolution ModelDeployment and BatchPrediction share. schemas, serving_run: a
+    ModelDeployment's FeatureViews' current schema hashes and the run it serves (resolve_promoted)."""
+    if promotion is not None and training_job_name:
+        return resolve_promoted(training_job_name, training_job, promotion.metrics, schemas, serving_run)
+    return resolve_model(uri, training_job_name, training_job)
