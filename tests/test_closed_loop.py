@@ -270,6 +270,15 @@ def test_each_backend_carries_its_version_and_the_route_is_valid():
                        {"name": "X-Model-Version", "value": "fraud-train/run-7"}]
 
 
+def test_versions_and_a_mirror_on_one_route_are_valid():
+    route = http_route(OWNER, GATEWAY, "predictor", 80, 0, mirror_percent=100,
+                       versions=("fraud-train/run-6", "fraud-train/run-7"))
+    validate_httproute(route)
+    (rule,) = route["spec"]["rules"]
+    assert [f["type"] for f in rule["filters"]] == ["RequestMirror"]
+    assert all(b["filters"][0]["type"] == "ResponseHeaderModifier" for b in rule["backendRefs"])
+
+
 # --- reconcilers against the fake Kube ------------------------------------------------------------------------
 
 def triggered_tj(runs: list[dict]) -> dict:
