@@ -44,7 +44,7 @@ def test_schema_is_structural_and_described(kind):
 def test_names_columns_and_categories_follow_the_contract():
     expected = {
         "FeatureView": ("fv", ["Ready", "Fresh", "Last-Materialized", "Age"]),
-        "ModelDeployment": ("md", ["Ready", "Replicas", "GPU", "Model", "Age"]),
+        "ModelDeployment": ("md", ["Ready", "Replicas", "GPU", "Model", "Serving-Run", "Age"]),
         "TrainingJob": ("tj", ["Phase", "Workers", "GPU", "Run", "Queue", "Age"]),
     }
     for kind, (short, columns) in expected.items():

@@ -48,7 +48,9 @@ def test_gateway_renders_an_httproute_to_the_service():
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
     (service,) = by_kind(objects, "Service")
     assert rule["backendRefs"] == [{"group": "", "kind": "Service", "name": "scorer",
-                                    "port": service["spec"]["ports"][0]["port"], "weight": 1}]
+                                    "port": service["spec"]["ports"][0]["port"], "weight": 1,
+                                    "filters": [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+                                        "set": [{"name": "X-Model-Version", "value": SPEC["model"]["uri"]}]}}]}]
 
 
 def test_no_gateway_no_route():

@@ -31,6 +31,7 @@ EDITS = {
     "queueName": "team-a",
     "failurePolicy": {"maxRestarts": 5, "restartOnPreemption": False, "nonRetryableExitCodes": [2]},
     "suspend": True,
+    "trigger": {"schedule": "0 3 * * *", "timeZone": "Europe/Dublin"},
 }
 SPEC_FIELDS = [info.alias or name for name, info in TrainingJobSpec.model_fields.items()]
 
@@ -48,7 +49,7 @@ def test_an_edit_starts_a_new_run_unless_the_field_is_a_policy(field):
 
 def test_failure_policy_queue_ttl_deadline_and_suspend_start_no_run():
     assert set(FIELDS_THAT_DO_NOT_START_A_RUN) == {"failurePolicy", "queueName", "ttlSecondsAfterFinished",
-                                                   "activeDeadlineSeconds", "suspend"}
+                                                   "activeDeadlineSeconds", "suspend", "trigger"}
 
 
 @pytest.mark.parametrize("field", SPEC_FIELDS)

@@ -69,6 +69,8 @@ KINDS: dict[str, Kind] = {
                  "description": "ready/desired replicas"},
                 {"name": "GPU", "type": "integer", "jsonPath": ".spec.resources.gpu.count"},
                 {"name": "Model", "type": "string", "jsonPath": ".status.modelUri"},
+                {"name": "Serving-Run", "type": "integer", "jsonPath": ".status.lineage.run",
+                 "description": "the TrainingJob run whose artifact the stable Deployment serves"},
                 AGE,
             ],
         ),

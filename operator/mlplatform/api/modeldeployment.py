@@ -391,6 +391,25 @@ class RolloutStatus(ApiModel):
                                         json_schema_extra={"format": "date-time"})
 
 
+class LineageFeature(ApiModel):
+    name: str = required("FeatureView name.")
+    schema_hash: str | None = field("Its status.schemaHash when the run started.")
+    materialized_until: str | None = field("Its status.materializedUntil (watermark) when the run started.",
+                                           json_schema_extra={"format": "date-time"})
+
+
+class RunLineage(ApiModel):
+    training_job: str | None = field("The TrainingJob (model.fromTrainingJob).")
+    run: int | None = field("The run whose artifact is served.")
+    artifact_uri: str | None = field("The model served: the run's artifact, or model.uri.")
+    image: str | None = field("The training image the run ran (digest when its pod reported one).")
+    features: list[LineageFeature] | None = field("The FeatureViews the run read, as they were when it started.")
+
+
+class Lineage(RunLineage):
+    canary: RunLineage | None = field("While a canary runs: the same for the model the canary serves.")
+
+
 class ModelDeploymentStatus(CommonStatus):
     model_uri: str | None = field("The resolved model URI being served.")
     training_job_run: int | None = field("With fromTrainingJob: the run whose artifact is served.")
@@ -400,6 +419,9 @@ class ModelDeploymentStatus(CommonStatus):
     replica_summary: str | None = field("ready/desired, for kubectl get.")
     url: str | None = field("In-cluster URL of the model server.")
     rollout: RolloutStatus | None = field("The canary: present while one runs and after it ends.")
+    lineage: Lineage | None = field("What the stable Deployment serves and what it was made from (TrainingJob, run, "
+                                    "artifact, the FeatureViews' schema hashes and watermarks); canary: the same "
+                                    "for the canary's model while one runs.")
 
 
 class ModelDeployment(ApiModel):

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cronsim import CronSim, CronSimError
 from pydantic import Field
 
 from .common import (
+    CRON_PATTERN,
+    DNS_LABEL_PATTERN,
     ApiModel,
     CommonStatus,
     ContainerBlock,
@@ -26,7 +31,7 @@ OUTPUT_URI_PATTERN = r"^((s3|gs|oci)://.+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.
 # run. These are how a run is held, queued, limited, cleaned up and restarted: they apply to the current run
 # (each field's description says how far Kubernetes lets a running Job change) and start none.
 FIELDS_THAT_DO_NOT_START_A_RUN = ("suspend", "ttlSecondsAfterFinished", "queueName", "activeDeadlineSeconds",
-                                  "failurePolicy")
+                                  "failurePolicy", "trigger")
 STARTS_A_RUN = " Editing it starts a new run (a run still going is stopped and recorded as Superseded)."
 
 
@@ -76,6 +81,62 @@ class FailurePolicy(ApiModel):
         Rule(None, "nonRetryableExitCodes: each code once", "nonRetryableExitCodes",  # the API server: list-type set
              lambda s: len(set(s.non_retryable_exit_codes or ())) == len(s.non_retryable_exit_codes or ())),
     )
+
+
+TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+TRIGGERS = ("spec", "schedule", "afterMaterialization")
+
+
+class Trigger(ApiModel):
+    """Runs started without a git change. The decisions are in mlplatform/triggers.py; the spec is never written."""
+
+    schedule: str | None = field(
+        "Cron schedule (5 fields or @daily/@hourly/...): a new run at each tick, in timeZone.", pattern=CRON_PATTERN)
+    time_zone: str | None = field("IANA time zone of the schedule, e.g. Europe/Dublin (default UTC).",
+                                  pattern=TIME_ZONE_PATTERN, max_length=64)
+    after_materialization: list[Annotated[str, Field(pattern=DNS_LABEL_PATTERN, max_length=63)]] | None = field(
+        "FeatureViews (names in this namespace): a new run once every one of them has materialized past the "
+        "watermark (status.materializedUntil) the last run read, and none while one of them is not Fresh.",
+        min_length=1, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"})
+    min_interval_seconds: int | None = field(
+        "At most one triggered run per this many seconds (counted from the last triggered run's start).", ge=0)
+    rules = (
+        Rule("has(self.schedule) || has(self.afterMaterialization)",
+             "trigger needs schedule or afterMaterialization", None,
+             lambda s: s.schedule is not None or s.after_materialization is not None),
+        Rule("!has(self.timeZone) || has(self.schedule)", "timeZone needs schedule", "timeZone",
+             lambda s: s.time_zone is None or s.schedule is not None),
+        Rule(None, "schedule: not a valid cron expression", "schedule",
+             lambda s: s.schedule is None or cron_problem(s.schedule) is None),
+        Rule(None, "timeZone: not a known IANA time zone", "timeZone",
+             lambda s: s.time_zone is None or known_time_zone(s.time_zone)),
+    )
+
+
+CRON_MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
+               "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+
+
+def cron_expression(schedule: str) -> str:
+    """The five-field form of a schedule (the @ macros spelled out)."""
+    return CRON_MACROS.get(schedule.strip(), schedule.strip())
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why a cron expression cannot be evaluated (a field out of range, ...), or None."""
+    try:
+        CronSim(cron_expression(expression), datetime(2026, 1, 1, tzinfo=timezone.utc))
+    except CronSimError as err:
+        return str(err)
+    return None
+
+
+def known_time_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 class TrainingJobSpec(ContainerBlock):
@@ -132,6 +193,26 @@ class TrainingJobSpec(ContainerBlock):
     suspend: bool | None = field(
         "Stop the current run's pods and hold; phase Suspended. Editing it starts no run: false resumes the same "
         "run (its Job is unsuspended).")
+    trigger: Trigger | None = field(
+        "Start new runs without a git change: on a cron schedule and/or once the listed FeatureViews have "
+        "materialized past the last run's watermark. A triggered run is numbered and recorded like an edit's "
+        "(status.runs[].trigger says why it started); a trigger waits while the current run is going. Editing it "
+        "starts no run.")
+
+
+class FeatureInput(ApiModel):
+    name: str = required("FeatureView name.")
+    schema_hash: str | None = field("The FeatureView's status.schemaHash when the run started.")
+    materialized_until: str | None = field("The FeatureView's status.materializedUntil (watermark) when the run "
+                                           "started.", json_schema_extra={"format": "date-time"})
+    feature_types: dict[str, str] | None = field(
+        "The FeatureView's features and their types when the run started (to tell which one changed).")
+
+
+class RunInputs(ApiModel):
+    features: list[FeatureInput] | None = field("Each FeatureView the run read (spec.features), as it was then.")
+    image: str | None = field("The image the run ran: the pod's digest (containerStatuses imageID) once reported, "
+                              "else spec.image.")
 
 
 class RunRecord(ApiModel):
@@ -152,6 +233,12 @@ class RunRecord(ApiModel):
     handled_job_uid: str | None = field("UID of the last failed attempt's Job that the operator acted on "
                                         "(restart or final failure), so that it is acted on once.")
     handled_eviction: str | None = field("lastTransitionTime of the last Kueue eviction acted on.")
+    trigger: Literal["spec", "schedule", "afterMaterialization"] | None = field(
+        "Why the run started: spec (created or edited), schedule (a cron tick of spec.trigger), "
+        "afterMaterialization (the listed FeatureViews materialized past the last run's watermark).")
+    triggered_at: str | None = field("When the operator started the run (its schedule and interval clock).",
+                                     json_schema_extra={"format": "date-time"})
+    inputs: RunInputs | None = field("What the run read: FeatureViews at run start, and the image.")
 
 
 class WorkerCounts(ApiModel):

@@ -23,7 +23,7 @@ from ..render.canary import (
     with_template_hash,
 )
 from ..render.common import Owner
-from ..render.gateway import canary_service_name, http_route
+from ..render.gateway import canary_service_name, http_route, model_version
 from ..render.modeldeployment import COMPONENT, SERVICE_PORT
 from ..render.promql import error_rate_query, latency_p99_ms_query
 from ..rollout import (
@@ -140,8 +140,10 @@ def arrange(ctx: Context, key: ResourceKey, owner: Owner, spec, objects: list[di
             objects.append(canary_service(service, deployment))
     route = _find(objects, "HTTPRoute", owner.name)
     if route is not None and decision.canary:
+        versions = (model_version(spec.model, (decision.status or {}).get("stableModelUri")),
+                    model_version(spec.model, (decision.status or {}).get("canaryModelUri")))
         objects = _replace(objects, route, http_route(owner, spec.gateway, COMPONENT, SERVICE_PORT, decision.weight,
-                                                      decision.mirror_percent))
+                                                      decision.mirror_percent, versions))
     return Arranged(objects, decision)
 
 

@@ -25,6 +25,7 @@ from ..rollout import PROMOTING
 from ..runtime.cache import ResourceKey
 from ..status.dependencies import ModelResolution, features_condition, freshness_condition
 from ..status.gateway import route_condition, with_route
+from ..status.lineage import current_schemas
 from ..status.modeldeployment import (
     ModelDeploymentObserved,
     group_readiness,
@@ -45,6 +46,7 @@ from .base import (
     write_status,
 )
 from .canary import Arranged, arrange, canary_pods_of, rollout_condition, stable_pods
+from .lineage import report_lineage
 from .model_cache import CacheOutcome, reconcile_cache
 
 KIND = "ModelDeployment"
@@ -91,8 +93,9 @@ def resolve(ctx: Context, key: ResourceKey, body: dict) -> Resolved:
     namespace = owner.namespace
     training_job = (ctx.cache.resource(("TrainingJob", namespace, spec.model.from_training_job))
                     if spec.model.from_training_job else None)
-    resolution = resolve_training_model(spec.model.uri, spec.model.from_training_job, spec.model.promotion, training_job)
     views = {name: ctx.cache.resource(("FeatureView", namespace, name)) for name in spec.features or []}
+    resolution = resolve_training_model(spec.model.uri, spec.model.from_training_job, spec.model.promotion, training_job,
+                                        current_schemas(views), (body.get("status") or {}).get("trainingJobRun"))
     gateway_installed = spec.gateway is None or ctx.kube.gateway_api_installed()
     keda_installed = not uses_keda(spec) or ctx.kube.api_served(SCALED_OBJECT_API_VERSION, "scaledobjects")
     return Resolved(key, body, owner, spec, resolution, views, gateway_installed,
@@ -208,9 +211,11 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutc
     aborted = rollout_condition(rollout_status)
     if aborted is not None:
         conditions.append(aborted)
+    lineage = report_lineage(ctx, resolved, rollout_status)
+    conditions += lineage.conditions
     ctx.metrics.set_model_deployment(namespace, owner.name, ready_replicas=result.ready_replicas,
                                      desired_replicas=result.desired_replicas)
-    write_status(ctx, KIND, resolved.body, {
+    written = write_status(ctx, KIND, resolved.body, {
         "modelUri": resolution.uri,
         "trainingJobRun": resolution.run,
         "replicas": result.replicas,
@@ -219,7 +224,9 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutc
         "replicaSummary": replica_summary(result),
         "url": service_url(owner, spec, ctx.config),
         "rollout": rollout_status,
+        "lineage": lineage.status,
     }, phase, conditions)
+    lineage.announce(ctx, resolved.body, written)
 
 
 def desired_replicas_hint(spec: ModelDeploymentSpec) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timezone
 
 from ..api.trainingjob import TrainingJobSpec, restart_policy
 from ..labels import JOB_UID_LABEL
@@ -21,6 +22,7 @@ from ..runtime.cache import ResourceKey
 from ..runtime.kube import KubeError
 from ..status.kueue import workload_condition
 from ..status.restarts import Decision, failed_attempt, kueue_eviction, record_decision
+from ..status.run_inputs import record_run_inputs
 from ..status.run_metrics import record_metrics, turned_succeeded, worker_zero_selector
 from ..status.trainingjob import (
     QueueState,
@@ -32,6 +34,7 @@ from ..status.trainingjob import (
     training_job_report,
     waiting_for_features,
 )
+from ..triggers import decide_trigger, parse_timestamp
 from .base import (
     Context,
     apply_children,
@@ -58,6 +61,13 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     plan = plan_run(previous, spec_hash,
                     current is not None and ctx.cache.child(key, "Job", job_name(owner.name, current)) is not None,
                     earlier_hash=earlier_run_spec_hash(spec))
+    now = datetime.now(timezone.utc)
+    read_views = views_read(ctx, owner.namespace, spec)
+    # A trigger starts no run on top of a new one, nor while the TrainingJob is held.
+    triggered = None if plan.new_run or spec.suspend else decide_trigger(
+        spec.trigger, previous, read_views, now, parse_timestamp(body["metadata"].get("creationTimestamp")))
+    if triggered is not None and triggered.start:
+        plan = RunPlan(plan.run + 1, True, True)
     name = job_name(owner.name, plan.run)
     # Whether the Job exists decides whether our intent carries suspend: confirmed, never guessed.
     live_job = live_child(ctx, key, "batch/v1", "Job", name) if plan.render_job else ctx.cache.child(key, "Job", name)
@@ -112,11 +122,21 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
                       warning_events_if_needed(ctx, owner.namespace, pods), attempt, handled)
     report = training_job_report(previous, plan, spec_hash, owner.generation or 1, state,
                                  artifact_uri(spec, plan.run), name, updates, workload)
+    record_run_inputs(report.status, plan.run, plan.new_run, (triggered and triggered.start) or "spec", read_views,
+                      spec.image, pods, now)
+    if triggered is not None and triggered.condition is not None:
+        report.conditions.append(triggered.condition)
+    if triggered is not None and triggered.wake_at is not None:
+        ctx.queue.add(key, delay=max((triggered.wake_at - now).total_seconds(), 0) + 0.5)
     fresh_pods = (worker_zero_pods(ctx, owner.namespace, job_uid)
                   if job_uid is not None and turned_succeeded(report.status, previous, plan.run) else [])
     metrics_problem = record_metrics(report.status, previous, plan.run, fresh_pods)
     ctx.metrics.set_training_job(owner.namespace, owner.name, runs=report.status["runs"])
-    if write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions) and metrics_problem:
+    written = write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions)
+    if written and triggered is not None and triggered.start:
+        post_event(ctx, body, "Normal", "TriggeredRunStarted",
+                   f"run {plan.run} started by {triggered.start}: {triggered.condition.message}")
+    if written and metrics_problem:
         try:
             ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
         except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
@@ -128,9 +148,17 @@ def missing_features(ctx: Context, namespace: str, spec: TrainingJobSpec) -> lis
 
 
 def dependents(ctx: Context, namespace: str, name: str) -> list[ResourceKey]:
-    """TrainingJobs whose features name this FeatureView (one waiting for it starts its run once it exists)."""
-    return [(KIND, namespace, b["metadata"]["name"]) for b in ctx.cache.resources(KIND, namespace)
-            if name in ((b.get("spec") or {}).get("features") or [])]
+    """TrainingJobs that read this FeatureView: its features name it (one waiting for it starts its run once it
+    exists) or its trigger watches it (spec.trigger.afterMaterialization)."""
+    def reads(spec: dict) -> bool:
+        return name in (spec.get("features") or []) or name in ((spec.get("trigger") or {}).get("afterMaterialization") or [])
+    return [(KIND, namespace, b["metadata"]["name"]) for b in ctx.cache.resources(KIND, namespace) if reads(b.get("spec") or {})]
+
+
+def views_read(ctx: Context, namespace: str, spec: TrainingJobSpec) -> dict[str, dict | None]:
+    """The FeatureViews a run reads (spec.features) and those its trigger watches, as cached."""
+    names = [*(spec.features or []), *((spec.trigger and spec.trigger.after_materialization) or [])]
+    return {n: ctx.cache.resource(("FeatureView", namespace, n)) for n in dict.fromkeys(names)}
 
 
 def render_run(owner: Owner, spec: TrainingJobSpec, ctx: Context, previous: dict, plan: RunPlan,
@@ -161,3 +189,12 @@ def announce(ctx: Context, body: dict, decision: Decision, run: int) -> None:
         ctx.kube.post_event(body, kind, reason, message)
     except KubeError as err:
         log.warning("could not post event on %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], err)
+
+
+def post_event(ctx: Context, body: dict, kind: str, reason: str, message: str) -> None:
+    try:
+        ctx.kube.post_event(body, kind, reason, message)
+    except KubeError as err:
+        log.warning("could not post event on %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], err)
+
+

@@ -30,7 +30,7 @@ from .common import (
     service_host,
 )
 from .featureview import feature_server_url
-from .gateway import http_route
+from .gateway import http_route, model_version
 from .leaderworkerset import API_VERSION as LWS_API_VERSION
 from .leaderworkerset import KIND as LWS_KIND
 from .leaderworkerset import LEADER_SELECTOR, render_leader_worker_set
@@ -245,7 +245,8 @@ def render_model_deployment(owner: Owner, spec: ModelDeploymentSpec, config: Ope
                 "appProtocol": "kubernetes.io/h2c" if port_name == "grpc" else "http"}],
     ))
     if spec.gateway:
-        out.objects.append(http_route(owner, spec.gateway, COMPONENT, SERVICE_PORT, None))
+        out.objects.append(http_route(owner, spec.gateway, COMPONENT, SERVICE_PORT, None,
+                                      versions=(model_version(spec.model, model_uri), None)))
     if model_uri is None:
         out.notes.append(
             f"Deployment and HorizontalPodAutoscaler withheld: spec.model.fromTrainingJob "
