@@ -19,6 +19,7 @@ from mlplatform.render import (
 
 from .conftest import all_example_documents, load_example, set_path
 from .gateway_schema import validate_httproute
+from .keda_schema import validate_scaled_object
 
 # The examples are rendered as a cluster with Prometheus would (modeldeployment-llm-keda.yaml needs its url).
 CONFIG = OperatorConfig(prometheus={"url": "http://prometheus.monitoring.svc:9090"})
@@ -102,6 +103,8 @@ def test_every_rendered_object_is_valid_kubernetes(source, doc):
             continue  # not a Kubernetes kind: checked against the LWS CRD's schema in test_llm_serving.py
         if obj["kind"] == "HTTPRoute":  # a CRD's kind: checked against the Gateway API's own schema
             validate_httproute(obj)
+        elif obj["kind"] == "ScaledObject":  # KEDA's: checked against the CRD schema of the KEDA module
+            validate_scaled_object(obj)
         else:
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
