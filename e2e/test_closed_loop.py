@@ -1,9 +1,10 @@
 """The closed loop on the real control plane, GitOps style (issue 21): nothing in git changes between runs.
 
-A FeatureView materializes (its status.materializedUntil moves: patched here, as the FeatureStore's
-materialization would) -> the TrainingJob starts a run by itself -> the run succeeds with metrics (kwok
-annotations: the operator copies them to the pods) -> the ModelDeployment's promotion gate passes -> the canary
-runs and promotes it -> status.lineage names the run and the watermark, the HTTPRoute's filter names the run.
+A FeatureView materializes (its status.materializedUntil moves: patched forward here, as a materialization
+Job's completion moves it; the operator keeps the latest watermark) -> the TrainingJob starts a run by itself
+-> the run succeeds with metrics (kwok annotations: the operator copies them to the pods) -> the ModelDeployment's
+promotion gate passes -> the canary runs and promotes it -> status.lineage names the run and the watermark, the
+HTTPRoute's filter names the run.
 A run with a failing metric is skipped; a schema edit of the FeatureView turns FeatureContract False and keeps
 runs trained on the old schema from being promoted until a run on the new one succeeds.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta
 
 import pytest
 import yaml
@@ -47,7 +49,7 @@ def apply(kubectl, manifest: dict, namespace: str) -> None:
 
 
 def patch_view_status(custom, namespace: str, **fields) -> None:
-    """What the FeatureStore's materialization reports: status.materializedUntil, status.schemaHash."""
+    """A materialization's report: status.materializedUntil (the FeatureView's reconcile keeps the latest)."""
     custom.patch_namespaced_custom_object_status("mlplatform.dev", "v1alpha1", namespace, "featureviews", FV,
                                                  {"status": fields})
 
@@ -92,14 +94,21 @@ def test_materialization_retrains_promotes_and_the_lineage_follows(operator, kub
     apply(kubectl, resource("FeatureView", FV, feature_view_spec()), namespace)
     wait_for(lambda: condition(get_cr(custom, "FeatureView", namespace, FV), "Fresh").get("status") == "True",
              timeout=90, what="FeatureView Fresh")
-    patch_view_status(custom, namespace, schemaHash="s1", materializedUntil="2026-12-06T10:00:00Z")
+    view = lambda: get_cr(custom, "FeatureView", namespace, FV)  # noqa: E731
+    status = wait_for(lambda: (lambda s: s if s.get("schemaHash") and s.get("materializedUntil") else None)(
+        view().get("status") or {}), timeout=30, what="schemaHash and materializedUntil of the first materialization")
+    s1, base = status["schemaHash"], datetime.fromisoformat(status["materializedUntil"].replace("Z", "+00:00"))
+
+    def later(hours: int) -> str:
+        """A watermark `hours` past the first materialization's (later than any Job of this test sets)."""
+        return (base + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # Run 1: the TrainingJob as created (trigger spec); it reads the view's watermark and schema.
     apply(kubectl, training_job(0.95), namespace)
     wait_for(lambda: run_record(custom, namespace, 1).get("phase") == "Succeeded", timeout=60, what="run 1")
     first = run_record(custom, namespace, 1)
     assert first["trigger"] == "spec"
-    assert first["inputs"]["features"][0] == {"name": FV, "schemaHash": "s1", "materializedUntil": "2026-12-06T10:00:00Z",
+    assert first["inputs"]["features"][0] == {"name": FV, "schemaHash": s1, "materializedUntil": status["materializedUntil"],
                                               "featureTypes": {"conv_rate": "FLOAT32"}}
     assert first["inputs"]["image"]
     apply(kubectl, model_deployment(), namespace)
@@ -112,7 +121,7 @@ def test_materialization_retrains_promotes_and_the_lineage_follows(operator, kub
     timeline: list[tuple[str, float]] = []
     start = time.monotonic()
     mark = lambda what: timeline.append((what, time.monotonic() - start))  # noqa: E731
-    patch_view_status(custom, namespace, materializedUntil="2026-12-06T11:00:00Z")
+    patch_view_status(custom, namespace, materializedUntil=later(1))
     mark("FeatureView materializedUntil moved")
     wait_for(lambda: run_record(custom, namespace, 2), timeout=30, interval=0.1, what="run 2 started")
     mark("run 2 started (trigger afterMaterialization)")
@@ -139,14 +148,14 @@ def test_materialization_retrains_promotes_and_the_lineage_follows(operator, kub
     lineage = md()["status"]["lineage"]
     assert lineage == {"trainingJob": TJ, "run": 2, "artifactUri": "s3://models/fraud/run-2/",
                        "image": run_record(custom, namespace, 2)["inputs"]["image"],
-                       "features": [{"name": FV, "schemaHash": "s1", "materializedUntil": "2026-12-06T11:00:00Z"}]}
+                       "features": [{"name": FV, "schemaHash": s1, "materializedUntil": later(1)}]}
     assert events(core_v1, namespace, TJ, "TriggeredRunStarted")
     transcript("the loop's timeline (seconds since the materialization)",
                "\n".join(f"{seconds:6.1f} s  {what}" for what, seconds in timeline))
 
     # A run whose metric fails the gate: skipped, run 2 keeps serving.
     apply(kubectl, training_job(0.5), namespace)
-    patch_view_status(custom, namespace, materializedUntil="2026-12-06T12:00:00Z")
+    patch_view_status(custom, namespace, materializedUntil=later(2))
     wait_for(lambda: run_record(custom, namespace, 3).get("phase") == "Succeeded", timeout=60, what="run 3")
     wait_for(lambda: "run 3 skipped: auc 0.5 < min 0.9" in condition(md(), "ModelResolved").get("message", ""),
              timeout=30, what="run 3 skipped")
@@ -155,16 +164,15 @@ def test_materialization_retrains_promotes_and_the_lineage_follows(operator, kub
 
     # A schema edit while run 4 trains on the old schema: FeatureContract False, run 4 is never promoted.
     apply(kubectl, training_job(0.97, complete_after="6s"), namespace)
-    patch_view_status(custom, namespace, materializedUntil="2026-12-06T13:00:00Z")
+    patch_view_status(custom, namespace, materializedUntil=later(3))
     wait_for(lambda: run_record(custom, namespace, 4), timeout=30, interval=0.1, what="run 4 started")
-    assert run_record(custom, namespace, 4)["inputs"]["features"][0]["schemaHash"] == "s1"
+    assert run_record(custom, namespace, 4)["inputs"]["features"][0]["schemaHash"] == s1
     apply(kubectl, resource("FeatureView", FV, feature_view_spec(features=[{"name": "conv_rate", "dtype": "INT64"}])),
           namespace)
-    # The hash as the FeatureStore would report it for the edited spec, once the operator has seen the edit.
-    view = lambda: get_cr(custom, "FeatureView", namespace, FV)  # noqa: E731
-    wait_for(lambda: view()["status"].get("observedGeneration") == view()["metadata"]["generation"], timeout=30,
-             what="FeatureView edit observed")
-    patch_view_status(custom, namespace, schemaHash="s2")
+    # The operator's hash of the edited spec, once it has seen the edit.
+    s2 = wait_for(lambda: (lambda v: v["status"]["schemaHash"] if v["status"].get("observedGeneration") ==
+                           v["metadata"]["generation"] and v["status"].get("schemaHash") != s1 else None)(view()),
+                  timeout=30, what="FeatureView edit observed, its schema hash changed")
     contract = wait_for(lambda: (lambda c: c if c.get("status") == "False" else None)(condition(md(), "FeatureContract")),
                         timeout=30, what="FeatureContract False")
     assert contract["reason"] == "SchemaChanged"
@@ -176,16 +184,16 @@ def test_materialization_retrains_promotes_and_the_lineage_follows(operator, kub
     wait_for(lambda: run_record(custom, namespace, 4).get("phase") == "Succeeded", timeout=60, what="run 4")
     resolved = wait_for(lambda: (lambda c: c if "run 4 skipped" in c.get("message", "") else None)(
         condition(md(), "ModelResolved")), timeout=30, what="run 4 skipped")
-    assert f"run 4 skipped: trained on FeatureView {FV} schema s1, which now has schema s2" in resolved["message"]
+    assert f"run 4 skipped: trained on FeatureView {FV} schema {s1}, which now has schema {s2}" in resolved["message"]
     assert md()["status"]["lineage"]["run"] == 2
     wait_for(lambda: events(core_v1, namespace, MD, "FeatureContractChanged"), timeout=15, what="FeatureContractChanged")
 
     # A run on the new schema: promoted, the contract holds again.
     wait_for(lambda: condition(get_cr(custom, "FeatureView", namespace, FV), "Fresh").get("status") == "True",
              timeout=60, what="FeatureView Fresh after the edit")
-    patch_view_status(custom, namespace, materializedUntil="2026-12-06T14:00:00Z")
+    patch_view_status(custom, namespace, materializedUntil=later(4))
     wait_for(lambda: run_record(custom, namespace, 5).get("phase") == "Succeeded", timeout=60, what="run 5")
-    assert run_record(custom, namespace, 5)["inputs"]["features"][0]["schemaHash"] == "s2"
+    assert run_record(custom, namespace, 5)["inputs"]["features"][0]["schemaHash"] == s2
     wait_for(lambda: md()["status"].get("lineage", {}).get("run") == 5 and
              condition(md(), "FeatureContract").get("status") == "True", timeout=90, what="run 5 served, contract True")
     wait_for(lambda: versions(custom, namespace) == [f"{TJ}/run-5"], timeout=30, what="route names run 5")

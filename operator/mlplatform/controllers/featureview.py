@@ -108,7 +108,4 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     ctx.metrics.set_feature_view(owner.namespace, owner.name, online=observed.online,
                                  last_materialized=parse_time(report.status["lastMaterializedAt"]),
                                  max_staleness_seconds=observed.max_staleness_seconds)
-    # status.schemaHash and materializedUntil (read by TrainingJob triggers and ModelDeployment lineage) are not
-    # computed here yet: kept as they are found, never nulled by this write.
-    kept = {k: previous[k] for k in ("schemaHash", "materializedUntil") if k in previous}
-    write_status(ctx, KIND, body, {**kept, **report.status}, report.phase, report.conditions)
+    write_status(ctx, KIND, body, report.status, report.phase, report.conditions)
