@@ -77,8 +77,11 @@ def test_requests_are_mirrored_to_the_canary_for_mirror_seconds_then_not(operato
     step1 = wait_for(lambda: (lambda r: r if not r.get("filters") else None)(rule()), timeout=60, interval=0.3,
                      what="mirror filter gone after mirrorSeconds")
     assert [(b["name"], b["weight"]) for b in step1["backendRefs"]] == [("scorer", 90), ("scorer-canary", 10)]
-    status = get_cr(custom, "ModelDeployment", namespace, "scorer")["status"]["rollout"]
-    assert status["mirrorStartTime"] and status["mirrorEndTime"] and status["step"] == 1
+    # The route is applied before the status is written (apply, then report): the status may follow a moment later.
+    status = wait_for(lambda: (lambda r: r if r.get("mirrorEndTime") else None)(
+        get_cr(custom, "ModelDeployment", namespace, "scorer")["status"].get("rollout") or {}), timeout=30,
+        what="status.rollout.mirrorEndTime")
+    assert status["mirrorStartTime"] and status["step"] == 1
 
 
 def test_keda_engine_without_keda_is_stalled_saying_so(operator, kubectl, custom, namespace, wait_for):

@@ -34,7 +34,7 @@ from ..status.trainingjob import (
     training_job_report,
     waiting_for_features,
 )
-from ..triggers import decide_trigger, parse_timestamp
+from ..triggers import FINISHED, decide_trigger, parse_timestamp
 from .base import (
     Context,
     apply_children,
@@ -128,6 +128,10 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
         report.conditions.append(triggered.condition)
     if triggered is not None and triggered.wake_at is not None:
         ctx.queue.add(key, delay=max((triggered.wake_at - now).total_seconds(), 0) + 0.5)
+    if run_finished_now(triggered, report.status):
+        # The trigger was decided on the status before this reconcile, which records the run's end: decide again
+        # on what it records (the echo of our own status write enqueues nothing).
+        ctx.queue.add(key)
     fresh_pods = (worker_zero_pods(ctx, owner.namespace, job_uid)
                   if job_uid is not None and turned_succeeded(report.status, previous, plan.run) else [])
     metrics_problem = record_metrics(report.status, previous, plan.run, fresh_pods)
@@ -141,6 +145,13 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
             ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
         except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
             log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
+
+
+def run_finished_now(triggered, status: dict) -> bool:
+    """A trigger waited for the current run (RunInProgress) and this reconcile's status records that run finished."""
+    waited = triggered is not None and triggered.condition is not None and triggered.condition.reason == "RunInProgress"
+    runs = status.get("runs") or []
+    return waited and bool(runs) and runs[-1].get("phase") in FINISHED
 
 
 def missing_features(ctx: Context, namespace: str, spec: TrainingJobSpec) -> list[str]:
