@@ -30,7 +30,7 @@ from .common import (
     pod_scheduling,
     render_template,
 )
-from .serving import MODEL_DIR, MODEL_VOLUME, model_volume
+from .serving import MODEL_DIR, MODEL_VOLUME, model_volume, storage_initializer
 from .shm import apply_shared_memory, shared_memory_size
 
 COMPONENT = "scorer"
@@ -116,21 +116,8 @@ def image_of(spec: BatchPredictionSpec, config: OperatorConfig) -> str:
 
 
 def _storage_initializer(spec: BatchPredictionSpec, config: OperatorConfig, uri: str) -> dict[str, Any]:
-    init = config.storage_initializer
-    fetcher: dict[str, Any] = {
-        "name": "storage-initializer",
-        "image": init.image,
-        "args": [uri, MODEL_DIR],
-        "resources": {"requests": {"cpu": init.cpu, "memory": init.memory}, "limits": {"memory": init.memory_limit}},
-        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_DIR}],
-        "securityContext": CONTAINER_SECURITY_CONTEXT,
-    }
-    credentials = [e.to_api() for e in (spec.runtime.env or []) if e.value_from is not None]
-    if credentials:
-        fetcher["env"] = credentials
-    if spec.runtime.env_from:
-        fetcher["envFrom"] = env_from_list(spec.runtime.env_from)
-    return fetcher
+    """The serving pods' storage initializer: it reads only spec.runtime's credentials, as a ModelDeployment's."""
+    return storage_initializer(spec, config, uri, MODEL_VOLUME)
 
 
 def shard_env(owner: Owner, spec: BatchPredictionSpec, model_uri: str) -> list[dict[str, Any]]:
