@@ -67,6 +67,10 @@ def apply_all(kubectl, docs: list[dict], namespace: str) -> None:
     kubectl.run("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(docs))
 
 
+def controller_uid(child) -> str | None:
+    return next((ref.uid for ref in child.metadata.owner_references or [] if ref.controller), None)
+
+
 def list_crs(custom, kind: str, namespace: str) -> list[dict]:
     return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind])["items"]
 
@@ -322,26 +326,32 @@ def test_chaos_converges_without_losses_duplicates_or_orphans(start_operator, ku
         meta = body["metadata"]
         assert not meta.get("finalizers") and not meta.get("deletionTimestamp"), meta["name"]
         assert not [a for a in meta.get("annotations") or {} if "kopf" in a], meta["name"]
-    model_names = {b["metadata"]["name"] for b in models}
+    # A child belongs to the object that controls it (its UID), not to a name: a resource deleted and created again
+    # under the same name is a new owner, and the old one's children wait for the garbage collector.
+    live_uids = {b["metadata"]["uid"] for b in models + jobs}
     owner = "mlplatform.dev/owner"
-    deployments = [d for d in apps_v1.list_namespaced_deployment(namespace).items if d.metadata.labels.get(owner)]
-    services = [s for s in core_v1.list_namespaced_service(namespace).items if s.metadata.labels.get(owner)]
-    for children, what in ((deployments, "Deployment"), (services, "Service")):
-        owners = [c.metadata.labels[owner].partition(".")[2] for c in children
-                  if c.metadata.labels[owner].startswith("modeldeployment.") and not c.metadata.deletion_timestamp]
-        assert sorted(owners) == sorted(model_names), f"{what}s per ModelDeployment (orphans or missing)"
 
-    def no_orphans():
-        jobs_now = [j for j in batch_v1.list_namespaced_job(namespace).items if not j.metadata.deletion_timestamp]
-        job_owners = {j.metadata.labels[owner].partition(".")[2] for j in jobs_now}
-        return job_owners <= {b["metadata"]["name"] for b in jobs} and jobs_now
-    jobs_now = wait_for(no_orphans, timeout=60, what="Jobs of deleted TrainingJobs garbage-collected")
+    def ours(items) -> list:
+        return [c for c in items if (c.metadata.labels or {}).get(owner) and not c.metadata.deletion_timestamp]
+
+    def orphans_collected():
+        children = (ours(apps_v1.list_namespaced_deployment(namespace).items)
+                    + ours(core_v1.list_namespaced_service(namespace).items)
+                    + ours(batch_v1.list_namespaced_job(namespace).items))
+        return children and all(controller_uid(c) in live_uids for c in children)
+    wait_for(orphans_collected, timeout=60, what="the children of deleted owners garbage-collected")
+    for items, what in ((apps_v1.list_namespaced_deployment(namespace).items, "Deployment"),
+                        (core_v1.list_namespaced_service(namespace).items, "Service")):
+        controllers = sorted(controller_uid(c) for c in ours(items)
+                             if c.metadata.labels[owner].startswith("modeldeployment."))
+        assert controllers == sorted(b["metadata"]["uid"] for b in models), f"one {what} per ModelDeployment"
+
+    jobs_now = ours(batch_v1.list_namespaced_job(namespace).items)
     for body in jobs:
         name, status = body["metadata"]["name"], body["status"]
         runs = [r["run"] for r in status["runs"]]
         assert runs == sorted(set(runs)) and runs[-1] == status["run"], f"{name}: duplicate or lost runs {runs}"
-        current = [j for j in jobs_now if j.metadata.name == f"{name}-{status['run']}"]
-        assert len(current) == 1, f"{name}: the current run's Job"
-        for job in jobs_now:
-            if job.metadata.labels[owner] == f"trainingjob.{name}":
-                assert int(job.metadata.labels["mlplatform.dev/run"]) in runs, f"{job.metadata.name}: no such run"
+        its_jobs = [j for j in jobs_now if controller_uid(j) == body["metadata"]["uid"]]
+        assert len([j for j in its_jobs if j.metadata.name == f"{name}-{status['run']}"]) == 1, f"{name}: the current run's Job"
+        for job in its_jobs:
+            assert int(job.metadata.labels["mlplatform.dev/run"]) in runs, f"{job.metadata.name}: no such run in {runs}"
