@@ -223,6 +223,22 @@ def test_feature_server_probes_pdb_and_autoscaling():
     assert "PodDisruptionBudget" in scaled
 
 
+def test_feature_servers_spread_over_zones_and_nodes_when_there_are_several():
+    owner = Owner("FeatureView", "driver-stats", "risk", "u")
+
+    def spread(serving: dict) -> list[dict] | None:
+        deployment = by_kind(render_feature_view(owner, view(serving=serving), CONFIG).objects)["Deployment"][0]
+        return deployment["spec"]["template"]["spec"].get("topologySpreadConstraints")
+    assert spread({"replicas": 1}) is None
+    two = spread({"replicas": 2})
+    assert [(c["topologyKey"], c["whenUnsatisfiable"]) for c in two] == [
+        ("topology.kubernetes.io/zone", "ScheduleAnyway"), ("kubernetes.io/hostname", "ScheduleAnyway")]
+    server_labels = by_kind(render_feature_view(owner, view(serving={"replicas": 2}), CONFIG).objects)[
+        "Deployment"][0]["spec"]["selector"]["matchLabels"]
+    assert two[0]["labelSelector"]["matchLabels"] == server_labels  # the servers only, not materialization pods
+    assert spread({"autoscaling": {"minReplicas": 1, "maxReplicas": 4, "targets": {"cpuUtilization": 70}}})
+
+
 def test_backfill_is_one_job_per_window():
     owner = Owner("FeatureView", "driver-stats", "risk", "u")
     window = {"start": "2026-01-01T00:00:00Z", "end": "2026-06-01T00:00:00Z"}

@@ -8,6 +8,7 @@ from ..api.featurestore import FeatureStoreSpec
 from ..api.featureview import FeatureViewSpec
 from ..config import OperatorConfig
 from ..labels import BACKFILL_WINDOW_ANNOTATION, FEAST_REPO_HASH_ANNOTATION, MATERIALIZATION_SPEC_HASH_ANNOTATION, short_hash
+from .availability import topology_spread
 from .common import (
     CONTAINER_SECURITY_CONTEXT,
     POD_SECURITY_CONTEXT,
@@ -222,6 +223,11 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
     server_selector = selector(owner, SERVER_COMPONENT)
     server_meta = metadata(owner, server_name(owner.name), SERVER_COMPONENT)
     autoscaling = serving.autoscaling if serving else None
+    server_pod = feast_pod(config, repo_configmap_name(owner.name), serve_command(config.feast.port),
+                           serving.resources if serving else None, "spec.serving", port=config.feast.port, store=store)
+    spread = topology_spread(server_selector, autoscaling.max_replicas if autoscaling else server_replicas(spec))
+    if spread:
+        server_pod["topologySpreadConstraints"] = spread
     out.objects.append(render_template(
         "deployment.yaml.j2",
         metadata=server_meta,
@@ -230,8 +236,7 @@ def render_feature_view(owner: Owner, spec: FeatureViewSpec, config: OperatorCon
         rollout={"maxSurge": "25%", "maxUnavailable": 0},
         pod_labels=server_meta["labels"],
         pod_annotations=pod_annotations(owner, config, {FEAST_REPO_HASH_ANNOTATION: short_hash(files, 10)}),
-        pod_spec=feast_pod(config, repo_configmap_name(owner.name), serve_command(config.feast.port),
-                           serving.resources if serving else None, "spec.serving", port=config.feast.port, store=store),
+        pod_spec=server_pod,
     ))
     if autoscaling is not None:
         targets = autoscaling.targets
