@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -199,6 +200,10 @@ class Bench:
         return thread
 
 
+def with_namespace(args: tuple[str, ...], namespace: str) -> tuple[str, ...]:
+    return tuple(namespace if a == "{namespace}" else a for a in args)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -352,10 +357,12 @@ def size_phases(bench: Bench, args, n: int, operator: Operator, ours_ns: str) ->
     """One burst size: the serial floor, the parallel floor and the operator, each in namespaces of their own
     (the operator's: one for every size, the names prefixed by the size)."""
     names = [f"m{n}-{i:05d}" for i in range(n)]
-    serial_ns, floor_ns = bench.create_namespace(f"floor-serial-{n}"), bench.create_namespace(f"floor-{n}")
+    serial_ns = None if args.no_serial_floor else bench.create_namespace(f"floor-serial-{n}")
+    floor_ns = bench.create_namespace(f"floor-{n}")
     print(f"\n{n} ModelDeployments ({MODEL['replicas']} replicas each) applied at once:")
-    serial = burst(bench, "floor, serial (one kubectl)", names, serial_ns,
-                   rendered_children(models(names, serial_ns, MODEL), serial_ns), "Deployment", args.timeout)
+    serial = None if args.no_serial_floor else burst(
+        bench, "floor, serial (one kubectl)", names, serial_ns,
+        rendered_children(models(names, serial_ns, MODEL), serial_ns), "Deployment", args.timeout)
     floor = burst(bench, f"floor ({FLOOR_APPLIERS} concurrent kubectl)", names, floor_ns,
                   rendered_children(models(names, floor_ns, MODEL), floor_ns), "Deployment", args.timeout,
                   appliers=FLOOR_APPLIERS)
@@ -366,10 +373,11 @@ def size_phases(bench: Bench, args, n: int, operator: Operator, ours_ns: str) ->
                  models(names, ours_ns, MODEL), "ModelDeployment", args.timeout, appliers=FLOOR_APPLIERS)
     load = {k: v - load0[k] for k, v in operator_load(operator).items()}
     ours.operator_cpu_s = round(load["cpu_s"], 1)
-    figures = {"n": n, "floor": floor.summary(), "floor_serial": serial.summary(), "operator": ours.summary(),
-               "ratio": round(ours.wall_s / floor.wall_s, 2), "ratio_serial": round(ours.wall_s / serial.wall_s, 2),
+    figures = {"n": n, "floor": floor.summary(), "floor_serial": serial and serial.summary(), "operator": ours.summary(),
+               "ratio": round(ours.wall_s / floor.wall_s, 2),
+               "ratio_serial": serial and round(ours.wall_s / serial.wall_s, 2),
                "reconciles_per_resource": round(load["reconciles"] / n, 2), "worker_s": round(load["worker_s"], 1),
-               "operator_rss_mib": round(operator.rss_mib()), "phases": (floor, ours, serial)}
+               "operator_rss_mib": round(operator.rss_mib()), "phases": (floor, ours, serial)}  # serial: None if skipped
     print(f"  ratio {figures['ratio']} (to the serial floor {figures['ratio_serial']}); "
           "the operator's own writes per resource "
           f"{figures['operator']['operator_writes_per_resource']} ({_per(ours.operator_writes, n)}); "
@@ -390,7 +398,11 @@ def main() -> int:
     parser.add_argument("--restart-seconds", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=1800.0, help="per phase, seconds")
     parser.add_argument("--keep-cluster", action="store_true", help="leave .run/bench-cluster running afterwards")
+    parser.add_argument("--operator-args", default=os.environ.get("BENCH_OPERATOR_ARGS") or "",
+                        help="more `mlplatform run` flags for every operator of the run, e.g. '--max-workers 6'")
+    parser.add_argument("--no-serial-floor", action="store_true", help="skip the serial floor (one kubectl)")
     args = parser.parse_args()
+    operator_args = ("--namespace", "{namespace}", *shlex.split(args.operator_args))
     sizes = [int(n) for n in str(args.n).split(",") if n.strip()]
     rate_n = int(args.rate * args.rate_seconds)
     pods = 3 * sum(sizes) * MODEL["replicas"] + 2 * rate_n + 1
@@ -404,7 +416,7 @@ def main() -> int:
     # The storage initializer's defaults (100Mi request) reserve no more than the model server asks for.
     config.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
     floor_ns, ours_ns = bench.create_namespace("bench-floor"), bench.create_namespace("bench-op")
-    operator = Operator(kubeconfig, OUT / "operator.log", ("--namespace", ours_ns))
+    operator = Operator(kubeconfig, OUT / "operator.log", with_namespace(operator_args, ours_ns))
     operator.start(config)
     figures: dict = {"sizes": sizes, "cpu_nodes": cluster.State.load(local.run).cpu_nodes,
                      "operator_idle_rss_mib": round(operator.rss_mib()),
@@ -420,7 +432,7 @@ def main() -> int:
         idle = window_writes(bench, args.idle_seconds)
         idle_ours = summary(bench.audit.writes(audit_offset, ours_ns))
         operator.stop()
-        operator = Operator(kubeconfig, OUT / "operator-restarted.log", ("--namespace", ours_ns))
+        operator = Operator(kubeconfig, OUT / "operator-restarted.log", with_namespace(operator_args, ours_ns))
         before, t0, audit_offset = bench.apiserver_writes(), time.monotonic(), bench.audit.offset()
         operator.start(config)
         figures["restart_ready_s"] = round(time.monotonic() - t0, 1)
@@ -481,7 +493,7 @@ def memory(bench: Bench, operator: Operator, config: Path, kubeconfig: str, name
     time.sleep(10)
     rss = operator.rss_mib()
     operator.stop()
-    restarted = Operator(kubeconfig, OUT / "operator-memory.log", ("--namespace", namespace))
+    restarted = Operator(kubeconfig, OUT / "operator-memory.log", operator.extra_args)
     restarted.start(config)
     time.sleep(20)
     return {"resources": existing + extra, "with_pods": existing, "suspended": extra,
@@ -506,8 +518,8 @@ def burst_lines(b: dict) -> list[str]:
         "| | all Ready | p50 apply->Ready | p99 apply->Ready | API writes / resource |", "|---|---:|---:|---:|---:|",
         f"| floor: children applied directly, {FLOOR_APPLIERS} concurrent kubectl | {f['all_ready_s']}s | {f['p50_s']}s "
         f"| {f['p99_s']}s | {f['writes_per_resource']} |",
-        f"| floor, serial: one kubectl (earlier runs' floor) | {fs['all_ready_s']}s | {fs['p50_s']}s | {fs['p99_s']}s "
-        f"| {fs['writes_per_resource']} |",
+        *([f"| floor, serial: one kubectl (earlier runs' floor) | {fs['all_ready_s']}s | {fs['p50_s']}s | {fs['p99_s']}s "
+           f"| {fs['writes_per_resource']} |"] if fs else []),
         f"| operator | {o['all_ready_s']}s | {o['p50_s']}s | {o['p99_s']}s | {o['writes_per_resource']} |", "",
         f"**ratio operator/floor (all Ready): {b['ratio']}** (to the serial floor: {b['ratio_serial']}); "
         "the operator's own writes: "
@@ -549,7 +561,7 @@ def report(figures: dict, bursts: list[dict]) -> None:
     (OUT / "scale.md").write_text(text)
     save(figures)
     for b in bursts:
-        plot(list(b["phases"]), OUT / f"scale-{b['n']}.png")
+        plot([p for p in b["phases"] if p is not None], OUT / f"scale-{b['n']}.png")
     print("\n" + text)
     print(f"written: {OUT / 'scale.md'}, {OUT / 'scale.json'}, " + ", ".join(str(OUT / f"scale-{b['n']}.png") for b in bursts))
 

@@ -3,7 +3,16 @@ import threading
 import pytest
 
 from mlplatform.cli import main as cli_main
-from mlplatform.runtime.workers import Load, WorkerBounds, WorkerPool, desired_workers
+from mlplatform.runtime.workers import (
+    BASELINE_SECONDS,
+    FAST_WRITE_SECONDS,
+    MIN_WRITES,
+    Load,
+    RoundTrips,
+    WorkerBounds,
+    WorkerPool,
+    desired_workers,
+)
 
 BOUNDS = WorkerBounds(minimum=2, initial=4, maximum=12)
 
@@ -21,6 +30,12 @@ BOUNDS = WorkerBounds(minimum=2, initial=4, maximum=12)
     (8, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.7), 8, "near the CPU limit: holds (no swing)"),
     (8, Load(due_keys=300, busy_fraction=0.2, cpu_share=0.7), 8, "keys waiting are not idleness"),
     (1, Load(due_keys=1, busy_fraction=1.0, cpu_share=0.1), 2, "below the minimum (flag change): raised to it"),
+    (8, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.1, api_slowdown=3.5), 7,
+     "the API server saturated: one fewer, however many keys wait"),
+    (8, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.1, api_slowdown=2.5), 8,
+     "the API server slower but not saturated: holds (no swing)"),
+    (8, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.1, api_slowdown=1.5), 12, "writes near their fastest: more"),
+    (2, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.1, api_slowdown=9.0), 2, "saturated: never below the minimum"),
 ])
 def test_the_worker_count_follows_the_queue_and_the_cpu(active, load, expected, why):
     assert desired_workers(active, load, BOUNDS) == expected, why
@@ -80,13 +95,76 @@ def test_adjust_wakes_parked_workers_and_parks_the_ones_above_the_count():
     for i in range(4):
         pool.started(i)
     clocks.wall += 1.0  # all four busy, CPU to spare, keys waiting: 4 -> 6
-    assert pool.adjust(due_keys=50) == 6
+    pool.adjust(due_keys=50)
+    assert pool.active == 6
     thread.join(5)
     assert woke_active == [True]
     for i in range(4):
         pool.finished(i)
     clocks.wall += 1.0
     clocks.cpu += 0.95  # CPU bound: 6 -> 5, worker 5 parks again
-    assert pool.adjust(due_keys=50) == 5
+    pool.adjust(due_keys=50)
+    assert pool.active == 5
     assert pool.wait_until_active(5, timeout=0.01) is False
     assert pool.wait_until_active(4, timeout=0.01) is True
+
+
+def test_round_trips_are_judged_against_the_fastest_window_of_the_last_minutes():
+    clock = [0.0]
+    trips = RoundTrips(clock=lambda: clock[0])
+
+    def window(seconds: float, writes: int = MIN_WRITES) -> float:
+        for _ in range(writes):
+            trips.observe(seconds)
+        clock[0] += 1
+        return trips.slowdown()
+    assert window(0.2) == pytest.approx(1.0)  # the first window is its own baseline
+    assert window(0.8) == pytest.approx(4.0)
+    assert window(0.1) == pytest.approx(1.0)  # a faster window is the new baseline
+    assert window(0.3) == pytest.approx(3.0)
+    assert window(9.0, writes=MIN_WRITES - 1) == 1.0  # too few writes to say anything
+    clock[0] += BASELINE_SECONDS
+    assert window(0.3) == pytest.approx(1.0)  # the fast windows aged out: the API server got slower for good
+    assert window(0.002) == pytest.approx(0.002 / FAST_WRITE_SECONDS)  # under FAST_WRITE_SECONDS: as fast
+    assert window(0.03) == pytest.approx(0.6)  # 30 ms after a 2 ms window: both are fast, no slowdown
+
+
+def test_the_pool_reads_the_round_trips_into_its_load():
+    clocks = Clocks()
+    pool = pool_with(clocks)
+    for seconds in [0.1] * MIN_WRITES:
+        pool.round_trips.observe(seconds)
+    clocks.wall += 1.0
+    assert pool.adjust(due_keys=50).api_slowdown == pytest.approx(1.0)
+    for seconds in [0.5] * MIN_WRITES:
+        pool.round_trips.observe(seconds)
+    clocks.wall += 1.0
+    before = pool.active
+    assert pool.adjust(due_keys=50).api_slowdown == pytest.approx(5.0)
+    assert pool.active == before - 1
+
+
+class _Response:
+    status = 200
+
+    def read(self) -> bytes:
+        return b'{"metadata": {"name": "m", "resourceVersion": "7"}}'
+
+
+class _ApiClient:
+    def param_serialize(self, method, path, **_):
+        return method, path, {}, None, None
+
+    def call_api(self, *args, **kwargs):
+        return _Response()
+
+
+def test_the_kube_client_reports_the_round_trip_of_each_write_not_of_reads():
+    from mlplatform.runtime.kube import Kube
+
+    kube, reported = Kube(_ApiClient()), []
+    kube.write_round_trip = reported.append
+    kube.get("apps/v1", "Deployment", "ns", "m")
+    assert reported == []
+    kube.patch_status("ModelDeployment", "ns", "m", {"phase": "Ready"})
+    assert len(reported) == 1 and reported[0] >= 0

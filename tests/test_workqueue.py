@@ -57,3 +57,52 @@ def test_discard_and_shutdown():
     queue.shutdown()
     waiter.join(timeout=2)
     assert result == [None]
+
+
+def test_due_keys_go_out_by_priority_then_in_the_order_they_fell_due():
+    clock = Clock()
+    queue = WorkQueue(clock)
+    for key in ("new-1", "new-2", "new-3"):
+        queue.add(key)
+        clock.now += 1
+    queue.add("progress", priority=1)
+    queue.add("later", delay=5, priority=1)
+    assert [queue.get(timeout=0) for _ in range(4)] == ["progress", "new-1", "new-2", "new-3"]
+    assert queue.get(timeout=0) is None  # "later" is not due yet, whatever its priority
+    clock.now += 5
+    assert queue.get(timeout=0) == "later"
+
+
+def test_a_pending_key_takes_the_higher_priority_and_is_processed_once():
+    clock = Clock()
+    queue = WorkQueue(clock)
+    queue.add("a")
+    queue.add("b")
+    queue.add("b", priority=1)  # promoted in place: one request
+    queue.add("b")  # a lower priority does not demote it
+    assert [queue.get(timeout=0) for _ in range(3)] == ["b", "a", None]
+
+
+def test_a_key_added_while_processed_keeps_its_priority_for_the_next_round():
+    queue = WorkQueue(Clock())
+    queue.add("a")
+    queue.add("b")
+    assert queue.get(timeout=0) == "a"
+    queue.add("a", priority=1)
+    queue.done("a")
+    assert queue.get(timeout=0) == "a"
+    assert queue.get(timeout=0) == "b"
+
+
+def test_a_discarded_key_is_not_handed_out_and_can_be_added_again():
+    queue = WorkQueue(Clock())
+    queue.add("a", priority=1)
+    queue.add("b")
+    assert queue.get(timeout=0) == "a"
+    queue.done("a")
+    queue.add("c", priority=1)
+    queue.discard("c")
+    assert queue.get(timeout=0) == "b"
+    queue.add("c")
+    assert queue.get(timeout=0) == "c"
+    assert queue.due_count() == 0

@@ -49,6 +49,9 @@ class Metrics:
         self.worker_busy_seconds = Counter("mlplatform_worker_busy_seconds", "Seconds workers spent in reconciles "
                                            "(against process CPU seconds: how much of a reconcile is waiting).",
                                            registry=self.registry)
+        self.api_write_slowdown = Gauge("mlplatform_api_write_slowdown", "The last second's mean write round trip "
+                                        "to the API server over the fastest of the last 10 minutes (1: as fast as "
+                                        "it gets; from 3 the worker pool gives workers back).", registry=self.registry)
         self._queue = None
         self._cache = None
         self._phases: dict[ResourceKey, str] = {}

@@ -41,7 +41,7 @@ from .runtime.kube import (
     make_api_client,
 )
 from .runtime.leader import LeaderElector, LeaseSettings
-from .runtime.loop import CHILD_EVENT_DELAY_SECONDS, enqueue, keys_for, process
+from .runtime.loop import CHILD_EVENT_DELAY_SECONDS, PROGRESS_PRIORITY, enqueue, keys_for, process
 from .runtime.workers import ADJUST_EVERY_SECONDS, WorkerBounds, WorkerPool
 from .runtime.workqueue import WorkQueue
 
@@ -73,7 +73,7 @@ def on_change(ctx: Context, watched: Watched) -> Callable[[Change], None]:
     if watched == WORKLOADS:
         def enqueue_owner_of_workload(change: Change) -> None:
             if (owner := owner_of_workload(ctx.cache, change.obj)) is not None:
-                ctx.queue.add(owner, delay=CHILD_EVENT_DELAY_SECONDS)
+                ctx.queue.add(owner, delay=CHILD_EVENT_DELAY_SECONDS, priority=PROGRESS_PRIORITY)
         return enqueue_owner_of_workload
     return lambda change: enqueue(ctx, change)
 
@@ -122,7 +122,9 @@ def _worker(ctx: Context, index: int, pool: WorkerPool, may_run: threading.Event
 def follow_the_queue(ctx: Context, pool: WorkerPool, stop: threading.Event) -> None:
     counted = 0.0
     while not stop.wait(ADJUST_EVERY_SECONDS):
-        ctx.metrics.workers.set(pool.adjust(ctx.queue.due_count()))
+        load = pool.adjust(ctx.queue.due_count())
+        ctx.metrics.workers.set(pool.active)
+        ctx.metrics.api_write_slowdown.set(load.api_slowdown)
         ctx.metrics.worker_busy_seconds.inc(pool.busy_seconds_total - counted)
         counted = pool.busy_seconds_total
 
@@ -245,6 +247,7 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     if options.resync_seconds > 0:
         threading.Thread(target=resync, args=(ctx, stop, options.resync_seconds), name="resync", daemon=True).start()
     pool = WorkerPool(bounds)
+    kube.write_round_trip = pool.round_trips.observe
     metrics.workers.set(pool.active)
     threads = [threading.Thread(target=_worker, args=(ctx, i, pool, may_run, stop, monitor),
                                 name=f"reconcile-{i}", daemon=True) for i in range(bounds.maximum)]

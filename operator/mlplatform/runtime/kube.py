@@ -113,6 +113,7 @@ class Kube:
         self._requests = 0
         self._fenced = False
         self._write_refusal: Callable[[], str | None] = lambda: None
+        self.write_round_trip: Callable[[float], None] = lambda seconds: None  # each write's, for the worker pool
 
     @property
     def requests(self) -> int:
@@ -144,8 +145,11 @@ class Kube:
 
     def _request(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
                  content_type: str = "application/json") -> dict | None:
+        started = time.monotonic()
         response = self._send(method, path, query, body, content_type, 30)
         data = response.read()
+        if method != "GET":
+            self.write_round_trip(time.monotonic() - started)
         if response.status == 404:
             return None
         if response.status >= 400:
