@@ -23,7 +23,7 @@ from mlplatform.runtime.leader import LeaderElector, LeaseSettings
 
 from .fake_kube import FakeKube, deliver_writes
 from .test_cache import ListWatch, event, md, page, run_informer
-from .test_reconcilers import FIXED, NS, Clock, Harness, key_of, model_deployment
+from .test_reconcilers import FIXED, NS, Clock, Harness, key_of
 
 DEPLOYMENT = ("Deployment", NS, "scorer")
 
@@ -270,24 +270,6 @@ def test_a_reconcile_put_off_for_its_writes_is_due_when_the_last_one_arrives():
     h.ctx.queue.get(timeout=0)  # the fallback recheck is not due yet
     deliver_as_the_informer(h)
     assert h.ctx.queue.get(timeout=0) == key
-
-
-def test_a_childs_change_puts_its_owner_ahead_of_resources_waiting_for_their_first_reconcile():
-    h = Harness(clock=Clock())
-    key = key_of(h.add(FIXED))
-    loop.process(h.ctx, key)
-    deliver_as_the_informer(h)
-    newcomers = [key_of(h.add(model_deployment(f"new-{i}", replicas=1))) for i in range(3)]
-    for newcomer in newcomers:
-        loop.enqueue(h.ctx, Change("ModelDeployment", h.ctx.cache.resource(newcomer), False))
-    h.kube.update("apps/v1", "Deployment", NS, "scorer", manager="kube-controller-manager",
-                  status={"readyReplicas": 3, "replicas": 3, "availableReplicas": 3})
-    h.kube._written.append(("apps/v1", "Deployment", NS, "scorer"))
-    deliver_as_the_informer(h)
-    later = h.ctx.queue._clock() + 1
-    h.ctx.queue._clock = lambda: later  # the child event's coalescing delay has passed
-    assert [h.ctx.queue.get(timeout=0) for _ in range(4)] == [key, *newcomers], \
-        "the model whose Deployment is available is reported before the new ones are started"
 
 
 def test_a_child_change_that_no_decision_reads_does_not_enqueue_the_owner():

@@ -16,9 +16,6 @@ log = logging.getLogger("mlplatform")
 
 # Children change in bursts (a rollout touches pods many times a second): coalesce them.
 CHILD_EVENT_DELAY_SECONDS = 0.25
-# A child's change is the progress of a resource already reconciled (its Deployment turned available): it goes
-# ahead of resources created or edited, which wait for their first reconcile either way.
-PROGRESS_PRIORITY = 1
 # A key whose own writes the informers have not delivered yet is looked at again this soon (the events of
 # those writes enqueue it too; this is the fallback).
 UNSEEN_WRITES_RECHECK_SECONDS = 0.5
@@ -93,10 +90,7 @@ def enqueue(ctx: Context, change: Change) -> None:
     if due:
         ctx.queue.add(key)
     elif not echo and change.material:
-        if is_resource:
-            ctx.queue.add(key)
-        else:
-            ctx.queue.add(key, delay=CHILD_EVENT_DELAY_SECONDS, priority=PROGRESS_PRIORITY)
+        ctx.queue.add(key, delay=0.0 if is_resource else CHILD_EVENT_DELAY_SECONDS)
     if is_resource:
         for dependent in CONTROLLERS[change.kind].dependents(ctx, key[1], key[2]):
             ctx.queue.add(dependent)
