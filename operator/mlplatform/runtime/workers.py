@@ -1,5 +1,5 @@
 """How many reconciles run at once: as many as the queue has work for while they wait on the API server,
-fewer once the operator's own CPU is the limit.
+fewer once the operator's own CPU or the API server is the limit.
 
 A reconcile spends most of its time waiting on round trips (applies, the status patch, an Event); its Python
 work needs the one core the GIL gives the process. So while keys wait and the process is below that core,
