@@ -200,10 +200,6 @@ class Bench:
         return thread
 
 
-def with_namespace(args: tuple[str, ...], namespace: str) -> tuple[str, ...]:
-    return tuple(namespace if a == "{namespace}" else a for a in args)
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -378,7 +374,7 @@ def size_phases(bench: Bench, args, n: int, operator: Operator, ours_ns: str) ->
                "ratio_serial": serial and round(ours.wall_s / serial.wall_s, 2),
                "reconciles_per_resource": round(load["reconciles"] / n, 2), "worker_s": round(load["worker_s"], 1),
                "operator_rss_mib": round(operator.rss_mib()), "phases": (floor, ours, serial)}  # serial: None if skipped
-    print(f"  ratio {figures['ratio']} (to the serial floor {figures['ratio_serial']}); "
+    print(f"  ratio {figures['ratio']} (to the serial floor {figures['ratio_serial'] or 'not measured'}); "
           "the operator's own writes per resource "
           f"{figures['operator']['operator_writes_per_resource']} ({_per(ours.operator_writes, n)}); "
           f"reconciles per resource {figures['reconciles_per_resource']}; worker-seconds {figures['worker_s']} "
@@ -402,7 +398,7 @@ def main() -> int:
                         help="more `mlplatform run` flags for every operator of the run, e.g. '--max-workers 6'")
     parser.add_argument("--no-serial-floor", action="store_true", help="skip the serial floor (one kubectl)")
     args = parser.parse_args()
-    operator_args = ("--namespace", "{namespace}", *shlex.split(args.operator_args))
+    more_flags = tuple(shlex.split(args.operator_args))
     sizes = [int(n) for n in str(args.n).split(",") if n.strip()]
     rate_n = int(args.rate * args.rate_seconds)
     pods = 3 * sum(sizes) * MODEL["replicas"] + 2 * rate_n + 1
@@ -416,7 +412,7 @@ def main() -> int:
     # The storage initializer's defaults (100Mi request) reserve no more than the model server asks for.
     config.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
     floor_ns, ours_ns = bench.create_namespace("bench-floor"), bench.create_namespace("bench-op")
-    operator = Operator(kubeconfig, OUT / "operator.log", with_namespace(operator_args, ours_ns))
+    operator = Operator(kubeconfig, OUT / "operator.log", ("--namespace", ours_ns, *more_flags))
     operator.start(config)
     figures: dict = {"sizes": sizes, "cpu_nodes": cluster.State.load(local.run).cpu_nodes,
                      "operator_idle_rss_mib": round(operator.rss_mib()),
@@ -432,7 +428,7 @@ def main() -> int:
         idle = window_writes(bench, args.idle_seconds)
         idle_ours = summary(bench.audit.writes(audit_offset, ours_ns))
         operator.stop()
-        operator = Operator(kubeconfig, OUT / "operator-restarted.log", with_namespace(operator_args, ours_ns))
+        operator = Operator(kubeconfig, OUT / "operator-restarted.log", ("--namespace", ours_ns, *more_flags))
         before, t0, audit_offset = bench.apiserver_writes(), time.monotonic(), bench.audit.offset()
         operator.start(config)
         figures["restart_ready_s"] = round(time.monotonic() - t0, 1)
@@ -521,7 +517,7 @@ def burst_lines(b: dict) -> list[str]:
         *([f"| floor, serial: one kubectl (earlier runs' floor) | {fs['all_ready_s']}s | {fs['p50_s']}s | {fs['p99_s']}s "
            f"| {fs['writes_per_resource']} |"] if fs else []),
         f"| operator | {o['all_ready_s']}s | {o['p50_s']}s | {o['p99_s']}s | {o['writes_per_resource']} |", "",
-        f"**ratio operator/floor (all Ready): {b['ratio']}** (to the serial floor: {b['ratio_serial']}); "
+        f"**ratio operator/floor (all Ready): {b['ratio']}** (to the serial floor: {b['ratio_serial'] or 'not measured'}); "
         "the operator's own writes: "
         f"{o['operator_writes_per_resource']} per resource ({_per(o['operator_writes'], n)}; "
         f"from the apiserver's audit log, by user agent); {b['reconciles_per_resource']} reconciles per resource, "

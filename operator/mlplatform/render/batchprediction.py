@@ -115,11 +115,6 @@ def image_of(spec: BatchPredictionSpec, config: OperatorConfig) -> str:
     return preset.gpu_image if gpu and preset.gpu_image else preset.image
 
 
-def _storage_initializer(spec: BatchPredictionSpec, config: OperatorConfig, uri: str) -> dict[str, Any]:
-    """The serving pods' storage initializer: it reads only spec.runtime's credentials, as a ModelDeployment's."""
-    return storage_initializer(spec, config, uri, MODEL_VOLUME)
-
-
 def shard_env(owner: Owner, spec: BatchPredictionSpec, model_uri: str) -> list[dict[str, Any]]:
     """The shard's environment: the run number and shard index from the pod's own annotations (downward API),
     then what every preset and custom image reads."""
@@ -177,7 +172,8 @@ def _pod_spec(owner: Owner, spec: BatchPredictionSpec, config: OperatorConfig, m
         **pod_scheduling(spec.resources, spec.scheduling, config),
     }
     if needs_download:
-        pod["initContainers"] = [_storage_initializer(spec, config, model_uri)]
+        # The serving pods' storage initializer: it reads spec.runtime's credentials, as a ModelDeployment's.
+        pod["initContainers"] = [storage_initializer(spec, config, model_uri, MODEL_VOLUME)]
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
     apply_shared_memory(pod, shared_memory_size(spec.resources, config), (CONTAINER,))
