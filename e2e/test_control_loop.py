@@ -71,6 +71,14 @@ def controller_uid(child) -> str | None:
     return next((ref.uid for ref in child.metadata.owner_references or [] if ref.controller), None)
 
 
+def describe_child(child) -> str:
+    meta = child.metadata
+    refs = ", ".join(f"{r.kind}/{r.name} uid={r.uid} controller={r.controller}" for r in meta.owner_references or [])
+    return (f"{child.kind or type(child).__name__} {meta.name} created {meta.creation_timestamp} "
+            f"owner label {(meta.labels or {}).get('mlplatform.dev/owner')} owners [{refs}] managers "
+            f"{[(m.manager, m.operation, str(m.time)) for m in meta.managed_fields or []]}")
+
+
 def list_crs(custom, kind: str, namespace: str) -> list[dict]:
     return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind])["items"]
 
@@ -334,12 +342,23 @@ def test_chaos_converges_without_losses_duplicates_or_orphans(start_operator, ku
     def ours(items) -> list:
         return [c for c in items if (c.metadata.labels or {}).get(owner) and not c.metadata.deletion_timestamp]
 
+    def children() -> list:
+        return (ours(apps_v1.list_namespaced_deployment(namespace).items)
+                + ours(core_v1.list_namespaced_service(namespace).items)
+                + ours(batch_v1.list_namespaced_job(namespace).items))
+
     def orphans_collected():
-        children = (ours(apps_v1.list_namespaced_deployment(namespace).items)
-                    + ours(core_v1.list_namespaced_service(namespace).items)
-                    + ours(batch_v1.list_namespaced_job(namespace).items))
-        return children and all(controller_uid(c) in live_uids for c in children)
-    wait_for(orphans_collected, timeout=60, what="the children of deleted owners garbage-collected")
+        found = children()
+        return found and all(controller_uid(c) in live_uids for c in found)
+    gc_started = time.monotonic()
+    try:
+        wait_for(orphans_collected, timeout=120, what="the children of deleted owners garbage-collected")
+    except BaseException:
+        print(f"\nleft after {time.monotonic() - gc_started:.0f} s:\n" + "\n".join(
+            describe_child(c) for c in children() if controller_uid(c) not in live_uids)
+              + f"\nlive owners: {sorted((b['metadata']['name'], b['metadata']['uid']) for b in models + jobs)}")
+        raise
+    print(f"children of deleted owners collected {time.monotonic() - gc_started:.1f} s after convergence")
     for items, what in ((apps_v1.list_namespaced_deployment(namespace).items, "Deployment"),
                         (core_v1.list_namespaced_service(namespace).items, "Service")):
         controllers = sorted(controller_uid(c) for c in ours(items)

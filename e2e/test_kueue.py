@@ -159,7 +159,9 @@ def test_a_verdict_that_only_the_workload_carries_reaches_the_status_at_once(kue
 
     body = wait_for(lambda: ready_message_with("maximum capacity (8)"), timeout=60, what="Kueue's first verdict")
     assert body["status"]["phase"] == "Pending" and condition(body, "QuotaReserved")["status"] == "False"
-    job_version = batch_v1.read_namespaced_job("wide-1", namespace).metadata.resource_version
+    # The job controller and Kueue may still be writing the new Job (its status, Kueue's annotations): the
+    # proof below needs a Job at rest, so that a change after the patch can only come from the patch.
+    job_version = settled_version(lambda: batch_v1.read_namespaced_job("wide-1", namespace), wait_for)
     kubectl.run("patch", "clusterqueue", cq, "--type=json", "-p",
                 '[{"op":"replace","path":"/spec/resourceGroups/0/flavors/0/resources/2/nominalQuota","value":16}]')
     started = time.monotonic()
@@ -168,7 +170,21 @@ def test_a_verdict_that_only_the_workload_carries_reaches_the_status_at_once(kue
     print(f"\nthe Workload's new verdict reached the status after {time.monotonic() - started:.1f} s")
     assert condition(body, "QuotaReserved")["status"] == "False" and "(16)" in condition(body, "QuotaReserved")["message"]
     job = batch_v1.read_namespaced_job("wide-1", namespace)
-    assert job.spec.suspend is True and job.metadata.resource_version == job_version, "only the Workload changed"
+    writers = [(m.manager, m.operation, str(m.time)) for m in job.metadata.managed_fields]
+    assert job.spec.suspend is True and job.metadata.resource_version == job_version, \
+        f"only the Workload changed; the Job's writers: {writers}"
+
+
+def settled_version(read, wait_for, quiet_seconds: float = 3.0) -> str:
+    """The resourceVersion of an object once it has not changed for quiet_seconds."""
+    seen = {"version": None, "since": 0.0}
+
+    def quiet():
+        version = read().metadata.resource_version
+        if version != seen["version"]:
+            seen.update(version=version, since=time.monotonic())
+        return time.monotonic() - seen["since"] >= quiet_seconds and version
+    return wait_for(quiet, timeout=30, interval=0.5, what=f"the object unchanged for {quiet_seconds} s")
 
 
 def test_a_queue_edit_moves_a_waiting_run_without_starting_another(kueue_operator, kubectl, custom, namespace,

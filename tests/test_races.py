@@ -14,6 +14,7 @@ import json
 import kubernetes
 import pytest
 
+from mlplatform.api.common import API_VERSION
 from mlplatform.labels import OWNER_LABEL
 from mlplatform.runtime import leader, loop
 from mlplatform.runtime.cache import Change
@@ -23,7 +24,7 @@ from mlplatform.runtime.leader import LeaderElector, LeaseSettings
 
 from .fake_kube import FakeKube, deliver_writes
 from .test_cache import ListWatch, event, md, page, run_informer
-from .test_reconcilers import FIXED, NS, Clock, Harness, key_of
+from .test_reconcilers import FIXED, NS, Clock, Harness, key_of, training_job
 
 DEPLOYMENT = ("Deployment", NS, "scorer")
 
@@ -302,3 +303,60 @@ def test_a_child_change_that_no_decision_reads_does_not_enqueue_the_owner():
     h.kube._written.append(("apps/v1", "Deployment", NS, "scorer"))
     deliver_as_the_informer(h)
     assert h.ctx.queue.stats()[0] == 1, "a condition that flipped (a canary's deadline) is read: reconciled"
+
+
+def test_a_resource_created_again_under_its_name_waits_until_its_predecessors_children_are_gone():
+    """A TrainingJob deleted and created again before the garbage collector removed its Job: the new one
+    must not take the old run's finished Job for its own run 1 (the chaos e2e test caught it Succeeded with
+    no Job of its own). It deletes that incarnation's children, waits, then starts its own run."""
+    h = Harness()
+    first = h.add(training_job("trainer"))
+    key = key_of(first)
+    assert loop.process(h.ctx, key) is loop.Outcome.DONE
+    deliver_writes(h.ctx, h.kube)
+    old_job = h.kube.stored("batch/v1", "Job", NS, "trainer-1")
+    old_job["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    h.ctx.cache.upsert("Job", h.kube.put(old_job))
+
+    h.kube.objects.pop((API_VERSION, "TrainingJob", NS, "trainer"))
+    h.ctx.cache.remove("TrainingJob", first)
+    again = training_job("trainer")
+    again["metadata"]["uid"] = "uid-created-again"
+    h.add(again)
+    h.kube.calls.clear()
+    assert loop.process(h.ctx, key) is loop.Outcome.WAITING
+    assert [(c.kind, c.name, c.detail) for c in h.kube.called("delete")] == [
+        ("Job", "trainer-1", {"uid": old_job["metadata"]["uid"], "propagation": "Foreground"})]
+    assert not h.kube.called("apply") and not h.kube.called("patch_status"), "nothing done on the old run's Job"
+
+    h.kube.drain_written()  # foreground deletion: the Job stays, being deleted, until its pods are gone
+    being_deleted = {**old_job, "metadata": {**old_job["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    being_deleted = h.kube.put(being_deleted)
+    h.ctx.cache.upsert("Job", being_deleted)
+    h.kube.calls.clear()
+    assert loop.process(h.ctx, key) is loop.Outcome.WAITING
+    assert not h.kube.called("delete"), "asked once"
+
+    h.kube.objects.pop(("batch/v1", "Job", NS, "trainer-1"))
+    h.ctx.cache.remove("Job", being_deleted)
+    assert loop.process(h.ctx, key) is loop.Outcome.DONE
+    new_job = h.kube.stored("batch/v1", "Job", NS, "trainer-1")
+    assert [r["uid"] for r in new_job["metadata"]["ownerReferences"]] == ["uid-created-again"]
+    assert not (new_job.get("status") or {}).get("conditions"), "a new Job, not the predecessor's"
+    status = h.kube.stored(API_VERSION, "TrainingJob", NS, "trainer")["status"]
+    assert status["run"] == 1 and status["phase"] != "Succeeded"
+
+
+def test_a_child_found_by_name_that_a_predecessor_controls_is_not_taken():
+    """Not in the cache yet, found by a GET: the reconcile is retried instead of acting on it."""
+    h = Harness()
+    body = h.add(training_job("trainer"))
+    key = key_of(body)
+    predecessor_job = {"apiVersion": "batch/v1", "kind": "Job",
+                       "metadata": {"name": "trainer-1", "namespace": NS, "labels": {OWNER_LABEL: "trainingjob.trainer"},
+                                    "ownerReferences": [{"apiVersion": API_VERSION, "kind": "TrainingJob",
+                                                         "name": "trainer", "uid": "uid-gone", "controller": True}]},
+                       "spec": {}, "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    h.add(predecessor_job, cached=False)
+    assert loop.process(h.ctx, key) is loop.Outcome.RETRY
+    assert not h.kube.called("apply") and not h.kube.called("patch_status")

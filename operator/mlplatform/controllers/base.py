@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from ..api.common import API_VERSION
 from ..api.validation import validate_document
 from ..config import OperatorConfig
 from ..labels import COMPONENT_LABEL, INTENT_HASH_ANNOTATION, short_hash
@@ -113,6 +114,17 @@ def controlled_by(child: dict, uid: str) -> bool:
                for ref in (child.get("metadata") or {}).get("ownerReferences") or [])
 
 
+class PredecessorsChild(RuntimeError):
+    """A child found by name belongs to an earlier resource of the same kind and name: retried."""
+
+
+def controlled_by_predecessor(child: dict, key: ResourceKey, uid: str) -> bool:
+    """Whether another resource of key's kind (one deleted before key's resource was created under its name)
+    is the child's controller."""
+    return any(ref.get("controller") and ref.get("apiVersion") == API_VERSION and ref.get("kind") == key[0]
+               and ref.get("uid") != uid for ref in (child.get("metadata") or {}).get("ownerReferences") or [])
+
+
 def job_finished(job: dict) -> bool:
     return true_condition(job, "Complete") is not None or true_condition(job, "Failed") is not None
 
@@ -213,6 +225,10 @@ def live_child(ctx: Context, key: ResourceKey, api_version: str, kind: str, name
     if live is None:
         return None
     live = {"apiVersion": api_version, "kind": kind, **live}
+    owner = ctx.cache.resource(key)
+    if owner is not None and controlled_by_predecessor(live, key, owner["metadata"]["uid"]):
+        # Not in the cache yet; the next reconcile waits for it to be deleted (incarnations.py).
+        raise PredecessorsChild(f"{kind} {name} belongs to a deleted {key[0]} of the same name")
     if isinstance(ctx.cache, ReconcileView):
         ctx.cache.wrote(kind, live)
         return ctx.cache.child(key, kind, name)

@@ -8,6 +8,7 @@ import time
 
 from ..controllers import CONTROLLERS
 from ..controllers.base import Context, InvalidSpec, forget, report_invalid
+from ..controllers.incarnations import waiting_for_predecessor
 from ..render.common import RenderError
 from .cache import RESOURCE_KINDS, Change, ResourceKey, owner_key_of
 from .kube import KubeError
@@ -25,7 +26,7 @@ class Outcome(enum.Enum):
     DONE = "success"  # converged, or nothing left to do
     INVALID = "invalid"  # the spec cannot be acted on: reported on the resource; a spec change will retry
     GONE = "gone"  # the resource or its namespace is going away: nothing to converge
-    WAITING = "waiting"  # its last reconcile's writes are not in the cache yet: reconciled once they are
+    WAITING = "waiting"  # its last writes, or its predecessor's children, not settled yet: reconciled once they are
     RETRY = "error"  # transient: retried with backoff
 
 
@@ -52,6 +53,8 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
         elif ctx.expectations.unseen(key, ctx.cache):
             ctx.expectations.wait(key)
             ctx.queue.add(key, delay=UNSEEN_WRITES_RECHECK_SECONDS)
+            outcome = Outcome.WAITING
+        elif waiting_for_predecessor(ctx, key, body):
             outcome = Outcome.WAITING
         else:
             CONTROLLERS[kind].reconcile(ctx.reconciling(key), key, body)

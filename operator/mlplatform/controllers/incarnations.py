@@ -1,0 +1,39 @@
+"""A resource deleted and created again under the same name is a new owner. The children its predecessor
+left (a Job of run 2, a Deployment) carry the same owner label and names, and the garbage collector removes
+them only in its own time: until they are gone the new resource is not reconciled, so that it never takes a
+predecessor's finished Job for its own run, nor applies its intent onto a predecessor's object."""
+
+from __future__ import annotations
+
+import logging
+
+from ..runtime.cache import ResourceKey
+from ..runtime.kube import CHILD_KINDS
+from .base import Context, controlled_by_predecessor
+
+log = logging.getLogger("mlplatform")
+
+# How soon a resource waiting for its predecessor's children is looked at again (their deletion events
+# enqueue it too; this is the fallback).
+PREDECESSOR_RECHECK_SECONDS = 1.0
+
+
+def predecessors_children(ctx: Context, key: ResourceKey, uid: str) -> list[tuple[str, str, dict]]:
+    """(apiVersion, kind, child) for each child under key's name controlled by another resource of key's kind."""
+    return [(api_version, kind, child) for api_version, kind in CHILD_KINDS
+            for child in ctx.cache.children(key, kind) if controlled_by_predecessor(child, key, uid)]
+
+
+def waiting_for_predecessor(ctx: Context, key: ResourceKey, body: dict) -> bool:
+    """Delete what key's predecessor left (that incarnation only, its own dependents first) and say whether
+    any of it is still there; the caller reconciles key only once nothing is."""
+    left = predecessors_children(ctx, key, body["metadata"]["uid"])
+    for api_version, kind, child in left:
+        meta = child["metadata"]
+        if not meta.get("deletionTimestamp"):
+            ctx.kube.delete(api_version, kind, key[1], meta["name"], uid=meta["uid"], propagation="Foreground")
+    if left:
+        log.info("%s %s/%s waits for %d children of its predecessor of the same name to be deleted: %s", *key,
+                 len(left), ", ".join(f"{kind} {child['metadata']['name']}" for _, kind, child in left))
+        ctx.queue.add(key, delay=PREDECESSOR_RECHECK_SECONDS)
+    return bool(left)
