@@ -152,9 +152,8 @@ class FakeKube:
         self._written.append(self._key(applied))
         return applied
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None,
-               propagation: str = "Background") -> None:
-        self._record("delete", kind, name, {"uid": uid, "propagation": propagation})
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        self._record("delete", kind, name, {"uid": uid})
         key = (api_version, kind, namespace, name)
         self._written.append(key)
         if uid and key in self.objects and self.objects[key]["metadata"].get("uid") != uid:

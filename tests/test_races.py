@@ -326,10 +326,10 @@ def test_a_resource_created_again_under_its_name_waits_until_its_predecessors_ch
     h.kube.calls.clear()
     assert loop.process(h.ctx, key) is loop.Outcome.WAITING
     assert [(c.kind, c.name, c.detail) for c in h.kube.called("delete")] == [
-        ("Job", "trainer-1", {"uid": old_job["metadata"]["uid"], "propagation": "Foreground"})]
+        ("Job", "trainer-1", {"uid": old_job["metadata"]["uid"]})]
     assert not h.kube.called("apply") and not h.kube.called("patch_status"), "nothing done on the old run's Job"
 
-    h.kube.drain_written()  # foreground deletion: the Job stays, being deleted, until its pods are gone
+    h.kube.drain_written()  # a finalizer holds the Job, being deleted
     being_deleted = {**old_job, "metadata": {**old_job["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}}
     being_deleted = h.kube.put(being_deleted)
     h.ctx.cache.upsert("Job", being_deleted)

@@ -25,15 +25,15 @@ def predecessors_children(ctx: Context, key: ResourceKey, uid: str) -> list[tupl
 
 
 def waiting_for_predecessor(ctx: Context, key: ResourceKey, body: dict) -> bool:
-    """Delete what key's predecessor left (that incarnation only, its own dependents first) and say whether
-    any of it is still there; the caller reconciles key only once nothing is."""
+    """Delete what key's predecessor left (that incarnation only; its own dependents, pods and ReplicaSets,
+    in the background: ours are told apart by their Job's UID) and say whether any of it is still there; the
+    caller reconciles key only once nothing is."""
     left = predecessors_children(ctx, key, body["metadata"]["uid"])
     for api_version, kind, child in left:
         meta = child["metadata"]
         if not meta.get("deletionTimestamp"):
-            ctx.kube.delete(api_version, kind, key[1], meta["name"], uid=meta["uid"], propagation="Foreground")
+            log.info("%s %s/%s: deleting %s %s, left by a deleted %s of the same name", *key, kind, meta["name"], key[0])
+            ctx.kube.delete(api_version, kind, key[1], meta["name"], uid=meta["uid"])
     if left:
-        log.info("%s %s/%s waits for %d children of its predecessor of the same name to be deleted: %s", *key,
-                 len(left), ", ".join(f"{kind} {child['metadata']['name']}" for _, kind, child in left))
         ctx.queue.add(key, delay=PREDECESSOR_RECHECK_SECONDS)
     return bool(left)

@@ -169,13 +169,12 @@ class Kube:
             raise KubeError(404, "namespace or resource type not found", f"apply {obj['kind']} {meta['name']}")
         return result
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None,
-               propagation: str = "Background") -> None:
-        """Delete a child (its dependents in the background; "Foreground": the child stays, being deleted,
-        until they are gone). uid: only that incarnation of it; a newer one of the same name is left alone."""
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        """Delete a child (its dependents in the background). uid: only that incarnation of it; a newer one
+        of the same name is left alone."""
         plural = CHILD_KINDS[(api_version, kind)]
         path = f"{_collection_path(api_version, plural, namespace)}/{quote(name)}"
-        body: dict[str, Any] = {"propagationPolicy": propagation}
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
