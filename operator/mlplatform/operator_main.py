@@ -9,8 +9,6 @@ controller-runtime's manager does): the restart starts clean, and a deposed lead
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -29,6 +27,7 @@ from .labels import OWNER_LABEL
 from .metrics import Metrics
 from .runtime.cache import Cache, Change, ResourceKey, owner_key_of
 from .runtime.health import WorkerMonitor, serve_health
+from .runtime.heap import HeapTrimmer, limit_malloc_arenas, malloc_trim
 from .runtime.informer import Informer, Watched
 from .runtime.kube import (
     CHILD_KINDS,
@@ -120,12 +119,16 @@ def _worker(ctx: Context, index: int, pool: WorkerPool, may_run: threading.Event
 
 
 def follow_the_queue(ctx: Context, pool: WorkerPool, stop: threading.Event) -> None:
+    """Every tick: the worker count for the queue's depth, the pool's metrics, and a heap trim once idle."""
     counted = 0.0
+    heap = HeapTrimmer(malloc_trim())
     while not stop.wait(ADJUST_EVERY_SECONDS):
-        load = pool.adjust(ctx.queue.due_count())
+        due = ctx.queue.due_count()
+        load = pool.adjust(due)
         ctx.metrics.workers.set(pool.active)
         ctx.metrics.api_write_slowdown.set(load.api_slowdown)
         ctx.metrics.worker_busy_seconds.inc(pool.busy_seconds_total - counted)
+        heap.observe(working=due > 0 or pool.busy_seconds_total > counted)
         counted = pool.busy_seconds_total
 
 
@@ -146,25 +149,6 @@ def resync(ctx: Context, stop: threading.Event, every_seconds: float) -> None:
 # A ModelDeployment's children (Service, Deployment, PDB, HPA, route) go out together: threads for that
 # many writes per worker, and as many connections.
 WRITES_PER_WORKER = 4
-
-MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def limit_malloc_arenas() -> bool:
-    """glibc gives each thread that allocates its own malloc arena (up to 8 per core): with the informer
-    and worker threads each freeing list pages and API responses, freed memory stayed spread over arenas
-    and RSS after a restart over 5,000 resources was 131 MiB instead of 119. MALLOC_ARENA_MAX set in the
-    environment wins; not glibc: nothing to do."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    libc_name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(libc_name).mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    return bool(mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
-
 
 def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     limit_malloc_arenas()

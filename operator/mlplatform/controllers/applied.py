@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import threading
+import zlib
 from collections import OrderedDict
 
 from ..runtime.cache import ResourceKey
 
 # Resources whose rendered children are kept (least recently rendered dropped first): a bound on memory,
-# as compact JSON (a few KB each).
+# as compressed JSON (a ModelDeployment's 3.6 KB of JSON in 1 KB; 15 MiB uncompressed at 4,096 resources).
 MAX_KEPT = 4096
 
 
@@ -27,7 +28,8 @@ class AppliedChildren:
     def __init__(self, max_kept: int = MAX_KEPT) -> None:
         self._lock = threading.Lock()
         self._max_kept = max_kept
-        self._by_key: OrderedDict[ResourceKey, tuple[str, str]] = OrderedDict()
+        # key -> (hash of the render's inputs, the rendered objects as compressed JSON)
+        self._by_key: OrderedDict[ResourceKey, tuple[str, bytes]] = OrderedDict()
 
     def rendered(self, key: ResourceKey, inputs: str) -> list[dict] | None:
         """The objects last rendered for this resource from exactly these inputs (fresh copies), else None."""
@@ -36,12 +38,12 @@ class AppliedChildren:
             if kept is None or kept[0] != inputs:
                 return None
             self._by_key.move_to_end(key)
-        return json.loads(kept[1])
+        return json.loads(zlib.decompress(kept[1]))
 
     def remember(self, key: ResourceKey, inputs: str, objects: list[dict]) -> None:
-        text = json.dumps(objects, separators=(",", ":"))
+        packed = zlib.compress(json.dumps(objects, separators=(",", ":")).encode(), 1)
         with self._lock:
-            self._by_key[key] = (inputs, text)
+            self._by_key[key] = (inputs, packed)
             self._by_key.move_to_end(key)
             while len(self._by_key) > self._max_kept:
                 self._by_key.popitem(last=False)
