@@ -1,7 +1,8 @@
-"""The C heap under the Python objects: glibc's malloc, tuned so that memory a burst freed goes back to
-the system. Lists of thousands of objects and a burst's API responses are freed after they are read, but
-glibc keeps the freed pages in its heaps (one per arena) for reuse: after a restart over 5,000 resources
-the operator held ~20 MiB it no longer used. Not glibc (musl, macOS): nothing to do."""
+"""The C heap under the Python objects: glibc's malloc, tuned for a process whose threads free a burst's
+list pages and API responses. Arenas are capped (below); once the operator is idle after work, the pages glibc
+still holds free go back to the system (malloc_trim). After a restart over 5,000 resources that trim gave back
+~2 MiB of 168: most of what a burst leaves is Python's own small-object arenas, which it cannot reach. Not
+glibc (musl, macOS): nothing to do."""
 
 from __future__ import annotations
 
