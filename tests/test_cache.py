@@ -12,7 +12,7 @@ import pytest
 from mlplatform.api import API_VERSION
 from mlplatform.controllers.base import owns_spec_field
 from mlplatform.labels import LAST_APPLIED_ANNOTATION, OWNER_LABEL
-from mlplatform.runtime.cache import Cache, owner_key_of, trim
+from mlplatform.runtime.cache import Cache, Packed, owner_key_of, trim
 from mlplatform.runtime.health import WorkerMonitor
 from mlplatform.runtime.informer import Informer, Watched
 from mlplatform.runtime.kube import FIELD_MANAGER, HANDOFF_FIELD_MANAGER, KubeError, WatchExpired
@@ -62,6 +62,20 @@ def test_replace_also_drops_a_vanished_child_from_its_owner_s_index():
     [change] = cache.replace("Service", [obj("Service", "scorer", 1, "modeldeployment.scorer")])
     assert (change.obj["metadata"]["name"], change.deleted) == ("scorer-old", True)
     assert names(cache.children(SCORER, "Service")) == ["scorer"]
+
+
+def test_child_controllers_are_read_without_decoding_the_children(monkeypatch):
+    cache = Cache(MANAGERS)
+    ref = {"apiVersion": API_VERSION, "kind": "ModelDeployment", "name": "scorer", "uid": "uid-1", "controller": True}
+    shared = {**ref, "uid": "uid-cache-holder", "controller": False}
+    service = obj("Service", "scorer", 1, "modeldeployment.scorer")
+    service["metadata"]["ownerReferences"] = [shared, ref]
+    cache.upsert("Service", service)
+    cache.upsert("Service", obj("Service", "scorer-bare", 1, "modeldeployment.scorer"))
+    monkeypatch.setattr(Packed, "open", lambda self: pytest.fail("a child was decoded"))
+    assert cache.child_controllers(SCORER, "Service") == {
+        "scorer": (API_VERSION, "ModelDeployment", "uid-1"), "scorer-bare": None}
+    assert cache.child_controllers(SCORER, "Deployment") == {}
 
 
 def test_upsert_ignores_an_older_version():

@@ -16,7 +16,7 @@ from ..config import OperatorConfig
 from ..labels import COMPONENT_LABEL, INTENT_HASH_ANNOTATION, short_hash
 from ..metrics import Metrics
 from ..render.common import Owner
-from ..runtime.cache import Cache, ReconcileView, ResourceKey, owner_key_of
+from ..runtime.cache import Cache, ControllerRef, ReconcileView, ResourceKey, controller_reference, owner_key_of
 from ..runtime.expectations import Expectations
 from ..runtime.kube import CHILD_KINDS, FIELD_MANAGER, Kube, KubeError
 from ..runtime.workqueue import WorkQueue
@@ -118,11 +118,10 @@ class PredecessorsChild(RuntimeError):
     """A child found by name belongs to an earlier resource of the same kind and name: retried."""
 
 
-def controlled_by_predecessor(child: dict, key: ResourceKey, uid: str) -> bool:
-    """Whether another resource of key's kind (one deleted before key's resource was created under its name)
-    is the child's controller."""
-    return any(ref.get("controller") and ref.get("apiVersion") == API_VERSION and ref.get("kind") == key[0]
-               and ref.get("uid") != uid for ref in (child.get("metadata") or {}).get("ownerReferences") or [])
+def predecessor_controls(controller: ControllerRef | None, key: ResourceKey, uid: str) -> bool:
+    """Whether a child's controller is another resource of key's kind (one deleted before key's resource was
+    created under its name)."""
+    return controller is not None and controller[:2] == (API_VERSION, key[0]) and controller[2] != uid
 
 
 def job_finished(job: dict) -> bool:
@@ -226,7 +225,7 @@ def live_child(ctx: Context, key: ResourceKey, api_version: str, kind: str, name
         return None
     live = {"apiVersion": api_version, "kind": kind, **live}
     owner = ctx.cache.resource(key)
-    if owner is not None and controlled_by_predecessor(live, key, owner["metadata"]["uid"]):
+    if owner is not None and predecessor_controls(controller_reference(live), key, owner["metadata"]["uid"]):
         # Not in the cache yet; the next reconcile waits for it to be deleted (incarnations.py).
         raise PredecessorsChild(f"{kind} {name} belongs to a deleted {key[0]} of the same name")
     if isinstance(ctx.cache, ReconcileView):

@@ -9,7 +9,7 @@ import logging
 
 from ..runtime.cache import ResourceKey
 from ..runtime.kube import CHILD_KINDS
-from .base import Context, controlled_by_predecessor
+from .base import Context, predecessor_controls
 
 log = logging.getLogger("mlplatform")
 
@@ -19,9 +19,14 @@ PREDECESSOR_RECHECK_SECONDS = 1.0
 
 
 def predecessors_children(ctx: Context, key: ResourceKey, uid: str) -> list[tuple[str, str, dict]]:
-    """(apiVersion, kind, child) for each child under key's name controlled by another resource of key's kind."""
-    return [(api_version, kind, child) for api_version, kind in CHILD_KINDS
-            for child in ctx.cache.children(key, kind) if controlled_by_predecessor(child, key, uid)]
+    """(apiVersion, kind, child) for each child under key's name controlled by another resource of key's kind.
+    Runs before every reconcile: the controllers are read without decoding the children."""
+    found = []
+    for api_version, kind in CHILD_KINDS:
+        for name, controller in ctx.cache.child_controllers(key, kind).items():
+            if predecessor_controls(controller, key, uid) and (child := ctx.cache.child(key, kind, name)) is not None:
+                found.append((api_version, kind, child))
+    return found
 
 
 def waiting_for_predecessor(ctx: Context, key: ResourceKey, body: dict) -> bool:
