@@ -15,6 +15,7 @@ import kubernetes
 import pytest
 
 from mlplatform.api.common import API_VERSION
+from mlplatform.controllers import incarnations
 from mlplatform.labels import OWNER_LABEL
 from mlplatform.runtime import leader, loop
 from mlplatform.runtime.cache import Change
@@ -360,3 +361,23 @@ def test_a_child_found_by_name_that_a_predecessor_controls_is_not_taken():
     h.add(predecessor_job, cached=False)
     assert loop.process(h.ctx, key) is loop.Outcome.RETRY
     assert not h.kube.called("apply") and not h.kube.called("patch_status")
+
+
+def test_only_children_a_deleted_resource_of_the_same_kind_controlled_are_taken_for_its_predecessor_s():
+    """A child under the name that nobody controls (made by hand), or that another kind controls (a CronJob's
+    Job), is never deleted as a predecessor's."""
+    h = Harness()
+    body = h.add(training_job("trainer"))
+    key = key_of(body)
+    labels = {OWNER_LABEL: "trainingjob.trainer"}
+    by_hand = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "trainer-9", "namespace": NS, "labels": labels},
+               "spec": {}}
+    by_cron = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": "trainer-cron-1", "namespace": NS, "labels": labels,
+                            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "trainer-cron",
+                                                 "uid": "uid-cron", "controller": True}]}, "spec": {}}
+    for child in (by_hand, by_cron):
+        h.add(child)
+    assert incarnations.predecessors_children(h.ctx, key, body["metadata"]["uid"]) == []
+    assert not incarnations.waiting_for_predecessor(h.ctx, key, body)
+    assert not h.kube.called("delete")
