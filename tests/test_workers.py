@@ -36,6 +36,11 @@ BOUNDS = WorkerBounds(minimum=2, initial=4, maximum=12)
      "the API server slower but not saturated: holds (no swing)"),
     (8, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.1, api_slowdown=1.5), 12, "writes near their fastest: more"),
     (2, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.1, api_slowdown=9.0), 2, "saturated: never below the minimum"),
+    (4, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.1, api_slowdown=9.0), 4,
+     "saturated: not below the starting count (the API server's load is mostly others')"),
+    (5, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.1, api_slowdown=9.0), 4, "saturated: down to the starting count"),
+    (3, Load(due_keys=300, busy_fraction=1.0, cpu_share=0.1, api_slowdown=9.0), 3,
+     "below the starting count (the CPU gave them back): saturation holds it"),
 ])
 def test_the_worker_count_follows_the_queue_and_the_cpu(active, load, expected, why):
     assert desired_workers(active, load, BOUNDS) == expected, why
@@ -136,6 +141,7 @@ def test_the_pool_reads_the_round_trips_into_its_load():
         pool.round_trips.observe(seconds)
     clocks.wall += 1.0
     assert pool.adjust(due_keys=50).api_slowdown == pytest.approx(1.0)
+    assert pool.active > BOUNDS.initial, "writes at their fastest and keys waiting: more workers"
     for seconds in [0.5] * MIN_WRITES:
         pool.round_trips.observe(seconds)
     clocks.wall += 1.0

@@ -81,7 +81,9 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     if queued and live_job is not None and owns_spec_field(live_job, "suspend"):
         ctx.kube.hand_over("batch/v1", "Job", owner.namespace, name, {"suspend": True}, force=False)
     # Superseded runs still going are stopped; finished runs stay until their TTL removes them.
-    apply_children(ctx, key, owner, objects, keep=lambda child: child["kind"] == "Job" and job_finished(child))
+    # A queued Job created now is handed to Kueue below, within this reconcile: its apply must have gone through.
+    apply_children(ctx, key, owner, objects, keep=lambda child: child["kind"] == "Job" and job_finished(child),
+                   may_leave_in_flight=not (queued and live_job is None))
     if queued and live_job is None:
         ctx.kube.hand_over("batch/v1", "Job", owner.namespace, name, {"suspend": True}, force=False)
 
@@ -136,15 +138,17 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
                   if job_uid is not None and turned_succeeded(report.status, previous, plan.run) else [])
     metrics_problem = record_metrics(report.status, previous, plan.run, fresh_pods)
     ctx.metrics.set_training_job(owner.namespace, owner.name, runs=report.status["runs"])
-    written = write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions)
-    if written and triggered is not None and triggered.start:
-        post_event(ctx, body, "Normal", "TriggeredRunStarted",
-                   f"run {plan.run} started by {triggered.start}: {triggered.condition.message}")
-    if written and metrics_problem:
-        try:
-            ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
-        except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
-            log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
+
+    def tell_once_written() -> None:  # the Events of this status, once it is written
+        if triggered is not None and triggered.start:
+            post_event(ctx, body, "Normal", "TriggeredRunStarted",
+                       f"run {plan.run} started by {triggered.start}: {triggered.condition.message}")
+        if metrics_problem:
+            try:
+                ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
+            except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
+                log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
+    write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions, then=tell_once_written)
 
 
 def run_finished_now(triggered, status: dict) -> bool:

@@ -68,7 +68,10 @@ def desired_workers(active: int, load: Load, bounds: WorkerBounds) -> int:
     if load.cpu_share >= CPU_BOUND_SHARE:
         wanted = active - 1  # CPU is the limit: another thread would only wait for the GIL
     elif load.api_slowdown >= API_SATURATED_SLOWDOWN:
-        wanted = active - 1  # the API server is the limit: another request would only wait in it
+        # The API server is the limit: another request would only wait in it. Not below the count the pool
+        # started with: the limit undoes what the queue added; below it, our queue waits for an API server
+        # whose load is mostly others' (the controllers making pods Ready), and our keys' latency grows.
+        wanted = max(active - 1, min(active, bounds.initial))
     elif load.due_keys > 0 and load.cpu_share < CPU_ROOM_SHARE and load.api_slowdown < API_ROOM_SLOWDOWN:
         wanted = active + min(load.due_keys, max(1, active // 2))  # round trips are the limit: more in flight
     elif load.due_keys == 0 and load.busy_fraction < IDLE_BUSY_FRACTION and active > bounds.initial:
