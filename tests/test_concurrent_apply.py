@@ -17,7 +17,7 @@ from mlplatform.runtime import loop
 from mlplatform.runtime.inflight import InFlight
 
 from .fake_kube import FakeKube, deliver_writes, kube_error
-from .test_reconcilers import AUTOSCALING, FIXED, NS, SCORER, Harness, key_of, model_deployment, names
+from .test_reconcilers import AUTOSCALING, FIXED, NS, SCORER, Harness, key_of, names
 
 OWNER = Owner("ModelDeployment", "scorer", NS, uid="uid-1", generation=1)
 KEY = ("ModelDeployment", NS, "scorer")
@@ -132,18 +132,12 @@ def test_the_same_children_with_or_without_the_pool(writers):
 
 
 class SlowWrites(ThreadSafe):
-    """A fake whose Service applies and status patches wait for their gates (a Service create the API server
-    serializes; a status patch on a saturated API server)."""
+    """A fake whose Service applies wait for `service_gate` (a Service create the API server serializes)."""
 
     def __init__(self):
-        self.service_gate, self.status_gate = threading.Event(), threading.Event()
-        self.status_gate.set()
+        self.service_gate = threading.Event()
         super().__init__(before_apply=lambda obj: obj["kind"] == "Service" and self.service_gate.wait(5),
                          local_queues=((NS, "team-a"),))
-
-    def patch_status(self, *args, **kwargs):
-        self.status_gate.wait(5)
-        return super().patch_status(*args, **kwargs)
 
 
 def leaving(kube: FakeKube, writers, places: int = 1) -> Harness:
@@ -176,7 +170,6 @@ def test_applies_slower_than_the_wait_end_the_reconcile_and_the_next_one_reports
     h.ctx.queue.done(key)
     deliver_writes(h.ctx, kube)
     assert loop.process(h.ctx, key) is loop.Outcome.DONE
-    settled(h, key)
     assert names(kube, "apply").count(("Service", "scorer")) == 1, "the write left in flight is not repeated"
     assert len(kube.called("patch_status")) == 1
 
@@ -202,43 +195,6 @@ def test_a_failed_apply_left_in_flight_backs_off_as_a_failed_reconcile_would(wri
     assert errors._value.get() == 2
     assert h.ctx.queue.get(timeout=0.7) is None, "the backoff grew: waiting did not reset it"
     assert kube.called("patch_status") == []
-
-
-def test_a_status_patch_goes_out_without_holding_the_worker(writers):
-    kube = SlowWrites()
-    kube.service_gate.set()
-    h = leaving(kube, writers)
-    key = key_of(h.add(FIXED))
-    kube.status_gate.clear()
-    assert loop.process(h.ctx, key) is loop.Outcome.DONE, "the worker did not wait for the status patch"
-    assert h.ctx.in_flight.holds(key)
-    assert loop.process(h.ctx, key) is loop.Outcome.WAITING, "due meanwhile: deferred"
-    kube.status_gate.set()
-    settled(h, key)
-    assert len(kube.called("patch_status")) == 1
-    assert h.ctx.queue.get(timeout=1) == key, "due while its status was in flight: enqueued once it landed"
-    h.ctx.queue.done(key)
-    assert {(w.kind, w.name) for w in h.ctx.expectations.unseen(key, h.ctx.cache)} >= {("ModelDeployment", "scorer")}
-
-
-def test_a_status_patch_nobody_waits_for_enqueues_nothing_and_a_failed_one_backs_off(writers):
-    kube = SlowWrites()
-    kube.service_gate.set()
-    h = leaving(kube, writers)
-    key = key_of(h.add(FIXED))
-    assert loop.process(h.ctx, key) is loop.Outcome.DONE
-    settled(h, key)
-    assert h.ctx.queue.get(timeout=0.2) is None, "its own status write does not reconcile it again"
-    kube.fail("patch_status", "ModelDeployment", "scorer", kube_error(500, "boom"))
-    h.replace(model_deployment(replicas=4))
-    for attempt, backoff in ((1, 0.5), (2, 1.0)):
-        deliver_writes(h.ctx, kube)
-        assert loop.process(h.ctx, key) is loop.Outcome.DONE
-        settled(h, key)
-        assert h.ctx.metrics.errors.labels("ModelDeployment")._value.get() == attempt
-        assert h.ctx.queue.get(timeout=backoff - 0.3) is None, f"attempt {attempt}: backed off {backoff}s"
-        assert h.ctx.queue.get(timeout=1) == key
-        h.ctx.queue.done(key)
 
 
 def test_with_no_place_left_a_reconcile_waits_for_its_writes(writers):

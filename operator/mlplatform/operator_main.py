@@ -150,8 +150,7 @@ def resync(ctx: Context, stop: threading.Event, every_seconds: float) -> None:
 
 
 # A ModelDeployment's children (Service, Deployment, PDB, HPA, route) go out together: threads for that
-# many writes per worker and per resource a worker left its writes to (as many resources as workers), and as
-# many connections.
+# many writes per worker, twice over for the writes workers left in flight, and as many connections.
 WRITES_PER_WORKER = 4
 
 def run_operator(config: OperatorConfig, options: RunOptions) -> int:
@@ -258,6 +257,7 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
             informer.stop()
         for thread in threads:
             thread.join(timeout=5)
+        writers.shutdown(wait=True)  # writes workers left in flight land before another leader may start
         if elector is not None and may_run.is_set():
             elector.release()  # after the workers stopped: the next leader never overlaps our writes
     return 0

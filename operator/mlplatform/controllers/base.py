@@ -203,26 +203,21 @@ def _apply_step(ctx: Context, key: ResourceKey, step: list[tuple[dict, dict | No
     futures = [ctx.writers.submit(_outcome, call) for call in calls]
     _, pending = wait(futures, timeout=ctx.write_wait_seconds)
     if pending and ctx.in_flight.reserve(key):
-        _leave_in_flight(ctx, key, futures, status_to_write=True)
+        ctx.in_flight.when_settled(key, futures, lambda results: _applies_settled(ctx, key, results))
         raise WritesInFlight(key)
     return [future.result() for future in futures]
 
 
-def _leave_in_flight(ctx: Context, key: ResourceKey, futures: list, status_to_write: bool) -> None:
-    """key's place is reserved: once the futures are done, key is reconciled again if its reconcile still has
-    its status to write or it was due meanwhile, after a backoff if a write failed (as a failed reconcile)."""
-    def settled(results: Results, asked_again: bool) -> None:
-        err = next((err for _, err in results if err is not None), None)
-        if err is None or (isinstance(err, KubeError) and err.namespace_terminating):
-            if err is None:
-                ctx.queue.forget(key)
-            if status_to_write or asked_again:
-                ctx.queue.add(key)
-            return
-        delay = ctx.queue.add_after_failure(key)
-        ctx.metrics.errors.labels(key[0]).inc()
-        log.warning("reconcile of %s %s/%s failed, retrying in %.1fs: %s", *key, delay, err)
-    ctx.in_flight.when_settled(key, futures, settled)
+def _applies_settled(ctx: Context, key: ResourceKey, results: Results) -> None:
+    """The applies a reconcile of key left in flight have completed: key is reconciled again (its status is
+    still to write), after a backoff if one failed, as a failed reconcile would be."""
+    err = next((err for _, err in results if err is not None), None)
+    if err is None or (isinstance(err, KubeError) and err.namespace_terminating):
+        ctx.queue.add(key)
+        return
+    delay = ctx.queue.add_after_failure(key)
+    ctx.metrics.errors.labels(key[0]).inc()
+    log.warning("reconcile of %s %s/%s failed, retrying in %.1fs: %s", *key, delay, err)
 
 
 def apply_children(ctx: Context, key: ResourceKey, owner: Owner, objects: list[dict],
@@ -359,11 +354,10 @@ def forget(ctx: Context, key: ResourceKey) -> None:
     ctx.expectations.forget(key)
 
 
-def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, conditions: list[Cond],
-                 then: Callable[[], None] = lambda: None) -> bool:
+def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, conditions: list[Cond]) -> bool:
     """Patch status only when it changed (progress alone at most every PROGRESS_WRITE_INTERVAL_SECONDS);
-    announce condition changes as the event policy says, and call `then` (the caller's own Events), once the
-    patch went through. Returns whether it writes: the patch may still be in flight (runtime/inflight.py)."""
+    announce condition changes as the event policy says (the Events go out on the writer pool when there is
+    one: nothing waits for them). Returns whether it wrote."""
     meta = body["metadata"]
     previous = body.get("status") or {}
     generation = meta.get("generation", 1)
@@ -381,26 +375,15 @@ def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, 
             ctx.queue.add(key, delay=wait)
             return False
     patch = merge_patch(previous, new)
-    events = condition_events(previous.get("conditions"), merged)
-
-    def patch_recorded() -> dict:
-        updated = ctx.kube.patch_status(kind, meta["namespace"], meta["name"], patch)
-        ctx.metrics.status_writes.labels(kind).inc()
-        ctx.status_written_at[key] = time.monotonic()
-        ctx.expectations.wrote(key, kind, updated)
-        for event in events:  # best effort, and nothing waits for it
-            if ctx.writers is None:
-                _post_event(ctx, body, event)
-            else:
-                ctx.writers.submit(_post_event, ctx, body, event)
-        then()
-        return updated
-
-    if ctx.writers is not None and ctx.in_flight.reserve(key):
-        # The reconcile's last write: the worker goes on to the next key (runtime/inflight.py).
-        _leave_in_flight(ctx, key, [ctx.writers.submit(_outcome, patch_recorded)], status_to_write=False)
-    else:
-        _seen_by_this_reconcile(ctx, kind, patch_recorded())
+    updated = ctx.kube.patch_status(kind, meta["namespace"], meta["name"], patch)
+    ctx.metrics.status_writes.labels(kind).inc()
+    ctx.status_written_at[key] = time.monotonic()
+    wrote(ctx, key, kind, updated)
+    for event in condition_events(previous.get("conditions"), merged):
+        if ctx.writers is None:
+            _post_event(ctx, body, event)
+        else:  # best effort, and nothing waits for it: the worker goes on to the next key
+            ctx.writers.submit(_post_event, ctx, body, event)
     return True
 
 

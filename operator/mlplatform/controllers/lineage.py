@@ -20,10 +20,10 @@ class LineageReport:
     conditions: list[Cond] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message), once status is written
 
-    def announce(self, ctx: Context, body: dict) -> None:
-        """The Events of this report: called once the status that records the change was written (not before:
-        a reconcile that reads an older status would tell it again)."""
-        for kind, reason, message in self.events:
+    def announce(self, ctx: Context, body: dict, written: bool) -> None:
+        """The Events of this report, when the status that records the change was written (not before: a
+        reconcile that reads an older status would tell it again)."""
+        for kind, reason, message in self.events if written else ():
             _post(ctx, body, kind, reason, message)
 
 

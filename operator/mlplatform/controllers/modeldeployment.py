@@ -215,7 +215,7 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutc
     conditions += lineage.conditions
     ctx.metrics.set_model_deployment(namespace, owner.name, ready_replicas=result.ready_replicas,
                                      desired_replicas=result.desired_replicas)
-    write_status(ctx, KIND, resolved.body, {
+    written = write_status(ctx, KIND, resolved.body, {
         "modelUri": resolution.uri,
         "trainingJobRun": resolution.run,
         "replicas": result.replicas,
@@ -225,7 +225,8 @@ def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutc
         "url": service_url(owner, spec, ctx.config),
         "rollout": rollout_status,
         "lineage": lineage.status,
-    }, phase, conditions, then=lambda: lineage.announce(ctx, resolved.body))
+    }, phase, conditions)
+    lineage.announce(ctx, resolved.body, written)
 
 
 def desired_replicas_hint(spec: ModelDeploymentSpec) -> int:

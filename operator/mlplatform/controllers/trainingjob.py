@@ -138,17 +138,15 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
                   if job_uid is not None and turned_succeeded(report.status, previous, plan.run) else [])
     metrics_problem = record_metrics(report.status, previous, plan.run, fresh_pods)
     ctx.metrics.set_training_job(owner.namespace, owner.name, runs=report.status["runs"])
-
-    def tell_once_written() -> None:  # the Events of this status, once it is written
-        if triggered is not None and triggered.start:
-            post_event(ctx, body, "Normal", "TriggeredRunStarted",
-                       f"run {plan.run} started by {triggered.start}: {triggered.condition.message}")
-        if metrics_problem:
-            try:
-                ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
-            except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
-                log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
-    write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions, then=tell_once_written)
+    written = write_status(ctx, KIND, body, report.status, report.status["phase"], report.conditions)
+    if written and triggered is not None and triggered.start:
+        post_event(ctx, body, "Normal", "TriggeredRunStarted",
+                   f"run {plan.run} started by {triggered.start}: {triggered.condition.message}")
+    if written and metrics_problem:
+        try:
+            ctx.kube.post_event(body, "Warning", "MetricsUnreadable", metrics_problem)
+        except KubeError as err:  # the run's status is written; an Event that cannot be posted is only logged
+            log.warning("could not post event on %s %s/%s: %s", KIND, owner.namespace, owner.name, err)
 
 
 def run_finished_now(triggered, status: dict) -> bool:

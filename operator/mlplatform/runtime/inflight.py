@@ -1,12 +1,11 @@
-"""Writes that outlive their reconcile.
+"""Applies that outlive their reconcile.
 
 A worker waits a short while for a reconcile's applies; those still going then (a Service create, which the
 API server serializes, takes a second under load while a Deployment takes 50 ms) are left to finish on the
-writer pool, the reconcile ends there (WritesInFlight) and the worker takes the next key. A status patch, a
-reconcile's last write, goes out the same way without holding the worker at all. Until a resource's writes
-have all completed it is not reconciled again: a key due meanwhile is deferred, and enqueued once they have
-(at once after applies, whose reconcile has its status still to write; after a status patch, only if it was
-asked for meanwhile). A failed write backs the key off as a failed reconcile would.
+writer pool, the reconcile ends there (WritesInFlight) and the worker takes the next key. Until they have
+all completed the resource is not reconciled again (a key due meanwhile is deferred); then it is enqueued,
+after a backoff if one failed, and that reconcile finds them in the cache (expectations) and writes the
+status: a status is written only once every write it depends on went through.
 
 How many resources may have writes left in flight is bounded (`limit`, kept equal to the active workers), so
 the API-server limit on workers still bounds what the operator has in flight. Limit 0 (the default, and the
@@ -39,36 +38,28 @@ class InFlight:
     def __init__(self, limit: int = 0):
         self.limit = limit
         self._lock = threading.Lock()
-        self._asked_again: dict[ResourceKey, bool] = {}  # keys with writes in flight -> due again meanwhile
+        self._keys: set[ResourceKey] = set()
 
     def reserve(self, key: ResourceKey) -> bool:
         """Whether key may leave writes in flight (a place under the limit, now held by key)."""
         with self._lock:
-            if len(self._asked_again) >= self.limit or key in self._asked_again:
+            if len(self._keys) >= self.limit or key in self._keys:
                 return False
-            self._asked_again[key] = False
+            self._keys.add(key)
             return True
 
     def holds(self, key: ResourceKey) -> bool:
+        """Whether key has writes in flight (it is reconciled again once they have completed)."""
         with self._lock:
-            return key in self._asked_again
-
-    def defer(self, key: ResourceKey) -> bool:
-        """Whether key has writes in flight; if so, it is remembered that it was due meanwhile."""
-        with self._lock:
-            if key not in self._asked_again:
-                return False
-            self._asked_again[key] = True
-            return True
+            return key in self._keys
 
     def count(self) -> int:
         with self._lock:
-            return len(self._asked_again)
+            return len(self._keys)
 
-    def when_settled(self, key: ResourceKey, futures: list[Future],
-                     settled: Callable[[Results, bool], None]) -> None:
+    def when_settled(self, key: ResourceKey, futures: list[Future], settled: Callable[[Results], None]) -> None:
         """Once every future (each resolving to (result, error)) is done: release key's place, then call
-        settled(results, asked_again) on the writer thread that finished last. Never raises into the pool."""
+        settled(results) on the writer thread that finished last. Never raises into the pool."""
         remaining = [len(futures)]
         count_lock = threading.Lock()
 
@@ -78,9 +69,9 @@ class InFlight:
                 if remaining[0]:
                     return
             with self._lock:
-                asked_again = self._asked_again.pop(key, False)
+                self._keys.discard(key)
             try:
-                settled([future.result() for future in futures], asked_again)
+                settled([future.result() for future in futures])
             except Exception:  # noqa: BLE001 - a callback's exception would vanish in the pool: log it
                 log.exception("after the writes of %s %s/%s", *key)
 

@@ -51,7 +51,7 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
         if body is None:
             forget(ctx, key)
             outcome = Outcome.GONE
-        elif ctx.in_flight.defer(key):
+        elif ctx.in_flight.holds(key):
             outcome = Outcome.WAITING  # enqueued again once its writes have completed
         elif ctx.expectations.unseen(key, ctx.cache):
             ctx.expectations.wait(key)
@@ -75,8 +75,8 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
             ctx.metrics.errors.labels(kind).inc()
             log.warning("reconcile of %s %s/%s failed, retrying in %.1fs: %s", *key, delay, err,
                         exc_info=log.isEnabledFor(logging.DEBUG))
-    if outcome not in (Outcome.RETRY, Outcome.WAITING) and not ctx.in_flight.holds(key):
-        ctx.queue.forget(key)  # its backoff; with writes in flight, their outcome decides
+    if outcome not in (Outcome.RETRY, Outcome.WAITING):
+        ctx.queue.forget(key)  # its backoff: a failure of writes left in flight still counts
     ctx.metrics.reconciles.labels(kind, outcome.value).inc()
     ctx.metrics.latency.labels(kind).observe(time.perf_counter() - started)
     return outcome
