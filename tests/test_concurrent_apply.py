@@ -5,7 +5,6 @@ succeeded is recorded and nothing half-applied is reported as done."""
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,10 +13,9 @@ from mlplatform.controllers.base import apply_children
 from mlplatform.labels import OWNER_LABEL
 from mlplatform.render.common import Owner
 from mlplatform.runtime import loop
-from mlplatform.runtime.inflight import InFlight
 
 from .fake_kube import FakeKube, deliver_writes, kube_error
-from .test_reconcilers import AUTOSCALING, FIXED, NS, SCORER, Harness, key_of, names
+from .test_reconcilers import FIXED, NS, Harness, key_of
 
 OWNER = Owner("ModelDeployment", "scorer", NS, uid="uid-1", generation=1)
 KEY = ("ModelDeployment", NS, "scorer")
@@ -126,91 +124,3 @@ def test_the_same_children_with_or_without_the_pool(writers):
         deliver_writes(h.ctx, kube)
         return {k: {f: v for f, v in o.items() if f != "metadata"} for k, o in kube.objects.items()}
     assert applied_with(writers) == applied_with(None)
-
-
-# --- writes left in flight (runtime/inflight.py) ----------------------------------------------------------
-
-
-class SlowWrites(ThreadSafe):
-    """A fake whose Service applies wait for `service_gate` (a Service create the API server serializes)."""
-
-    def __init__(self):
-        self.service_gate = threading.Event()
-        super().__init__(before_apply=lambda obj: obj["kind"] == "Service" and self.service_gate.wait(5),
-                         local_queues=((NS, "team-a"),))
-
-
-def leaving(kube: FakeKube, writers, places: int = 1) -> Harness:
-    h = harness(kube, writers)
-    h.ctx.in_flight = InFlight(limit=places)
-    h.ctx.write_wait_seconds = 0.05
-    return h
-
-
-def settled(h: Harness, key, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while h.ctx.in_flight.holds(key):
-        assert time.monotonic() < deadline, "the writes left in flight never settled"
-        time.sleep(0.01)
-
-
-def test_applies_slower_than_the_wait_end_the_reconcile_and_the_next_one_reports(writers):
-    kube = SlowWrites()
-    h = leaving(kube, writers)
-    key = key_of(h.add(FIXED))
-    assert loop.process(h.ctx, key) is loop.Outcome.WAITING
-    assert kube.called("patch_status") == [], "no status while a write it depends on is still going"
-    assert h.ctx.in_flight.holds(key)
-    applies = len(kube.called("apply"))
-    assert loop.process(h.ctx, key) is loop.Outcome.WAITING, "not reconciled again while its writes are in flight"
-    assert len(kube.called("apply")) == applies
-    kube.service_gate.set()
-    settled(h, key)
-    assert h.ctx.queue.get(timeout=1) == key, "enqueued once its writes completed: its status is still to write"
-    h.ctx.queue.done(key)
-    deliver_writes(h.ctx, kube)
-    assert loop.process(h.ctx, key) is loop.Outcome.DONE
-    assert names(kube, "apply").count(("Service", "scorer")) == 1, "the write left in flight is not repeated"
-    assert len(kube.called("patch_status")) == 1
-
-
-def test_a_failed_apply_left_in_flight_backs_off_as_a_failed_reconcile_would(writers):
-    kube = SlowWrites()
-    kube.fail("apply", "Service", "scorer", kube_error(500, "boom"))
-    h = leaving(kube, writers)
-    key = key_of(h.add(FIXED))
-    errors = h.ctx.metrics.errors.labels("ModelDeployment")
-    assert loop.process(h.ctx, key) is loop.Outcome.WAITING
-    kube.service_gate.set()
-    settled(h, key)
-    assert errors._value.get() == 1
-    assert h.ctx.queue.get(timeout=0.2) is None, "retried after a backoff, not at once"
-    assert h.ctx.queue.get(timeout=1) == key
-    h.ctx.queue.done(key)
-    deliver_writes(h.ctx, kube)
-    kube.service_gate.clear()
-    assert loop.process(h.ctx, key) is loop.Outcome.WAITING
-    kube.service_gate.set()
-    settled(h, key)
-    assert errors._value.get() == 2
-    assert h.ctx.queue.get(timeout=0.7) is None, "the backoff grew: waiting did not reset it"
-    assert kube.called("patch_status") == []
-
-
-def test_with_no_place_left_a_reconcile_waits_for_its_writes(writers):
-    kube = SlowWrites()
-    h = leaving(kube, writers)
-    assert h.ctx.in_flight.reserve(("ModelDeployment", NS, "another"))
-    key = key_of(h.add(FIXED))
-    threading.Timer(0.3, kube.service_gate.set).start()
-    assert loop.process(h.ctx, key) is loop.Outcome.DONE
-    assert len(kube.called("patch_status")) == 1
-
-
-def test_an_autoscaled_workload_created_now_is_sized_within_the_reconcile_however_slow(writers):
-    kube = SlowWrites()
-    h = leaving(kube, writers)
-    key = key_of(h.add(SCORER))
-    threading.Timer(0.3, kube.service_gate.set).start()
-    assert loop.process(h.ctx, key) is loop.Outcome.DONE
-    assert kube.stored("apps/v1", "Deployment", NS, "scorer")["spec"]["replicas"] == AUTOSCALING["minReplicas"]

@@ -52,10 +52,6 @@ class Metrics:
         self.api_write_slowdown = Gauge("mlplatform_api_write_slowdown", "The last second's mean write round trip "
                                         "to the API server over the fastest of the last 10 minutes (1: as fast as "
                                         "it gets; from 3 the worker pool gives workers back).", registry=self.registry)
-        self.writes_in_flight = Gauge("mlplatform_resources_with_writes_in_flight", "Resources whose last reconcile "
-                                      "ended with writes still going (slower than a worker waits for); each is "
-                                      "reconciled again once they completed. At most the workers allowed.",
-                                      registry=self.registry)
         self._queue = None
         self._cache = None
         self._phases: dict[ResourceKey, str] = {}

@@ -28,7 +28,6 @@ from .metrics import Metrics
 from .runtime.cache import Cache, Change, ResourceKey, owner_key_of
 from .runtime.health import WorkerMonitor, serve_health
 from .runtime.heap import HeapTrimmer, limit_malloc_arenas, malloc_trim
-from .runtime.inflight import InFlight
 from .runtime.informer import Informer, Watched
 from .runtime.kube import (
     CHILD_KINDS,
@@ -127,8 +126,6 @@ def follow_the_queue(ctx: Context, pool: WorkerPool, stop: threading.Event) -> N
         due = ctx.queue.due_count()
         load = pool.adjust(due)
         ctx.metrics.workers.set(pool.active)
-        ctx.in_flight.limit = pool.active  # what the API-server limit allows workers, it allows writes left behind
-        ctx.metrics.writes_in_flight.set(ctx.in_flight.count())
         ctx.metrics.api_write_slowdown.set(load.api_slowdown)
         ctx.metrics.worker_busy_seconds.inc(pool.busy_seconds_total - counted)
         heap.observe(working=due > 0 or pool.busy_seconds_total > counted)
@@ -150,7 +147,7 @@ def resync(ctx: Context, stop: threading.Event, every_seconds: float) -> None:
 
 
 # A ModelDeployment's children (Service, Deployment, PDB, HPA, route) go out together: threads for that
-# many writes per worker, twice over for the writes workers left in flight, and as many connections.
+# many writes per worker, and as many connections.
 WRITES_PER_WORKER = 4
 
 def run_operator(config: OperatorConfig, options: RunOptions) -> int:
@@ -161,7 +158,7 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
     identity = instance_identity()
     informer_count = len(WATCHED)
     bounds = WorkerBounds(options.min_workers, options.workers, options.max_workers)
-    writer_count = 2 * bounds.maximum * WRITES_PER_WORKER
+    writer_count = bounds.maximum * WRITES_PER_WORKER
     api_client = make_api_client(pool_size=writer_count + bounds.maximum + informer_count + 4,
                                  user_agent=f"mlplatform-operator/{identity}")
     kube = Kube(api_client)
@@ -172,8 +169,7 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
                   trimmed=os.environ.get("MLPLATFORM_BENCH_UNTRIMMED_CACHE") != "1")
     queue = WorkQueue()
     writers = ThreadPoolExecutor(max_workers=writer_count, thread_name_prefix="write")
-    ctx = Context(kube=kube, cache=cache, config=config, queue=queue, metrics=metrics, writers=writers,
-                  in_flight=InFlight(limit=bounds.initial))
+    ctx = Context(kube=kube, cache=cache, config=config, queue=queue, metrics=metrics, writers=writers)
     metrics.observe_loop(queue, cache)
 
     def handler_failed(change, err: Exception) -> None:
@@ -257,7 +253,7 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
             informer.stop()
         for thread in threads:
             thread.join(timeout=5)
-        writers.shutdown(wait=True)  # writes workers left in flight land before another leader may start
+        writers.shutdown(wait=True)  # a write a worker had in flight lands before another leader may start
         if elector is not None and may_run.is_set():
             elector.release()  # after the workers stopped: the next leader never overlaps our writes
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from concurrent.futures import Executor, wait
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -18,7 +18,6 @@ from ..metrics import Metrics
 from ..render.common import Owner
 from ..runtime.cache import Cache, ControllerRef, ReconcileView, ResourceKey, controller_reference, owner_key_of
 from ..runtime.expectations import Expectations
-from ..runtime.inflight import InFlight, Results, WritesInFlight
 from ..runtime.kube import CHILD_KINDS, FIELD_MANAGER, Kube, KubeError
 from ..runtime.workqueue import WorkQueue
 from ..status.conditions import Cond, merge, now_iso, true_condition
@@ -41,10 +40,6 @@ class Context:
     expectations: Expectations = field(default_factory=Expectations)
     # the pool a reconcile's independent writes go out on together; None: one after another
     writers: Executor | None = None
-    # resources whose last reconcile left writes in flight (runtime/inflight.py); limit 0: none may
-    in_flight: InFlight = field(default_factory=InFlight)
-    # how long a worker waits for a reconcile's writes before leaving them in flight
-    write_wait_seconds: float = 0.1
     # resource key -> time.monotonic() of its last status write (progress-only writes are spaced by it)
     status_written_at: dict[ResourceKey, float] = field(default_factory=dict)
 
@@ -59,10 +54,6 @@ def wrote(ctx: Context, key: ResourceKey, kind: str, response: dict | None, api_
     if not response:
         return
     ctx.expectations.wrote(key, kind, response)
-    _seen_by_this_reconcile(ctx, kind, response, api_version)
-
-
-def _seen_by_this_reconcile(ctx: Context, kind: str, response: dict, api_version: str | None = None) -> None:
     if isinstance(ctx.cache, ReconcileView):
         ctx.cache.wrote(kind, {"apiVersion": api_version or response.get("apiVersion"), "kind": kind, **response})
 
@@ -157,19 +148,17 @@ def up_to_date(intent: dict, live: dict | None) -> bool:
 REFERENCED_KINDS = frozenset({"ConfigMap", "Secret", "ServiceAccount", "PersistentVolumeClaim"})
 
 
-def _outcome(call: Callable[[], Any]) -> tuple[Any, Exception | None]:
-    try:
-        return call(), None
-    except Exception as err:  # noqa: BLE001 - returned to the caller, which raises the first
-        return None, err
-
-
 def _concurrently(ctx: Context, calls: list[Callable[[], Any]]) -> list[tuple[Any, Exception | None]]:
     """Run the calls on the context's writer pool (serially without one); every call runs to its end, and
     each result or error comes back in the calls' order."""
+    def outcome(call):
+        try:
+            return call(), None
+        except Exception as err:  # noqa: BLE001 - returned to the caller, which raises the first
+            return None, err
     if ctx.writers is None or len(calls) < 2:
-        return [_outcome(call) for call in calls]
-    return [future.result() for future in [ctx.writers.submit(_outcome, call) for call in calls]]
+        return [outcome(call) for call in calls]
+    return [future.result() for future in [ctx.writers.submit(outcome, call) for call in calls]]
 
 
 def _apply_one(ctx: Context, obj: dict, live: dict | None) -> dict | None:
@@ -184,63 +173,26 @@ def _apply_one(ctx: Context, obj: dict, live: dict | None) -> dict | None:
         raise
 
 
-def _apply_recorded(ctx: Context, key: ResourceKey, obj: dict, live: dict | None) -> dict | None:
-    """Apply one child and record the write at once (on the writer thread): it may outlive the reconcile."""
-    applied = _apply_one(ctx, obj, live)
-    if applied is not None:
-        ctx.metrics.applies.labels(obj["kind"]).inc()
-        ctx.expectations.wrote(key, obj["kind"], applied)
-    return applied
-
-
-def _apply_step(ctx: Context, key: ResourceKey, step: list[tuple[dict, dict | None]],
-                may_leave_in_flight: bool) -> list[tuple[Any, Exception | None]]:
-    """The step's applies, together. Those still going after ctx.write_wait_seconds are left in flight
-    (WritesInFlight) when the reconcile may end without them and a place is free."""
-    calls = [lambda obj=obj, live=live: _apply_recorded(ctx, key, obj, live) for obj, live in step]
-    if not may_leave_in_flight or ctx.in_flight.limit == 0 or ctx.writers is None or not calls:
-        return _concurrently(ctx, calls)
-    futures = [ctx.writers.submit(_outcome, call) for call in calls]
-    _, pending = wait(futures, timeout=ctx.write_wait_seconds)
-    if pending and ctx.in_flight.reserve(key):
-        ctx.in_flight.when_settled(key, futures, lambda results: _applies_settled(ctx, key, results))
-        raise WritesInFlight(key)
-    return [future.result() for future in futures]
-
-
-def _applies_settled(ctx: Context, key: ResourceKey, results: Results) -> None:
-    """The applies a reconcile of key left in flight have completed: key is reconciled again (its status is
-    still to write), after a backoff if one failed, as a failed reconcile would be."""
-    err = next((err for _, err in results if err is not None), None)
-    if err is None or (isinstance(err, KubeError) and err.namespace_terminating):
-        ctx.queue.add(key)
-        return
-    delay = ctx.queue.add_after_failure(key)
-    ctx.metrics.errors.labels(key[0]).inc()
-    log.warning("reconcile of %s %s/%s failed, retrying in %.1fs: %s", *key, delay, err)
-
-
 def apply_children(ctx: Context, key: ResourceKey, owner: Owner, objects: list[dict],
-                   keep: Callable[[dict], bool] = lambda child: False, may_leave_in_flight: bool = True) -> None:
+                   keep: Callable[[dict], bool] = lambda child: False) -> None:
     """Apply what differs from the live children; delete our children that are no longer rendered
     (except those `keep` protects, such as finished Jobs left for their TTL).
 
     The writes of one step go out together on the writer pool (a reconcile no longer waits on its round
     trips one after another): first the kinds others refer to, then the rest, then the prunes. Every write
     of a step completes before the first error, in render order, is raised: what succeeded is recorded,
-    and the caller reports nothing as done. Writes slower than ctx.write_wait_seconds end the reconcile
-    (WritesInFlight, see runtime/inflight.py) unless `may_leave_in_flight` is False: the caller's next
-    steps need the writes' results within this reconcile."""
+    and the caller reports nothing as done."""
     wanted = {(o["kind"], o["metadata"]["name"]) for o in objects}
     intents = [(obj, ctx.cache.child(key, obj["kind"], obj["metadata"]["name"])) for obj in map(with_intent_hash, objects)]
     pending = [(obj, live) for obj, live in intents if not up_to_date(obj, live)]
     first = [(obj, live) for obj, live in pending if obj["kind"] in REFERENCED_KINDS]
     rest = [(obj, live) for obj, live in pending if obj["kind"] not in REFERENCED_KINDS]
     for step in (first, rest):
-        results = _apply_step(ctx, key, step, may_leave_in_flight)
+        results = _concurrently(ctx, [lambda obj=obj, live=live: _apply_one(ctx, obj, live) for obj, live in step])
         for (obj, _), (applied, _err) in zip(step, results, strict=True):
             if applied is not None:
-                _seen_by_this_reconcile(ctx, obj["kind"], applied, obj["apiVersion"])
+                ctx.metrics.applies.labels(obj["kind"]).inc()
+                wrote(ctx, key, obj["kind"], applied, obj["apiVersion"])
         _raise_first(results)
     prunes = [(api_version, kind, child["metadata"]["name"])
               for (api_version, kind) in CHILD_KINDS for child in ctx.cache.children(key, kind)
@@ -356,8 +308,7 @@ def forget(ctx: Context, key: ResourceKey) -> None:
 
 def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, conditions: list[Cond]) -> bool:
     """Patch status only when it changed (progress alone at most every PROGRESS_WRITE_INTERVAL_SECONDS);
-    announce condition changes as the event policy says (the Events go out on the writer pool when there is
-    one: nothing waits for them). Returns whether it wrote."""
+    announce condition changes as the event policy says. Returns whether it wrote."""
     meta = body["metadata"]
     previous = body.get("status") or {}
     generation = meta.get("generation", 1)
@@ -380,19 +331,9 @@ def write_status(ctx: Context, kind: str, body: dict, fields: dict, phase: str, 
     ctx.status_written_at[key] = time.monotonic()
     wrote(ctx, key, kind, updated)
     for event in condition_events(previous.get("conditions"), merged):
-        if ctx.writers is None:
-            _post_event(ctx, body, event)
-        else:  # best effort, and nothing waits for it: the worker goes on to the next key
-            ctx.writers.submit(_post_event, ctx, body, event)
+        try:
+            ctx.kube.post_event(body, event.type, event.reason, event.message)
+        except KubeError as err:
+            if not err.namespace_terminating:
+                log.warning("could not post event on %s %s/%s: %s", kind, meta["namespace"], meta["name"], err)
     return True
-
-
-def _post_event(ctx: Context, body: dict, event) -> None:
-    try:
-        ctx.kube.post_event(body, event.type, event.reason, event.message)
-    except KubeError as err:
-        if not err.namespace_terminating:
-            meta = body["metadata"]
-            log.warning("could not post event on %s %s/%s: %s", body.get("kind"), meta["namespace"], meta["name"], err)
-    except Exception:  # noqa: BLE001 - on the writer pool an exception would vanish: log it
-        log.exception("could not post event on %s %s/%s", body.get("kind"), *[body["metadata"][k] for k in ("namespace", "name")])

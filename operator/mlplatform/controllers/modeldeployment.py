@@ -162,11 +162,11 @@ def apply(ctx: Context, resolved: Resolved, cached: CacheOutcome, arranged: Arra
     spec = resolved.spec
     # A held workload (a new model URI still filling its cache) keeps every child it runs with: none is pruned.
     keep = (lambda child: True) if cached.held else (lambda child: False)
-    if arranged.decision and arranged.decision.requeue_after:  # asked first: the applies may end this reconcile
-        ctx.queue.add(resolved.key, delay=arranged.decision.requeue_after + 0.2)
     _apply(ctx, resolved.key, resolved.owner, spec, arranged.objects,
            autoscaled=resolved.resolution.uri is not None and not cached.withheld and not cached.held
            and spec.autoscaling is not None and not spec.suspend, keep=keep)
+    if arranged.decision and arranged.decision.requeue_after:
+        ctx.queue.add(resolved.key, delay=arranged.decision.requeue_after + 0.2)
 
 
 def report(ctx: Context, resolved: Resolved, planned: Planned, cached: CacheOutcome, arranged: Arranged) -> None:
@@ -250,8 +250,7 @@ def _apply(ctx: Context, key: ResourceKey, owner, spec, objects: list[dict], aut
         current = (existing.get("spec") or {}).get("replicas") or 0
         ctx.kube.hand_over(api_version, workload_kind, owner.namespace, owner.name,
                            {"replicas": max(current, min_replicas)})
-    # A workload created now is sized below, within this reconcile: its apply must have gone through.
-    apply_children(ctx, key, owner, objects, keep=keep, may_leave_in_flight=existing is not None)
+    apply_children(ctx, key, owner, objects, keep=keep)
     if existing is None:
         # Created just now: start at minReplicas rather than the API default of 1 until the HPA's first
         # sync. Without force: if anyone (the HPA) has sized it meanwhile, their size stays.

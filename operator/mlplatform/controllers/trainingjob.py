@@ -81,9 +81,7 @@ def reconcile(ctx: Context, key: ResourceKey, body: dict) -> None:
     if queued and live_job is not None and owns_spec_field(live_job, "suspend"):
         ctx.kube.hand_over("batch/v1", "Job", owner.namespace, name, {"suspend": True}, force=False)
     # Superseded runs still going are stopped; finished runs stay until their TTL removes them.
-    # A queued Job created now is handed to Kueue below, within this reconcile: its apply must have gone through.
-    apply_children(ctx, key, owner, objects, keep=lambda child: child["kind"] == "Job" and job_finished(child),
-                   may_leave_in_flight=not (queued and live_job is None))
+    apply_children(ctx, key, owner, objects, keep=lambda child: child["kind"] == "Job" and job_finished(child))
     if queued and live_job is None:
         ctx.kube.hand_over("batch/v1", "Job", owner.namespace, name, {"suspend": True}, force=False)
 

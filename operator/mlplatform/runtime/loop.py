@@ -11,7 +11,6 @@ from ..controllers.base import Context, InvalidSpec, forget, report_invalid
 from ..controllers.incarnations import waiting_for_predecessor
 from ..render.common import RenderError
 from .cache import RESOURCE_KINDS, Change, ResourceKey, owner_key_of
-from .inflight import WritesInFlight
 from .kube import KubeError
 
 log = logging.getLogger("mlplatform")
@@ -27,7 +26,7 @@ class Outcome(enum.Enum):
     DONE = "success"  # converged, or nothing left to do
     INVALID = "invalid"  # the spec cannot be acted on: reported on the resource; a spec change will retry
     GONE = "gone"  # the resource or its namespace is going away: nothing to converge
-    WAITING = "waiting"  # its writes, or its predecessor's children, not settled yet: reconciled once they are
+    WAITING = "waiting"  # its last writes, or its predecessor's children, not settled yet: reconciled once they are
     RETRY = "error"  # transient: retried with backoff
 
 
@@ -51,8 +50,6 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
         if body is None:
             forget(ctx, key)
             outcome = Outcome.GONE
-        elif ctx.in_flight.holds(key):
-            outcome = Outcome.WAITING  # enqueued again once its writes have completed
         elif ctx.expectations.unseen(key, ctx.cache):
             ctx.expectations.wait(key)
             ctx.queue.add(key, delay=UNSEEN_WRITES_RECHECK_SECONDS)
@@ -61,8 +58,6 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
             outcome = Outcome.WAITING
         else:
             CONTROLLERS[kind].reconcile(ctx.reconciling(key), key, body)
-    except WritesInFlight:
-        outcome = Outcome.WAITING  # reconciled again once its applies have completed
     except Exception as err:  # noqa: BLE001 - every failure is classified, counted and logged
         outcome = classify(err)
         if outcome is Outcome.INVALID:
@@ -75,8 +70,8 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
             ctx.metrics.errors.labels(kind).inc()
             log.warning("reconcile of %s %s/%s failed, retrying in %.1fs: %s", *key, delay, err,
                         exc_info=log.isEnabledFor(logging.DEBUG))
-    if outcome not in (Outcome.RETRY, Outcome.WAITING):
-        ctx.queue.forget(key)  # its backoff: a failure of writes left in flight still counts
+    if outcome is not Outcome.RETRY:
+        ctx.queue.forget(key)
     ctx.metrics.reconciles.labels(kind, outcome.value).inc()
     ctx.metrics.latency.labels(kind).observe(time.perf_counter() - started)
     return outcome

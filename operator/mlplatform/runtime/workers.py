@@ -6,7 +6,8 @@ work needs the one core the GIL gives the process. So while keys wait and the pr
 more workers in flight finish more reconciles per second; near it, another thread only queues for the GIL
 and lengthens every reconcile. The API server has a limit of its own: once it is saturated, another request
 in flight only waits in it (its writes take longer, none more finish) and takes its share from the controllers
-that make our pods Ready. So the writes' round trips are measured too, against the fastest recent ones.
+that make our pods Ready. So the writes' round trips are measured too, against the fastest recent ones, and
+workers the queue added are given back (not those the pool started with: see desired_workers).
 `desired_workers` is that decision as a pure function; `WorkerPool` samples the queue, the process's CPU time
 and the round trips once a second and applies it. Threads are started up to the maximum once; the ones above
 the active count park until they are needed again.
