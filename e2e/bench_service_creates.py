@@ -20,8 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
+sys.path.insert(0, str(ROOT / "e2e"))
 
-import cluster  # noqa: E402 - e2e/controlplane is on sys.path only after the line above
+import cluster  # noqa: E402 - e2e/ and e2e/controlplane/ are on sys.path only after the lines above
+from bench_scale import Bench  # noqa: E402
 
 
 def main() -> int:
@@ -30,31 +32,21 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,4,8,16")
     parser.add_argument("--keep-cluster", action="store_true")
     args = parser.parse_args()
-    from kubernetes import client, config
-
     local = cluster.Cluster(ROOT / ".run" / "svc-cluster")
-    config.load_kube_config(str(local.up()))
-    api = client.ApiClient()
-    core = client.CoreV1Api(api)
-    namespace = f"svc-{int(time.time()) % 100000}"
-    core.create_namespace({"metadata": {"name": namespace}})
-    owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
+    bench = Bench(str(local.up()), local)
+    namespace = bench.create_namespace("svc")
+    owner = bench.client.CoreV1Api(bench.api_client).create_namespaced_config_map(
+        namespace, {"metadata": {"name": "owner"}})
     owner_ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid,
                  "controller": True, "blockOwnerDeletion": True}
 
     def apply_service(name: str, owned: bool) -> float:
         meta = {"name": name, "labels": {"app": name}, **({"ownerReferences": [owner_ref]} if owned else {})}
-        body = {"apiVersion": "v1", "kind": "Service", "metadata": meta,
-                "spec": {"type": "ClusterIP", "selector": {"app": name},
-                         "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
-        request = api.param_serialize("PATCH", f"/api/v1/namespaces/{namespace}/services/{name}",
-                                      query_params=[("fieldManager", "bench"), ("force", "true")],
-                                      header_params={"Content-Type": "application/apply-patch+yaml",
-                                                     "Accept": "application/json"},
-                                      body=body, auth_settings=["BearerToken"])
         started = time.perf_counter()
-        response = api.call_api(*request)
-        response.read()
+        bench.apply_ssa({"apiVersion": "v1", "kind": "Service", "metadata": meta,
+                         "spec": {"type": "ClusterIP", "selector": {"app": name},
+                                  "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}},
+                        namespace)
         return time.perf_counter() - started
 
     def line(label: str, seconds: list[float], elapsed: float) -> str:
@@ -63,7 +55,7 @@ def main() -> int:
                 f"p90 {seconds[int(0.9 * len(seconds))] * 1000:6.1f} ms  {len(seconds) / elapsed:6.1f} creates/s")
 
     try:
-        print(f"{args.creates} Service creates each (server-side apply), namespace {namespace}:")
+        print(f"{args.creates} Service creates each (server-side apply, as kubectl would), namespace {namespace}:")
         for owned in (False, True):
             started = time.perf_counter()
             seconds = [apply_service(f"o{int(owned)}-{i}", owned) for i in range(args.creates)]

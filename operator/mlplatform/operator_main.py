@@ -253,7 +253,6 @@ def run_operator(config: OperatorConfig, options: RunOptions) -> int:
             informer.stop()
         for thread in threads:
             thread.join(timeout=5)
-        writers.shutdown(wait=True)  # a write a worker had in flight lands before another leader may start
         if elector is not None and may_run.is_set():
             elector.release()  # after the workers stopped: the next leader never overlaps our writes
     return 0

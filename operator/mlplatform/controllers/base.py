@@ -110,8 +110,8 @@ def owns_spec_field(obj: dict, field_name: str) -> bool:
 
 
 def controlled_by(child: dict, uid: str) -> bool:
-    return any(ref.get("controller") and ref.get("uid") == uid
-               for ref in (child.get("metadata") or {}).get("ownerReferences") or [])
+    controller = controller_reference(child)
+    return controller is not None and controller[2] == uid
 
 
 class PredecessorsChild(RuntimeError):
