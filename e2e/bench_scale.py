@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT / "e2e"))
 
 import cluster  # noqa: E402
 from audit import AuditLog, summary  # noqa: E402
+from machine_cpu import cores_between, describe, snapshot  # noqa: E402
 from harness import E2E_OPERATOR_CONFIG, Kubectl, Operator, resource  # noqa: E402 - e2e/ and e2e/controlplane/ are on sys.path only after the lines above
 
 OUT = ROOT / ".run" / "bench"
@@ -102,6 +103,7 @@ class Phase:
     writes: Counter = field(default_factory=Counter)
     operator_writes: dict[str, int] = field(default_factory=dict)  # the audit log's, by verb and resource
     operator_cpu_s: float | None = None
+    cores: dict[str, float] = field(default_factory=dict)   # busy cores over the phase: the machine's, by process
 
     def summary(self) -> dict:
         latencies = list(self.ready_s.values())
@@ -110,7 +112,7 @@ class Phase:
                 "writes": sum(self.writes.values()), "writes_per_resource": round(sum(self.writes.values()) / self.n, 2),
                 "operator_writes": self.operator_writes,
                 "operator_writes_per_resource": round(sum(self.operator_writes.values()) / self.n, 2),
-                "operator_cpu_s": self.operator_cpu_s}
+                "operator_cpu_s": self.operator_cpu_s, "cores": self.cores}
 
 
 # ------------------------------------------------------------------------------------ the cluster
@@ -126,6 +128,8 @@ class Bench:
         configuration.connection_pool_maxsize = APPLIERS  # one connection per applier thread
         self.api_client = client.ApiClient(configuration)
         self.client = client
+        self.local = local
+        self.operator: Operator | None = None  # the running one, whose CPU the phases report
         st = cluster.State.load(local.run)
         self.admin = cluster.Api(local.run, st.ports["apiserver"])
         self.audit = AuditLog(local.audit_log)
@@ -134,6 +138,13 @@ class Bench:
         status, text = self.admin.request("GET", "/metrics", timeout=30)
         assert status == 200, f"apiserver /metrics: HTTP {status}"
         return write_counts(text)
+
+    def processes(self) -> dict[str, int]:
+        """The control plane's processes, this benchmark's and the operator's, by name."""
+        pids = {**self.local.pids(), "bench": os.getpid()}
+        if self.operator is not None and self.operator.process is not None:
+            pids["operator"] = self.operator.process.pid
+        return pids
 
     def create_namespace(self, prefix: str) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:5]}"
@@ -247,6 +258,7 @@ def burst(bench: Bench, label: str, names: list[str], namespace: str, objects: l
     """Everything applied by `appliers` concurrent kubectl commands; Ready counted from their start."""
     phase, stop = Phase(label, len(names)), threading.Event()
     before, audit_offset = bench.apiserver_writes(), bench.audit.offset()
+    cpu_before = snapshot(bench.processes())
     t0 = time.monotonic()
     started = dict.fromkeys(names, t0)
     thread = bench.watch_ready(namespace, kind, set(names), started, phase, t0, stop)
@@ -259,11 +271,12 @@ def burst(bench: Bench, label: str, names: list[str], namespace: str, objects: l
         command.join()
     applied = time.monotonic() - t0
     wait_phase(phase, thread, stop, timeout, t0)
+    phase.cores = cores_between(cpu_before, snapshot(bench.processes()))
     time.sleep(5)  # the last status writes and Events
     phase.writes = bench.apiserver_writes() - before
     phase.operator_writes = summary(bench.audit.writes(audit_offset, namespace))
     print(f"  {label}: kubectl apply took {applied:.1f}s; {len(phase.ready_s)}/{phase.n} Ready, "
-          f"all after {phase.wall_s:.1f}s")
+          f"all after {phase.wall_s:.1f}s; {describe(phase.cores)}")
     return phase
 
 
@@ -274,6 +287,7 @@ def at_rate(bench: Bench, label: str, names: list[str], namespace: str, objects_
     from concurrent.futures import ThreadPoolExecutor
 
     phase, stop = Phase(label, len(names)), threading.Event()
+    cpu_before = snapshot(bench.processes())
     t0 = time.monotonic()
     started: dict[str, float] = {}
     thread = bench.watch_ready(namespace, kind, set(names), started, phase, t0, stop)
@@ -297,9 +311,10 @@ def at_rate(bench: Bench, label: str, names: list[str], namespace: str, objects_
         for future in futures:
             future.result()
     wait_phase(phase, thread, stop, timeout, t0)
+    phase.cores = cores_between(cpu_before, snapshot(bench.processes()))
     print(f"  {label}: {len(names)} at {rate:g}/s (applies at most {late:.2f}s behind their slot); "
           f"{len(phase.ready_s)}/{phase.n} Ready; p50 {percentile(list(phase.ready_s.values()), 50):.2f}s "
-          f"p99 {percentile(list(phase.ready_s.values()), 99):.2f}s")
+          f"p99 {percentile(list(phase.ready_s.values()), 99):.2f}s; {describe(phase.cores)}")
     return phase
 
 
@@ -412,7 +427,7 @@ def main() -> int:
     # The storage initializer's defaults (100Mi request) reserve no more than the model server asks for.
     config.write_text(yaml.safe_dump(E2E_OPERATOR_CONFIG))
     floor_ns, ours_ns = bench.create_namespace("bench-floor"), bench.create_namespace("bench-op")
-    operator = Operator(kubeconfig, OUT / "operator.log", ("--namespace", ours_ns, *more_flags))
+    operator = bench.operator = Operator(kubeconfig, OUT / "operator.log", ("--namespace", ours_ns, *more_flags))
     operator.start(config)
     figures: dict = {"sizes": sizes, "cpu_nodes": cluster.State.load(local.run).cpu_nodes,
                      "operator_idle_rss_mib": round(operator.rss_mib()),
@@ -428,7 +443,8 @@ def main() -> int:
         idle = window_writes(bench, args.idle_seconds)
         idle_ours = summary(bench.audit.writes(audit_offset, ours_ns))
         operator.stop()
-        operator = Operator(kubeconfig, OUT / "operator-restarted.log", ("--namespace", ours_ns, *more_flags))
+        operator = bench.operator = Operator(kubeconfig, OUT / "operator-restarted.log",
+                                             ("--namespace", ours_ns, *more_flags))
         before, t0, audit_offset = bench.apiserver_writes(), time.monotonic(), bench.audit.offset()
         operator.start(config)
         figures["restart_ready_s"] = round(time.monotonic() - t0, 1)
@@ -523,6 +539,7 @@ def burst_lines(b: dict) -> list[str]:
         f"from the apiserver's audit log, by user agent); {b['reconciles_per_resource']} reconciles per resource, "
         f"{b['worker_s']} worker-seconds in reconciles against {o['operator_cpu_s']} operator CPU seconds; "
         f"RSS {b['operator_rss_mib']} MiB", "",
+        f"The machine during the parallel floor: {describe(f['cores'])}; during the operator's: {describe(o['cores'])}.", "",
         "Writes counted by the kube-apiserver (`apiserver_request_total`, write verbs, leases and nodes left out), "
         "per resource, everyone's (the controllers' pods, ReplicaSets and Events included):", "",
         *writes_table(floor, ours), "",
@@ -548,7 +565,8 @@ def report(figures: dict, bursts: list[dict]) -> None:
         r = figures["rate"]
         lines += [f"Steady arrival {r['rate']:g}/s for {r['seconds']:g}s: p50/p99 apply->Ready floor "
                   f"{r['floor']['p50_s']}/{r['floor']['p99_s']}s, operator {r['operator']['p50_s']}/{r['operator']['p99_s']}s "
-                  f"({r['operator']['ready']}/{r['operator']['n']} Ready).", ""]
+                  f"({r['operator']['ready']}/{r['operator']['n']} Ready). The machine during the floor's phase: "
+                  f"{describe(r['floor']['cores'])}; during the operator's: {describe(r['operator']['cores'])}.", ""]
     if "memory" in figures:
         m = figures["memory"]
         lines += [f"Memory with {m['resources']} ModelDeployments ({m['with_pods']} with pods, {m['suspended']} suspended): "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from mlplatform.runtime.workqueue import MAX_BACKOFF_SECONDS, WorkQueue
+from mlplatform.runtime.workqueue import FIRST_IN_A_ROW, MAX_BACKOFF_SECONDS, WorkQueue
 
 
 class Clock:
@@ -57,3 +57,63 @@ def test_discard_and_shutdown():
     queue.shutdown()
     waiter.join(timeout=2)
     assert result == [None]
+
+
+def test_a_child_changed_key_is_taken_before_keys_that_have_not_started():
+    clock = Clock()
+    queue = WorkQueue(clock)
+    for name in ("new-1", "new-2", "new-3"):
+        queue.add(name)
+    clock.now += 1
+    queue.add("started", first=True)
+    assert [queue.get(timeout=0) for _ in range(4)] == ["started", "new-1", "new-2", "new-3"]
+
+
+def test_the_first_lane_does_not_take_a_key_before_it_is_due():
+    clock = Clock()
+    queue = WorkQueue(clock)
+    queue.add("started", delay=0.25, first=True)
+    queue.add("new")
+    assert queue.get(timeout=0) == "new"
+    assert queue.get(timeout=0) is None
+    clock.now += 0.25
+    assert queue.get(timeout=0) == "started"
+
+
+def test_a_stream_of_child_changes_lets_one_new_key_through_after_a_run_of_them():
+    clock = Clock()
+    queue = WorkQueue(clock)
+    queue.add("new")
+    for i in range(FIRST_IN_A_ROW + 2):
+        queue.add(f"started-{i}", first=True)
+    taken = [queue.get(timeout=0) for _ in range(FIRST_IN_A_ROW + 3)]
+    assert taken.index("new") == FIRST_IN_A_ROW
+    assert sorted(k for k in taken if k != "new") == sorted(f"started-{i}" for i in range(FIRST_IN_A_ROW + 2))
+
+
+def test_a_queued_key_moves_to_the_first_lane_and_keeps_its_earliest_due_time():
+    clock = Clock()
+    queue = WorkQueue(clock)
+    queue.add("other")
+    queue.add("owner")
+    queue.add("owner", delay=0.25, first=True)  # a child changed: the owner is already due, now in the first lane
+    assert queue.get(timeout=0) == "owner"
+    assert queue.get(timeout=0) == "other"
+    assert queue.get(timeout=0) is None  # the owner's later entry was absorbed
+    queue.add("key", first=True)
+    queue.add("key")  # a plain request for a key of the first lane leaves it there
+    queue.add("plain")
+    assert queue.get(timeout=0) == "key"
+    assert queue.due_count() == 1
+
+
+def test_a_first_lane_key_added_while_processed_comes_back_in_the_first_lane():
+    queue = WorkQueue()
+    queue.add("owner")
+    assert queue.get(timeout=0) == "owner"
+    queue.add("owner", first=True)
+    queue.add("new")
+    assert queue.get(timeout=0) == "new"  # the owner is still being processed
+    queue.add("new-2")
+    queue.done("owner")
+    assert queue.get(timeout=0) == "owner"

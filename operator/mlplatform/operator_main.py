@@ -72,7 +72,7 @@ def on_change(ctx: Context, watched: Watched) -> Callable[[Change], None]:
     if watched == WORKLOADS:
         def enqueue_owner_of_workload(change: Change) -> None:
             if (owner := owner_of_workload(ctx.cache, change.obj)) is not None:
-                ctx.queue.add(owner, delay=CHILD_EVENT_DELAY_SECONDS)
+                ctx.queue.add(owner, delay=CHILD_EVENT_DELAY_SECONDS, first=True)
         return enqueue_owner_of_workload
     return lambda change: enqueue(ctx, change)
 

@@ -90,10 +90,12 @@ def enqueue(ctx: Context, change: Change) -> None:
         return
     version = None if change.deleted else meta.get("resourceVersion")
     echo, due = ctx.expectations.echo(key, change.kind, meta.get("namespace"), meta["name"], version)
+    # A child's change: its owner has started, and is taken before resources that have not (workqueue.py).
+    first = not is_resource
     if due:
-        ctx.queue.add(key)
+        ctx.queue.add(key, first=first)
     elif not echo and change.material:
-        ctx.queue.add(key, delay=0.0 if is_resource else CHILD_EVENT_DELAY_SECONDS)
+        ctx.queue.add(key, delay=0.0 if is_resource else CHILD_EVENT_DELAY_SECONDS, first=first)
     if is_resource:
         for dependent in CONTROLLERS[change.kind].dependents(ctx, key[1], key[2]):
             ctx.queue.add(dependent)

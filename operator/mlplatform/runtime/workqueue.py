@@ -1,5 +1,13 @@
 """A de-duplicating, delayed work queue (the shape of client-go's): one reconcile per key at a time,
-a key added while it is being processed is processed once more afterwards, failures back off."""
+a key added while it is being processed is processed once more afterwards, failures back off.
+
+Two lanes. A key added because one of its children changed (`first=True`) is taken before due keys of the
+other lane: its resource has started and its status is behind what its children show, while a key of the
+other lane (a new or edited resource, a timer) has not started. Under a burst of new resources the status
+of those whose pods are Ready is written then, not after every new resource's first reconcile (a FIFO made
+a model's Ready wait behind the whole backlog twice). So that a stream of child changes cannot hold the
+other lane back, after FIRST_IN_A_ROW keys of the first lane one due key of the other is taken.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +18,35 @@ from typing import Hashable
 
 MAX_BACKOFF_SECONDS = 120.0
 BASE_BACKOFF_SECONDS = 0.5
+FIRST_IN_A_ROW = 4
 
 
 class WorkQueue:
     def __init__(self, clock=time.monotonic):
         self._clock = clock
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, Hashable]] = []
-        self._due: dict[Hashable, float] = {}
+        self._heaps: dict[bool, list[tuple[float, int, Hashable]]] = {True: [], False: []}  # by lane (first?)
+        self._due: dict[Hashable, tuple[float, bool]] = {}  # key -> (when due, in the first lane)
         self._processing: set[Hashable] = set()
-        self._again: set[Hashable] = set()
+        self._again: dict[Hashable, bool] = {}  # added while processed -> in the first lane
         self._failures: dict[Hashable, int] = {}
         self._counter = 0
+        self._first_in_a_row = 0
         self._closed = False
 
-    def add(self, key: Hashable, delay: float = 0.0) -> None:
-        """Ask for key to be processed after delay; an earlier request for the same key wins."""
+    def add(self, key: Hashable, delay: float = 0.0, first: bool = False) -> None:
+        """Ask for key to be processed after delay; an earlier request for the same key wins, and a key
+        asked for in the first lane stays there."""
         with self._cond:
             due = self._clock() + max(delay, 0.0)
-            if key in self._due and self._due[key] <= due:
-                return
-            self._due[key] = due
+            if key in self._due:
+                queued_due, queued_first = self._due[key]
+                if queued_due <= due and (queued_first or not first):
+                    return
+                due, first = min(due, queued_due), first or queued_first
+            self._due[key] = (due, first)
             self._counter += 1
-            heapq.heappush(self._heap, (due, self._counter, key))
+            heapq.heappush(self._heaps[first], (due, self._counter, key))
             self._cond.notify()
 
     def add_after_failure(self, key: Hashable) -> float:
@@ -48,22 +62,17 @@ class WorkQueue:
             self._failures.pop(key, None)
 
     def get(self, timeout: float | None = None) -> Hashable | None:
-        """The next due key not being processed by another worker; None on timeout or shutdown."""
+        """The next due key not being processed by another worker (the first lane's before the other's);
+        None on timeout or shutdown."""
         deadline = None if timeout is None else self._clock() + timeout
         with self._cond:
             while not self._closed:
                 now = self._clock()
-                while self._heap and self._heap[0][0] <= now:
-                    due, _, key = heapq.heappop(self._heap)
-                    if self._due.get(key) != due:
-                        continue  # superseded by an earlier request
-                    del self._due[key]
-                    if key in self._processing:
-                        self._again.add(key)
-                        continue
-                    self._processing.add(key)
+                key = self._take_due(now)
+                if key is not None:
                     return key
-                wait = self._heap[0][0] - now if self._heap else None
+                dues = [heap[0][0] for heap in self._heaps.values() if heap]
+                wait = min(dues) - now if dues else None
                 if deadline is not None:
                     remaining = deadline - now
                     if remaining <= 0:
@@ -72,32 +81,54 @@ class WorkQueue:
                 self._cond.wait(wait)
             return None
 
+    def _take_due(self, now: float) -> Hashable | None:
+        other_first = self._first_in_a_row >= FIRST_IN_A_ROW
+        for first in ((False, True) if other_first else (True, False)):
+            key = self._pop_due(first, now)
+            if key is not None:
+                self._first_in_a_row = self._first_in_a_row + 1 if first else 0
+                return key
+        return None
+
+    def _pop_due(self, first: bool, now: float) -> Hashable | None:
+        heap = self._heaps[first]
+        while heap and heap[0][0] <= now:
+            due, _, key = heapq.heappop(heap)
+            if self._due.get(key) != (due, first):
+                continue  # superseded by an earlier request, or moved to the first lane
+            del self._due[key]
+            if key in self._processing:
+                self._again[key] = self._again.get(key, False) or first
+                continue
+            self._processing.add(key)
+            return key
+        return None
+
     def done(self, key: Hashable) -> None:
         with self._cond:
             self._processing.discard(key)
-            again = key in self._again
-            self._again.discard(key)
-        if again:
-            self.add(key)
+            again = self._again.pop(key, None)
+        if again is not None:
+            self.add(key, first=again)
 
     def discard(self, key: Hashable) -> None:
         """Drop pending work for a key whose object is gone."""
         with self._cond:
             self._due.pop(key, None)
             self._failures.pop(key, None)
-            self._again.discard(key)
+            self._again.pop(key, None)
 
     def due_count(self) -> int:
         """Keys due now that no worker has taken (delayed ones not counted)."""
         with self._cond:
             now = self._clock()
-            return sum(1 for due in self._due.values() if due <= now)
+            return sum(1 for due, _ in self._due.values() if due <= now)
 
     def stats(self) -> tuple[int, float]:
         """(keys waiting, seconds the longest-waiting due key has been due)."""
         with self._cond:
             now = self._clock()
-            overdue = [now - due for due in self._due.values() if due <= now]
+            overdue = [now - due for due, _ in self._due.values() if due <= now]
             return len(self._due), max(overdue, default=0.0)
 
     def shutdown(self) -> None:
