@@ -51,8 +51,8 @@ sys.path.insert(0, str(ROOT / "e2e"))
 
 import cluster  # noqa: E402
 from audit import AuditLog, summary  # noqa: E402
-from machine_cpu import cores_between, describe, snapshot  # noqa: E402
 from harness import E2E_OPERATOR_CONFIG, Kubectl, Operator, resource  # noqa: E402 - e2e/ and e2e/controlplane/ are on sys.path only after the lines above
+from machine_cpu import cores_between, describe, snapshot  # noqa: E402
 
 OUT = ROOT / ".run" / "bench"
 CONFIG = OUT / "operator-config.yaml"

@@ -12,6 +12,7 @@ from ..controllers.incarnations import waiting_for_predecessor
 from ..render.common import RenderError
 from .cache import RESOURCE_KINDS, Change, ResourceKey, owner_key_of
 from .kube import KubeError
+from .settled import reports_settled
 
 log = logging.getLogger("mlplatform")
 
@@ -90,8 +91,9 @@ def enqueue(ctx: Context, change: Change) -> None:
         return
     version = None if change.deleted else meta.get("resourceVersion")
     echo, due = ctx.expectations.echo(key, change.kind, meta.get("namespace"), meta["name"], version)
-    # A child's change: its owner has started, and is taken before resources that have not (workqueue.py).
-    first = not is_resource
+    # A child that stopped progressing: its owner's status is a whole step behind, and it is taken before
+    # resources that have not started (workqueue.py, settled.py).
+    first = not is_resource and reports_settled(change.kind, change.obj)
     if due:
         ctx.queue.add(key, first=first)
     elif not echo and change.material:
