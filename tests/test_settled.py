@@ -31,6 +31,8 @@ def deployment(wanted=2, updated=2, available=2, replicas=2, generation=3, obser
     ("Workload", {"metadata": {}, "status": {"conditions": [{"type": "Admitted", "status": "True"}]}}, True),
     ("Workload", {"metadata": {}, "status": {"conditions": [{"type": "QuotaReserved", "status": "True"}]}}, False),
     ("Service", {"metadata": {}}, True),
+    ("HTTPRoute", {"metadata": {}, "status": {"parents": []}}, True),
+    ("PodDisruptionBudget", {"metadata": {}, "status": {"currentHealthy": 2, "desiredHealthy": 1}}, False),
 ])
 def test_a_child_reports_settled(kind, obj, settled):
     assert reports_settled(kind, obj) is settled

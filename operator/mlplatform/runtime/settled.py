@@ -15,14 +15,16 @@ FINISHED_CONDITIONS = {
     "Workload": ("Admitted", "Evicted", "Finished"),  # Kueue's
 }
 # Children without a rollout of their own: any change of theirs the owner reads is a whole step.
-NO_ROLLOUT = {"Service", "ConfigMap", "PodDisruptionBudget", "HorizontalPodAutoscaler", "HTTPRoute", "ScaledObject",
-              "PodMonitor", "ControllerRevision", "CronJob"}
+NO_ROLLOUT = {"Service", "ConfigMap", "HTTPRoute", "ScaledObject", "PodMonitor", "ControllerRevision", "CronJob"}
+# Children whose status follows the pods (a PodDisruptionBudget's healthy count, an autoscaler's replicas): the
+# workload's counts say the same step.
+FOLLOW_PODS = {"Pod", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
 
 
 def reports_settled(kind: str, obj: dict) -> bool:
     """Whether the child's status says it stopped progressing (table-tested)."""
-    if kind == "Pod":
-        return False  # a pod's progress reaches the owner's status through its workload's counts too
+    if kind in FOLLOW_PODS:
+        return False
     if kind in NO_ROLLOUT:
         return True
     status = obj.get("status") or {}
