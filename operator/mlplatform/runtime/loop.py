@@ -53,7 +53,7 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
             outcome = Outcome.GONE
         elif ctx.expectations.unseen(key, ctx.cache):
             ctx.expectations.wait(key)
-            ctx.queue.add(key, delay=UNSEEN_WRITES_RECHECK_SECONDS)
+            ctx.queue.add(key, delay=UNSEEN_WRITES_RECHECK_SECONDS, first=True)
             outcome = Outcome.WAITING
         elif waiting_for_predecessor(ctx, key, body):
             outcome = Outcome.WAITING
@@ -91,13 +91,12 @@ def enqueue(ctx: Context, change: Change) -> None:
         return
     version = None if change.deleted else meta.get("resourceVersion")
     echo, due = ctx.expectations.echo(key, change.kind, meta.get("namespace"), meta["name"], version)
-    # A child that stopped progressing: its owner's status is a whole step behind, and it is taken before
-    # resources that have not started (workqueue.py, settled.py).
-    first = not is_resource and reports_settled(change.kind, change.obj)
     if due:
-        ctx.queue.add(key, first=first)
+        ctx.queue.add(key, first=True)  # it waited for its own writes: work started, taken first (workqueue.py)
     elif not echo and change.material:
-        ctx.queue.add(key, delay=0.0 if is_resource else CHILD_EVENT_DELAY_SECONDS, first=first)
+        # A child that stopped progressing: its owner's status is a whole step behind (settled.py).
+        ctx.queue.add(key, delay=0.0 if is_resource else CHILD_EVENT_DELAY_SECONDS,
+                      first=not is_resource and reports_settled(change.kind, change.obj))
     if is_resource:
         for dependent in CONTROLLERS[change.kind].dependents(ctx, key[1], key[2]):
             ctx.queue.add(dependent)
