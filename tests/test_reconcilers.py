@@ -934,6 +934,27 @@ def test_enqueue_routes_changes_to_the_keys_to_reconcile():
     assert h.ctx.queue.get(timeout=0) == ("ModelDeployment", NS, "gone"), "a deletion is handed to a worker at once"
 
 
+def test_a_childs_change_puts_its_owner_before_new_resources():
+    clock = Clock()
+    h = Harness(clock=clock)
+    owner = h.add(FIXED)
+    owner_key = key_of(owner)
+    h.reconcile(owner)
+    clock.now += 60
+    while (drained := h.ctx.queue.get(timeout=0)) is not None:
+        h.ctx.queue.done(drained)
+    for name in ("new-1", "new-2"):
+        h.ctx.queue.add(("ModelDeployment", NS, name))
+    deployment = h.kube.stored("apps/v1", "Deployment", NS, FIXED["metadata"]["name"])
+    available = {**deployment, "metadata": {**deployment["metadata"], "resourceVersion": "999999"},  # the controller's
+                 "status": {"observedGeneration": 1, "replicas": 1, "availableReplicas": 1}}
+    loop.enqueue(h.ctx, Change("Deployment", available, False))
+    assert h.ctx.queue.get(timeout=0) == ("ModelDeployment", NS, "new-1"), "not before the change is due"
+    clock.now += loop.CHILD_EVENT_DELAY_SECONDS
+    assert h.ctx.queue.get(timeout=0) == owner_key, "its owner's status goes before a new resource's first reconcile"
+    assert h.ctx.queue.get(timeout=0) == ("ModelDeployment", NS, "new-2")
+
+
 RESTARTABLE = training_job(workers=2, failurePolicy={"maxRestarts": 1, "nonRetryableExitCodes": [2]})
 
 
