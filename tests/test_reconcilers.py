@@ -934,7 +934,7 @@ def test_enqueue_routes_changes_to_the_keys_to_reconcile():
     assert h.ctx.queue.get(timeout=0) == ("ModelDeployment", NS, "gone"), "a deletion is handed to a worker at once"
 
 
-def test_a_childs_change_puts_its_owner_before_new_resources():
+def test_a_settled_child_puts_its_owner_before_new_resources_and_a_progressing_one_does_not():
     clock = Clock()
     h = Harness(clock=clock)
     owner = h.add(FIXED)
@@ -943,16 +943,23 @@ def test_a_childs_change_puts_its_owner_before_new_resources():
     clock.now += 60
     while (drained := h.ctx.queue.get(timeout=0)) is not None:
         h.ctx.queue.done(drained)
+    deployment = h.kube.stored("apps/v1", "Deployment", NS, FIXED["metadata"]["name"])
+    wanted = deployment["spec"]["replicas"]
     for name in ("new-1", "new-2"):
         h.ctx.queue.add(("ModelDeployment", NS, name))
-    deployment = h.kube.stored("apps/v1", "Deployment", NS, FIXED["metadata"]["name"])
-    available = {**deployment, "metadata": {**deployment["metadata"], "resourceVersion": "999999"},  # the controller's
-                 "status": {"observedGeneration": 1, "replicas": 1, "availableReplicas": 1}}
-    loop.enqueue(h.ctx, Change("Deployment", available, False))
-    assert h.ctx.queue.get(timeout=0) == ("ModelDeployment", NS, "new-1"), "not before the change is due"
+
+    meta = {**deployment["metadata"], "resourceVersion": "999999"}  # the Deployment controller's status update
+    rolling = {**deployment, "metadata": meta, "status": {"observedGeneration": 1, "replicas": wanted,
+                                                          "updatedReplicas": wanted, "availableReplicas": wanted - 1}}
+    loop.enqueue(h.ctx, Change("Deployment", rolling, False))
     clock.now += loop.CHILD_EVENT_DELAY_SECONDS
-    assert h.ctx.queue.get(timeout=0) == owner_key, "its owner's status goes before a new resource's first reconcile"
-    assert h.ctx.queue.get(timeout=0) == ("ModelDeployment", NS, "new-2")
+    assert h.ctx.queue.get(timeout=0) == ("ModelDeployment", NS, "new-1"), "a rollout on its way waits its turn"
+
+    settled = {**rolling, "metadata": {**meta, "resourceVersion": "1000000"},
+               "status": {**rolling["status"], "availableReplicas": wanted}}
+    loop.enqueue(h.ctx, Change("Deployment", settled, False))
+    clock.now += loop.CHILD_EVENT_DELAY_SECONDS
+    assert h.ctx.queue.get(timeout=0) == owner_key, "a rollout done: its owner's Ready goes before new resources"
 
 
 RESTARTABLE = training_job(workers=2, failurePolicy={"maxRestarts": 1, "nonRetryableExitCodes": [2]})

@@ -41,6 +41,7 @@ from .runtime.kube import (
 )
 from .runtime.leader import LeaderElector, LeaseSettings
 from .runtime.loop import CHILD_EVENT_DELAY_SECONDS, enqueue, keys_for, process
+from .runtime.settled import reports_settled
 from .runtime.workers import ADJUST_EVERY_SECONDS, WorkerBounds, WorkerPool
 from .runtime.workqueue import WorkQueue
 
@@ -72,7 +73,8 @@ def on_change(ctx: Context, watched: Watched) -> Callable[[Change], None]:
     if watched == WORKLOADS:
         def enqueue_owner_of_workload(change: Change) -> None:
             if (owner := owner_of_workload(ctx.cache, change.obj)) is not None:
-                ctx.queue.add(owner, delay=CHILD_EVENT_DELAY_SECONDS, first=True)
+                ctx.queue.add(owner, delay=CHILD_EVENT_DELAY_SECONDS,
+                              first=reports_settled("Workload", change.obj))
         return enqueue_owner_of_workload
     return lambda change: enqueue(ctx, change)
 

@@ -12,6 +12,7 @@ from ..controllers.incarnations import waiting_for_predecessor
 from ..render.common import RenderError
 from .cache import RESOURCE_KINDS, Change, ResourceKey, owner_key_of
 from .kube import KubeError
+from .settled import reports_settled
 
 log = logging.getLogger("mlplatform")
 
@@ -52,8 +53,6 @@ def process(ctx: Context, key: ResourceKey) -> Outcome:
             outcome = Outcome.GONE
         elif ctx.expectations.unseen(key, ctx.cache):
             ctx.expectations.wait(key)
-            # The fallback recheck waits its turn: in the first lane, keys waiting on a lagging watch would take
-            # every other turn there (measured: 10/s p99 10-15 s against 4-5 s).
             ctx.queue.add(key, delay=UNSEEN_WRITES_RECHECK_SECONDS)
             outcome = Outcome.WAITING
         elif waiting_for_predecessor(ctx, key, body):
@@ -92,12 +91,13 @@ def enqueue(ctx: Context, change: Change) -> None:
         return
     version = None if change.deleted else meta.get("resourceVersion")
     echo, due = ctx.expectations.echo(key, change.kind, meta.get("namespace"), meta["name"], version)
-    # A child's change, or the last echo a key waited for: its reconcile has started, and it is taken before
-    # resources that have not (workqueue.py).
+    # A child that stopped progressing: its owner's status is a whole step behind, and it is taken before
+    # resources that have not started (workqueue.py, settled.py).
+    first = not is_resource and reports_settled(change.kind, change.obj)
     if due:
-        ctx.queue.add(key, first=True)
+        ctx.queue.add(key, first=first)
     elif not echo and change.material:
-        ctx.queue.add(key, delay=0.0 if is_resource else CHILD_EVENT_DELAY_SECONDS, first=not is_resource)
+        ctx.queue.add(key, delay=0.0 if is_resource else CHILD_EVENT_DELAY_SECONDS, first=first)
     if is_resource:
         for dependent in CONTROLLERS[change.kind].dependents(ctx, key[1], key[2]):
             ctx.queue.add(dependent)

@@ -1,12 +1,14 @@
 """A de-duplicating, delayed work queue (the shape of client-go's): one reconcile per key at a time,
 a key added while it is being processed is processed once more afterwards, failures back off.
 
-Two lanes. A key added because one of its children changed (`first=True`) is taken before due keys of the
-other lane: its resource has started and its status is behind what its children show, while a key of the
-other lane (a new or edited resource, a timer) has not started. Under a burst of new resources the status
-of those whose pods are Ready is written then, not after every new resource's first reconcile (a FIFO made
-a model's Ready wait behind the whole backlog twice). So that a stream of child changes cannot hold the
-other lane back, after FIRST_IN_A_ROW keys of the first lane one due key of the other is taken.
+Two lanes. A key added because one of its children reports a settled state (`first=True`; which changes,
+settled.py says) is taken before due keys of the other lane: its resource has started and its status is a
+step behind what its children show, while a key of the other lane (a new or edited resource, a rollout's
+intermediate change, a timer, a failure's back-off) has not started or has nothing new to report. Under a
+burst of new resources the status of those whose workloads are Ready is written then, not after every new
+resource's first reconcile (a FIFO made a model's Ready wait behind the whole backlog twice). So that a
+stream of child changes cannot hold the other lane back, after FIRST_IN_A_ROW keys of the first lane one due
+key of the other is taken.
 """
 
 from __future__ import annotations
