@@ -4,8 +4,8 @@ finished, a run admitted).
 
 A rollout's intermediate changes (each pod scheduled, started, Ready; the counts of a Deployment on the way)
 stay in the other lane, where the changes to one owner coalesce while it waits: in a burst of new resources,
-putting every one of them first held the new resources' first reconciles back (N = 1,000: 5.8 reconciles per
-resource instead of 2.2, all Ready 251 s against 209-237 s).
+putting every one of them first cost reconciles that write nothing (N = 1,000: 5.2-5.8 per resource against 2.2)
+and, in one run, progress writes of slow rollouts (6.53 writes per resource against 6.0).
 """
 
 from __future__ import annotations
