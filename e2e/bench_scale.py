@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT / "e2e"))
 import cluster  # noqa: E402
 from audit import AuditLog, summary  # noqa: E402
 from harness import E2E_OPERATOR_CONFIG, Kubectl, Operator, resource  # noqa: E402 - e2e/ and e2e/controlplane/ are on sys.path only after the lines above
-from machine_cpu import cores_between, describe, snapshot  # noqa: E402
+from machine_cpu import cores_between, describe, process_cpu_seconds, snapshot  # noqa: E402
 
 OUT = ROOT / ".run" / "bench"
 CONFIG = OUT / "operator-config.yaml"
@@ -212,8 +212,9 @@ class Bench:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    seconds = process_cpu_seconds(pid)
+    assert seconds is not None, f"process {pid} exited"
+    return seconds
 
 
 def rendered_children(models: list[dict], namespace: str) -> list[dict]:
